@@ -1,0 +1,43 @@
+"""Deterministic, Django-free demo data (``build_demo``); see :mod:`labeling.demo.synth`."""
+
+from .synth import (
+    CAMERAS,
+    DARK_CAMERA,
+    IMAGE_CLASSES,
+    IMAGE_PROJECT_SLUG,
+    MANAGER,
+    SME,
+    SPEECH_PROJECT_SLUG,
+    build_demo,
+    fingerprint,
+)
+from .types import (
+    DemoAnnotation,
+    DemoClass,
+    DemoData,
+    DemoGold,
+    DemoGuideline,
+    DemoItem,
+    DemoProject,
+    DemoUser,
+)
+
+__all__ = [
+    "CAMERAS",
+    "DARK_CAMERA",
+    "IMAGE_CLASSES",
+    "IMAGE_PROJECT_SLUG",
+    "MANAGER",
+    "SME",
+    "SPEECH_PROJECT_SLUG",
+    "DemoAnnotation",
+    "DemoClass",
+    "DemoData",
+    "DemoGold",
+    "DemoGuideline",
+    "DemoItem",
+    "DemoProject",
+    "DemoUser",
+    "build_demo",
+    "fingerprint",
+]
