@@ -1,0 +1,598 @@
+"""The "Results of an agreement run" dictionary, computed from :class:`AgreementStats`.
+
+Definitions used throughout (also stated in the docstrings of the functions):
+
+* **percent agreement** (= pairwise HLP): for every item with >= 2 labels, the share
+  of ordered pairs of labels (from different labelers) that agree; averaged over
+  those items, each item weighted equally.
+* **Fleiss' kappa** with a varying number of raters per item (Fleiss 1971 applied per
+  item, as in e.g. Gwet's handbook): ``P_i = sum_j n_ij (n_ij - 1) / (m_i (m_i - 1))``
+  for items with ``m_i >= 2``, ``Pbar`` their unweighted mean, ``p_j`` the share of
+  class ``j`` among *all labels on those items*, ``P_e = sum_j p_j^2`` and
+  ``kappa = (Pbar - P_e) / (1 - P_e)``.  With the same ``m`` on every item this is
+  exactly statsmodels' ``fleiss_kappa``.
+* **Cohen's kappa** (unweighted, also for ordinal data) for every pair of labelers,
+  on the items both labeled.
+* **Bootstrap**: the pairable items are resampled with replacement.  Items with the
+  same multiset of values ("profile") contribute identically, so a replicate is
+  drawn as multinomial counts over profiles (distributed exactly like counting a
+  uniform resample of item indices) and D_o, D_e are recomputed from the weighted
+  per-profile sums -- never from rows.  Percentile interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .alpha import (
+    MAX_DENSE_VALUES,
+    AgreementStats,
+    AlphaEngine,
+    _as_1d,
+    _item_value_counts,
+    _runs,
+    build_profiles,
+)
+
+CONVENTION_MIN_SHARE = 0.2
+CONVENTION_MIN_COINCIDENCE = 5.0
+CONVENTION_MIN_LABELS = 5
+
+
+def _num(x) -> float | None:
+    """Plain float, or None for None / NaN / inf."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _ci(reps: list, confidence: float) -> list | None:
+    vals = np.asarray([r for r in reps if r is not None], dtype=np.float64)
+    if vals.size == 0:
+        return None
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(vals, [tail, 100.0 - tail])
+    return [float(lo), float(hi)]
+
+
+class _Items:
+    """Per-item view of labels sorted by (item, labeler)."""
+
+    def __init__(self, item, labeler, value, n_values):
+        self.item, self.labeler, self.value = item, labeler, value
+        starts = _runs(item)
+        self.item_ids = item[starts]
+        self.m = np.diff(np.append(starts, item.size)).astype(np.int64)
+        self.n_items = int(starts.size)
+        self.pos = np.repeat(np.arange(self.n_items), self.m)
+        self.t_pos, self.t_val, self.t_n = _item_value_counts(
+            self.pos, value, self.n_items, n_values
+        )
+        self.n_values = max(int(n_values), 1)
+
+
+def _validate_common(stats, n_bootstrap, confidence):
+    if not isinstance(stats, AgreementStats):
+        raise ValueError("stats must be an AgreementStats")
+    if int(n_bootstrap) < 0:
+        raise ValueError("n_bootstrap must be >= 0")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+
+
+def _gold_arrays(gold, stats: AgreementStats):
+    """Gold as (item codes (G,), metric values (G,)) or None."""
+    if gold is None or len(gold) == 0:
+        return None
+    if isinstance(gold, dict):
+        g_items = np.fromiter((int(k) for k in gold), dtype=np.int64, count=len(gold))
+        g_vals = np.fromiter((float(v) for v in gold.values()), dtype=np.float64, count=len(gold))
+    else:
+        raise ValueError("gold must be a dict {item_code: class_code (or value)}")
+    if stats.categorical and np.any((g_vals < 0) | (g_vals >= stats.n_values) | (g_vals % 1 != 0)):
+        raise ValueError(f"gold class codes must be integers in 0..{stats.n_values - 1}")
+    return g_items, g_vals
+
+
+def _gold_per_label(iv: _Items, stats: AgreementStats, gold):
+    """(has_gold (N,), correct (N,)) for labels sorted like ``iv``."""
+    g_items, g_vals = gold
+    order = np.argsort(g_items, kind="stable")
+    g_items, g_vals = g_items[order], g_vals[order]
+    idx = np.searchsorted(g_items, iv.item)
+    idx_c = np.minimum(idx, max(g_items.size - 1, 0))
+    has = (idx < g_items.size) & (g_items[idx_c] == iv.item)
+    label_metric = (
+        iv.value.astype(np.float64) if stats.categorical else stats.value_points[iv.value]
+    )
+    correct = has & (label_metric == g_vals[idx_c])
+    return has, correct
+
+
+def _alpha_and_hlp(iv: _Items, stats, gold_lab, *, n_bootstrap, seed, confidence):
+    """Alpha (+CI), percent agreement, Fleiss and HLP (+CI) for one set of labels."""
+    prof = build_profiles(iv.t_pos, iv.t_val, iv.t_n, iv.n_items, stats.n_values)
+    eng = AlphaEngine(prof, stats.level, stats.value_points)
+    freq = prof.freq.astype(np.float64)
+    alpha, alpha_reason = eng.alpha(freq)
+    pa = eng.percent_agreement(freq)
+    alpha_reps, pa_reps = [], []
+    if n_bootstrap and prof.freq.size:
+        rng = np.random.default_rng(seed)
+        total = int(prof.freq.sum())
+        p = freq / total
+        for _ in range(int(n_bootstrap)):
+            w = rng.multinomial(total, p).astype(np.float64)
+            alpha_reps.append(eng.alpha(w)[0] if alpha is not None else None)
+            pa_reps.append(eng.percent_agreement(w))
+    out = {
+        "engine": eng,
+        "prof": prof,
+        "alpha": alpha,
+        "alpha_reason": alpha_reason,
+        "alpha_ci": _ci(alpha_reps, confidence) if alpha is not None else None,
+        "percent_agreement": pa,
+        "percent_agreement_ci": _ci(pa_reps, confidence) if pa is not None else None,
+    }
+    # HLP
+    hlp: dict = {"reasons": {}}
+    if gold_lab is not None and gold_lab[0].any():
+        has, correct = gold_lab
+        n_i = np.bincount(iv.pos[has], minlength=iv.n_items)
+        c_i = np.bincount(iv.pos[has], weights=correct[has], minlength=iv.n_items)
+        g = n_i > 0
+        n_i, c_i = n_i[g], c_i[g].astype(np.int64)
+        hlp["value"] = float(c_i.sum() / n_i.sum())
+        hlp["method"] = "gold"
+        hlp["n_items"] = int(g.sum())
+        hlp["weighting"] = "every label on a gold item counts once (label-weighted accuracy)"
+        reps = []
+        if n_bootstrap:
+            base = int(n_i.max()) + 1
+            _, first, cnt = np.unique(n_i * base + c_i, return_index=True, return_counts=True)
+            gn, gc = n_i[first].astype(np.float64), c_i[first].astype(np.float64)
+            rng = np.random.default_rng([seed, 1])
+            tot = int(cnt.sum())
+            for _ in range(int(n_bootstrap)):
+                w = rng.multinomial(tot, cnt / tot)
+                reps.append(float(np.dot(w, gc) / np.dot(w, gn)))
+        hlp["ci"] = _ci(reps, confidence)
+    else:
+        hlp["value"] = pa
+        hlp["method"] = "pairwise"
+        hlp["n_items"] = prof.n_pairable_items
+        hlp["weighting"] = (
+            "per item: agreeing pairs of labels / pairs; mean over items with >= 2 labels, "
+            "each item weighted equally"
+        )
+        hlp["ci"] = out["percent_agreement_ci"]
+        if gold_lab is not None:
+            hlp["reasons"]["gold"] = "no label on a gold item: pairwise agreement used"
+        if pa is None:
+            hlp["reasons"]["value"] = "no item has two or more labels"
+    out["hlp"] = hlp
+    return out
+
+
+def _fleiss(eng: AlphaEngine, pa: float | None):
+    if pa is None:
+        return None, "no item has two or more labels"
+    nc = eng.marginals(eng.prof.freq.astype(np.float64))
+    p = nc / nc.sum()
+    pe = float(np.dot(p, p))
+    if pe >= 1.0:
+        return None, "only one class used: chance agreement is 1"
+    return (pa - pe) / (1.0 - pe), None
+
+
+def _pairwise(stats: AgreementStats, iv: _Items):
+    """Cohen's kappa matrix, n_shared matrix and per-labeler mean kappa."""
+    L = stats.n_labelers
+    kappa = np.full((L, L), np.nan)
+    shared = np.zeros((L, L), dtype=np.int64)
+    items_per_labeler = np.bincount(iv.labeler, minlength=L)
+    shared[np.arange(L), np.arange(L)] = items_per_labeler
+    a, b, va, vb, cnt = stats.pair_a, stats.pair_b, stats.pair_va, stats.pair_vb, stats.pair_n
+    pid = a * max(L, 1) + b
+    upid, inv = np.unique(pid, return_inverse=True)
+    pa_, pb_ = np.divmod(upid, max(L, 1))
+    n_ab = np.bincount(inv, weights=cnt, minlength=upid.size)
+    shared[pa_, pb_] = n_ab.astype(np.int64)
+    shared[pb_, pa_] = n_ab.astype(np.int64)
+    if stats.categorical and upid.size:
+        K = max(stats.n_values, 1)
+        agree = np.bincount(inv, weights=cnt * (va == vb), minlength=upid.size)
+        row = np.bincount(inv * K + va, weights=cnt, minlength=upid.size * K).reshape(-1, K)
+        col = np.bincount(inv * K + vb, weights=cnt, minlength=upid.size * K).reshape(-1, K)
+        po = agree / n_ab
+        pe = (row * col).sum(axis=1) / (n_ab * n_ab)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(pe < 1.0, (po - pe) / (1.0 - pe), np.nan)
+        kappa[pa_, pb_] = k
+        kappa[pb_, pa_] = k
+    return kappa, shared
+
+
+def _loo_consensus(iv: _Items):
+    """Per label: 1 agree / 0 disagree with the majority of the OTHER labels, -1 tie,
+    -2 no other label.  Shape (N,)."""
+    if iv.t_pos.size == 0:
+        return np.full(iv.item.size, -2, dtype=np.int8)
+    tstart = _runs(iv.t_pos)
+    t1 = np.maximum.reduceat(iv.t_n, tstart)
+    c1 = np.add.reduceat((iv.t_n == t1[iv.t_pos]).astype(np.int64), tstart)
+    t2 = np.maximum.reduceat(np.where(iv.t_n < t1[iv.t_pos], iv.t_n, 0), tstart)
+    V = iv.n_values
+    tkey = iv.t_pos * V + iv.t_val
+    own = iv.t_n[np.searchsorted(tkey, iv.pos * V + iv.value)]
+    p = iv.pos
+    top = own == t1[p]
+    res = np.where(
+        top,
+        np.where(
+            c1[p] == 1,
+            np.where(t1[p] - 1 > t2[p], 1, -1),  # own value leads alone: keeps or ties
+            np.where(c1[p] == 2, 0, -1),  # two-way tie at top: the other one wins
+        ),
+        np.where(c1[p] == 1, 0, -1),  # own value not on top
+    ).astype(np.int8)
+    alone = iv.m[p] < 2
+    res[alone] = -2
+    return res
+
+
+def _conventions(eng, classes, iv, L, labeler_names):
+    """Class pairs used interchangeably (large symmetric off-diagonal coincidence)."""
+    K = eng.V
+    if K < 2 or K > MAX_DENSE_VALUES:
+        return [], []
+    o = eng.coincidences(eng.prof.freq.astype(np.float64))
+    nc = o.sum(axis=1)
+    found, warnings = [], []
+    per_lab = np.bincount(iv.labeler * K + iv.value, minlength=L * K).reshape(L, K)
+    iu, ju = np.triu_indices(K, 1)
+    share = np.zeros(iu.size)
+    denom = nc[iu] + nc[ju]
+    np.divide(2 * o[iu, ju], denom, out=share, where=denom > 0)
+    for idx in np.argsort(-share, kind="stable"):
+        c, k, q = int(iu[idx]), int(ju[idx]), float(share[idx])
+        if q < CONVENTION_MIN_SHARE or o[c, k] < CONVENTION_MIN_COINCIDENCE:
+            continue
+        nck = per_lab[:, c] + per_lab[:, k]
+        active = nck >= CONVENTION_MIN_LABELS
+        s = np.divide(per_lab[:, c], nck, out=np.zeros(L), where=nck > 0)
+        prefer_c = [labeler_names[i] for i in np.flatnonzero(active & (s >= 2 / 3))]
+        prefer_k = [labeler_names[i] for i in np.flatnonzero(active & (s <= 1 / 3))]
+        split = bool(prefer_c and prefer_k)
+        entry = {
+            "classes": [classes[c], classes[k]],
+            "confusion_share": round(q, 4),
+            "coincidences": round(float(o[c, k]), 4),
+            "labelers_preferring": {classes[c]: prefer_c, classes[k]: prefer_k},
+            "labelers_split": split,
+        }
+        found.append(entry)
+        how = (
+            f"labelers split between them ({len(prefer_c)} mostly use {classes[c]!r}, "
+            f"{len(prefer_k)} mostly use {classes[k]!r})"
+            if split
+            else "used interchangeably"
+        )
+        warnings.append(
+            f"classes {classes[c]!r} and {classes[k]!r}: {q:.0%} of their pairings are "
+            f"{classes[c]!r}-vs-{classes[k]!r}; {how} -- possibly two labeling conventions"
+        )
+    return found, warnings
+
+
+def summarize(
+    stats: AgreementStats,
+    *,
+    classes: list | None = None,
+    labeler_names: list | None = None,
+    gold: dict | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """All agreement metrics of an agreement run, as JSON-serialisable plain data.
+
+    Parameters
+    ----------
+    stats : AgreementStats
+        Labels of the run (one pass, or merged chunks).
+    classes : list of str, length n_classes, optional
+        Class names (nominal / ordinal); default ``str(value)``.
+    labeler_names : list of str, length ``stats.n_labelers``, optional
+        Default ``str(code)``.
+    gold : dict {item_code: class_code}, optional
+        Gold labels (interval / ratio: gold values, compared exactly).
+    n_bootstrap : int
+        Bootstrap replicates over items for the alpha / HLP intervals (0: no CI).
+    seed : int
+        Seed of the bootstrap; the same seed gives the same intervals.
+    confidence : float
+        Coverage of the percentile intervals.
+
+    Returns
+    -------
+    dict
+        Keys ``overall``, ``per_class``, ``per_labeler``, ``pairwise``, ``confusion``,
+        ``hlp`` (see DESIGN.md "Results of an agreement run").  Every object holding a
+        null metric holds ``reasons: {metric: why}``.
+    """
+    _validate_common(stats, n_bootstrap, confidence)
+    L, V = stats.n_labelers, stats.n_values
+    if classes is None:
+        classes = (
+            [str(i) for i in range(V)]
+            if stats.categorical
+            else [repr(float(x)) for x in stats.value_points]
+        )
+    classes = [str(c) for c in classes]
+    if stats.categorical and len(classes) != V:
+        raise ValueError(f"{len(classes)} class names for {V} classes")
+    if labeler_names is None:
+        labeler_names = [str(i) for i in range(L)]
+    labeler_names = [str(x) for x in labeler_names]
+    if len(labeler_names) != L:
+        raise ValueError(f"{len(labeler_names)} labeler names for {L} labeler codes")
+
+    iv = _Items(stats.item, stats.labeler, stats.value, V)
+    gold_arr = _gold_arrays(gold, stats)
+    gold_lab = _gold_per_label(iv, stats, gold_arr) if gold_arr is not None else None
+    core = _alpha_and_hlp(
+        iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+    )
+    eng: AlphaEngine = core["engine"]
+    present = np.bincount(iv.labeler, minlength=L) > 0
+    n_present = int(present.sum())
+
+    # ---- overall
+    reasons: dict = {}
+    alpha = core["alpha"]
+    if alpha is None:
+        reasons["krippendorff_alpha"] = (
+            "only one labeler: no pairable values" if n_present == 1 else core["alpha_reason"]
+        )
+        reasons["krippendorff_alpha_ci"] = "alpha is undefined"
+    elif core["alpha_ci"] is None:
+        reasons["krippendorff_alpha_ci"] = "no bootstrap requested (n_bootstrap=0)"
+    pa = core["percent_agreement"]
+    if pa is None:
+        reasons["percent_agreement"] = "no item has two or more labels"
+    fleiss = None
+    if stats.categorical:
+        fleiss, why = _fleiss(eng, pa)
+        if why:
+            reasons["fleiss_kappa"] = why
+    else:
+        reasons["fleiss_kappa"] = f"Fleiss' kappa is for nominal/ordinal data, not {stats.level}"
+
+    kappa, shared = _pairwise(stats, iv)
+    iu, ju = np.triu_indices(L, 1)
+    pair_k = kappa[iu, ju]
+    defined = np.isfinite(pair_k)
+    mean_kappa = float(pair_k[defined].mean()) if defined.any() else None
+    if mean_kappa is None:
+        if not stats.categorical:
+            reasons["mean_pairwise_cohen_kappa"] = (
+                f"Cohen's kappa is for nominal/ordinal data, not {stats.level}"
+            )
+        elif not (shared[iu, ju] > 0).any():
+            reasons["mean_pairwise_cohen_kappa"] = "no two labelers share an item"
+        else:
+            reasons["mean_pairwise_cohen_kappa"] = (
+                "every labeler pair used a single identical class (chance agreement 1)"
+            )
+    overall = {
+        "krippendorff_alpha": _num(alpha),
+        "krippendorff_alpha_ci": core["alpha_ci"],
+        "fleiss_kappa": _num(fleiss),
+        "percent_agreement": _num(pa),
+        "percent_agreement_ci": core["percent_agreement_ci"],
+        "mean_pairwise_cohen_kappa": mean_kappa,
+        "n_items": iv.n_items,
+        "n_pairable_items": core["prof"].n_pairable_items,
+        "n_annotations": int(iv.item.size),
+        "n_labelers": n_present,
+        "level": stats.level,
+        "n_bootstrap": int(n_bootstrap),
+        "reasons": reasons,
+    }
+
+    # ---- per class
+    per_class = []
+    confusion: dict
+    if stats.categorical:
+        a_c, n_c = eng.per_class_alpha(eng.prof.freq.astype(np.float64))
+        support = np.bincount(iv.value, minlength=V)
+        for c in range(V):
+            entry = {
+                "class": classes[c],
+                "krippendorff_alpha": _num(a_c[c]),
+                "support": int(support[c]),
+                "n_pairable": int(round(n_c[c])),
+                "reasons": {},
+            }
+            if entry["krippendorff_alpha"] is None:
+                entry["reasons"]["krippendorff_alpha"] = (
+                    "class never used on an item with two or more labels"
+                    if n_c[c] == 0
+                    else "only this class used: expected disagreement is 0"
+                    if n_c[c] == n_c.sum()
+                    else "no pairable values"
+                )
+            per_class.append(entry)
+        counts = np.zeros((V, V), dtype=np.int64)
+        np.add.at(counts, (stats.pair_va, stats.pair_vb), stats.pair_n)
+        counts = counts + counts.T
+        coinc = eng.coincidences(eng.prof.freq.astype(np.float64))
+        confusion = {
+            "classes": classes,
+            "counts": counts.tolist(),
+            "coincidences": np.round(coinc, 6).tolist(),
+            "definition": (
+                "counts[c][k]: ordered pairs of labels on the same item by two different "
+                "labelers with values (c, k); coincidences: Krippendorff's o_ck"
+            ),
+            "reasons": {},
+        }
+    else:
+        confusion = {
+            "classes": None,
+            "counts": None,
+            "reasons": {"counts": f"class confusion is for nominal/ordinal data ({stats.level})"},
+        }
+
+    # ---- per labeler
+    loo = _loo_consensus(iv)
+    n_lab = np.bincount(iv.labeler, minlength=L)
+    agree = np.bincount(iv.labeler, weights=loo == 1, minlength=L)
+    disagree = np.bincount(iv.labeler, weights=loo == 0, minlength=L)
+    ties = np.bincount(iv.labeler, weights=loo == -1, minlength=L)
+    alone = np.bincount(iv.labeler, weights=loo == -2, minlength=L)
+    if gold_lab is not None:
+        has, correct = gold_lab
+        g_n = np.bincount(iv.labeler, weights=has, minlength=L)
+        g_c = np.bincount(iv.labeler, weights=correct, minlength=L)
+    per_labeler = []
+    for i in range(L):
+        if not present[i]:
+            continue
+        r: dict = {}
+        dec = agree[i] + disagree[i]
+        a_w = agree[i] / dec if dec else None
+        if a_w is None:
+            r["agreement_with_consensus"] = (
+                "no item where the other labels have a strict majority"
+                if ties[i]
+                else "no item labeled by anyone else"
+            )
+        row = kappa[i, np.arange(L) != i]
+        row = row[np.isfinite(row)]
+        k_mean = float(row.mean()) if row.size else None
+        if k_mean is None:
+            r["cohen_kappa_mean"] = (
+                f"Cohen's kappa is for nominal/ordinal data, not {stats.level}"
+                if not stats.categorical
+                else "shares no item with another labeler (or chance agreement is 1)"
+            )
+        acc = None
+        if gold_lab is None:
+            r["accuracy_vs_gold"] = "no gold labels"
+        elif g_n[i] == 0:
+            r["accuracy_vs_gold"] = "no label on a gold item"
+        else:
+            acc = g_c[i] / g_n[i]
+        per_labeler.append(
+            {
+                "labeler": labeler_names[i],
+                "n": int(n_lab[i]),
+                "agreement_with_consensus": _num(a_w),
+                "consensus_ties": int(ties[i]),
+                "consensus_decided": int(dec),
+                "consensus_no_other_label": int(alone[i]),
+                "cohen_kappa_mean": k_mean,
+                "accuracy_vs_gold": _num(acc),
+                "n_gold": int(g_n[i]) if gold_lab is not None else 0,
+                "reasons": r,
+            }
+        )
+
+    # ---- pairwise (labelers present only)
+    idx = np.flatnonzero(present)
+    sub_k = kappa[np.ix_(idx, idx)]
+    pairwise = {
+        "labelers": [labeler_names[i] for i in idx],
+        "cohen_kappa": [[_num(x) for x in rowk] for rowk in sub_k],
+        "n_shared": shared[np.ix_(idx, idx)].tolist(),
+        "reasons": {}
+        if stats.categorical
+        else {"cohen_kappa": f"Cohen's kappa is for nominal/ordinal data, not {stats.level}"},
+    }
+
+    # ---- hlp
+    hlp = core["hlp"]
+    hlp_out = {
+        "value": _num(hlp["value"]),
+        "method": hlp["method"],
+        "ci": hlp["ci"],
+        "n_items": hlp["n_items"],
+        "weighting": hlp["weighting"],
+        "reasons": hlp["reasons"],
+    }
+    if stats.categorical:
+        conv, warns = _conventions(eng, classes, iv, L, labeler_names)
+        hlp_out["conventions"] = conv
+        hlp_out["warnings"] = warns
+    return {
+        "overall": overall,
+        "per_class": per_class,
+        "per_labeler": per_labeler,
+        "pairwise": pairwise,
+        "confusion": confusion,
+        "hlp": hlp_out,
+    }
+
+
+def slice_summary(
+    stats: AgreementStats,
+    item_mask,
+    *,
+    gold: dict | None = None,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """Alpha and HLP (with bootstrap CIs) on a subset of items -- cheap enough to loop.
+
+    Parameters
+    ----------
+    stats : AgreementStats
+    item_mask : array_like of bool, shape (n_item_codes,)
+        ``item_mask[code]`` selects item ``code`` (codes beyond its length: not selected).
+    gold, n_bootstrap, seed, confidence
+        As in :func:`summarize`.
+
+    Returns
+    -------
+    dict
+        ``{n_items, n_annotations, krippendorff_alpha, krippendorff_alpha_ci,
+        percent_agreement, hlp: {value, method, ci, ...}, reasons}``.
+    """
+    _validate_common(stats, n_bootstrap, confidence)
+    mask = _as_1d("item_mask", item_mask).astype(bool)
+    sel = np.zeros(stats.item.size, dtype=bool)
+    inside = stats.item < mask.size
+    sel[inside] = mask[stats.item[inside]]
+    iv = _Items(stats.item[sel], stats.labeler[sel], stats.value[sel], stats.n_values)
+    gold_arr = _gold_arrays(gold, stats)
+    gold_lab = _gold_per_label(iv, stats, gold_arr) if gold_arr is not None else None
+    core = _alpha_and_hlp(
+        iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+    )
+    reasons = {}
+    if core["alpha"] is None:
+        reasons["krippendorff_alpha"] = (
+            "no item in the slice" if iv.n_items == 0 else core["alpha_reason"]
+        )
+    hlp = core["hlp"]
+    return {
+        "n_items": iv.n_items,
+        "n_annotations": int(iv.item.size),
+        "krippendorff_alpha": _num(core["alpha"]),
+        "krippendorff_alpha_ci": core["alpha_ci"],
+        "percent_agreement": _num(core["percent_agreement"]),
+        "hlp": {
+            "value": _num(hlp["value"]),
+            "method": hlp["method"],
+            "ci": hlp["ci"],
+            "n_items": hlp["n_items"],
+            "reasons": hlp["reasons"],
+        },
+        "reasons": reasons,
+    }
