@@ -1,0 +1,365 @@
+"""Labeling nouns: projects, classes, guidelines, items, assignments, annotations.
+
+Models hold data and constraints only; every write goes through ``labeling.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def default_flag_thresholds() -> dict:
+    """Per-project thresholds for ambiguity flags (see consistency flags)."""
+    return {
+        "item_majority_share_below": 0.67,
+        "merge_min_confusion_share": 0.15,
+        "merge_min_symmetry": 0.5,
+        "borderline_min_split": 0.3,
+        "slice_alpha_gap": 0.15,
+        "slice_min_items": 10,
+        "labeler_agreement_z": -2.0,
+    }
+
+
+class TaskType(models.TextChoices):
+    CLASSIFICATION = "classification", "Classification"
+    TRANSCRIPTION = "transcription", "Transcription"
+    RATING = "rating", "Rating"
+
+
+class MeasurementLevel(models.TextChoices):
+    NOMINAL = "nominal", "Nominal"
+    ORDINAL = "ordinal", "Ordinal"
+    INTERVAL = "interval", "Interval"
+    RATIO = "ratio", "Ratio"
+
+
+class Role(models.TextChoices):
+    LABELER = "labeler", "Labeler"
+    SME = "sme", "Subject-matter expert"
+    MANAGER = "manager", "Manager"
+    VIEWER = "viewer", "Viewer"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    task_type = models.CharField(
+        max_length=20, choices=TaskType.choices, default=TaskType.CLASSIFICATION
+    )
+    level = models.CharField(
+        max_length=10, choices=MeasurementLevel.choices, default=MeasurementLevel.NOMINAL
+    )
+    overlap = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    dynamic_overlap = models.BooleanField(
+        default=False,
+        help_text="Stop at min_overlap when the first labels agree; go up to max_overlap "
+        "when they disagree.",
+    )
+    min_overlap = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_overlap = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    assignment_ttl_minutes = models.PositiveIntegerField(
+        default=30, help_text="An assignment not submitted within this time is handed out again."
+    )
+    flag_thresholds = models.JSONField(default=default_flag_thresholds, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="concord_projects"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_archived = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(max_overlap__gte=models.F("min_overlap")),
+                name="project_max_overlap_at_least_min",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProjectMembership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.LABELER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classes")
+    key = models.SlugField(max_length=80)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    rank = models.IntegerField(null=True, blank=True, help_text="Order for ordinal levels.")
+    value = models.FloatField(null=True, blank=True, help_text="Numeric value (interval/ratio).")
+    is_borderline = models.BooleanField(default=False)
+    # A merge never deletes: it maps this class onto another from then on, and can be undone.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
+    shortcut = models.CharField(max_length=1, blank=True, help_text="Keyboard key in the UI.")
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "order", "id"]
+        verbose_name_plural = "label classes"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="class_key_unique_in_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}"
+
+
+class Guideline(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guidelines")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    change_note = models.TextField(blank=True)
+    example_items = models.ManyToManyField("Item", blank=True, related_name="guideline_examples")
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="guideline_version_unique_in_project"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} guideline v{self.version}"
+
+
+class Tag(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tags")
+    name = models.SlugField(max_length=80)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="tag_unique_in_project")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PayloadKind(models.TextChoices):
+    IMAGE = "image", "Uploaded image"
+    IMAGE_URL = "image_url", "Image URL"
+    TEXT = "text", "Text"
+    AUDIO_URL = "audio_url", "Audio URL"
+
+
+class ImageStatsStatus(models.TextChoices):
+    NOT_APPLICABLE = "n/a", "Not an image"
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+def item_image_path(item: Item, filename: str) -> str:
+    # Never the uploaded name: a path taken from user input is a traversal waiting to happen.
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    suffix = suffix if suffix.isalnum() and len(suffix) <= 5 else "bin"
+    return f"projects/{item.project_id}/images/{item.content_hash or 'upload'}.{suffix}"
+
+
+def item_thumbnail_path(item: Item, filename: str) -> str:
+    return f"projects/{item.project_id}/thumbs/{item.pk}.jpg"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=10, choices=PayloadKind.choices)
+    image = models.FileField(upload_to=item_image_path, blank=True, max_length=300)
+    image_url = models.URLField(blank=True, max_length=2000)
+    text = models.TextField(blank=True)
+    audio_url = models.URLField(blank=True, max_length=2000)
+    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="items")
+    # Image statistics, filled in by the worker (labeling.tasks.compute_image_stats).
+    stats_status = models.CharField(
+        max_length=10, choices=ImageStatsStatus.choices, default=ImageStatsStatus.NOT_APPLICABLE
+    )
+    stats_error = models.CharField(max_length=500, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    mean_brightness = models.FloatField(null=True, blank=True, help_text="0–255, luma.")
+    perceptual_hash = models.CharField(max_length=16, blank=True, help_text="64-bit dHash, hex.")
+    thumbnail = models.FileField(upload_to=item_thumbnail_path, blank=True, max_length=300)
+    content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the payload.")
+    source_batch = models.ForeignKey(
+        "provenance.SourceBatch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="items",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_external_id_unique_in_project"
+            )
+        ]
+        indexes = [models.Index(fields=["project", "content_hash"], name="item_project_hash")]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class GoldSource(models.TextChoices):
+    IMPORT = "import", "Imported ground truth"
+    SME = "sme", "SME resolution"
+
+
+class GoldLabel(models.Model):
+    """The reference answer for an item, when one exists (HLP is accuracy against it)."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="gold")
+    label_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    value_number = models.FloatField(null=True, blank=True)
+    value_text = models.TextField(blank=True)
+    source = models.CharField(max_length=10, choices=GoldSource.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gold for {self.item_id}"
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Assignment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(
+        max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
+    )
+    reason = models.CharField(max_length=20, default="overlap", help_text="overlap | relabel")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "labeler"],
+                condition=Q(status="active"),
+                name="one_active_assignment_per_item_labeler",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["project", "labeler", "status"], name="assign_labeler_status"),
+            models.Index(fields=["item", "status"], name="assign_item_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} → {self.labeler_id} ({self.status})"
+
+
+class AnnotationSource(models.TextChoices):
+    UI = "ui", "Web UI"
+    API = "api", "REST API"
+    IMPORT = "import", "Import"
+    DEMO = "demo", "Demo data"
+
+
+class Annotation(models.Model):
+    """A labeler's label for an item. Append-only: a revision is a new row; the old one
+    stays with ``is_current=False`` and the new one points at it through ``supersedes``."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    label_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    value_number = models.FloatField(null=True, blank=True)
+    value_text = models.TextField(blank=True)
+    guideline = models.ForeignKey(
+        Guideline, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    source = models.CharField(
+        max_length=10, choices=AnnotationSource.choices, default=AnnotationSource.UI
+    )
+    is_current = models.BooleanField(default=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["item_id", "labeler_id", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "labeler"],
+                condition=Q(is_current=True),
+                name="one_current_annotation_per_item_labeler",
+            ),
+            models.CheckConstraint(
+                condition=Q(label_class__isnull=False)
+                | Q(value_number__isnull=False)
+                | ~Q(value_text=""),
+                name="annotation_has_a_value",
+            ),
+        ]
+        indexes = [
+            # The agreement scan: every current annotation of a project, item by item.
+            models.Index(
+                fields=["project", "item", "labeler"],
+                condition=Q(is_current=True),
+                name="annotation_current_scan",
+            ),
+            models.Index(fields=["labeler", "project", "created_at"], name="annotation_by_labeler"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler_id} on {self.item_id}"

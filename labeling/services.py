@@ -1,0 +1,498 @@
+"""Every write to labeling data goes through these functions.
+
+Keyword-only, typed, atomic; they validate first and raise Django ``ValidationError``
+(turned into a 400 by the API) and record provenance events in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from labeling import images
+from labeling.models import (
+    Annotation,
+    AnnotationSource,
+    GoldLabel,
+    GoldSource,
+    Guideline,
+    ImageStatsStatus,
+    Item,
+    LabelClass,
+    MeasurementLevel,
+    PayloadKind,
+    Project,
+    ProjectMembership,
+    Role,
+    Tag,
+    TaskType,
+)
+from provenance import events
+
+User = get_user_model()
+CLASS_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+
+
+# --- Projects -------------------------------------------------------------------------
+@transaction.atomic
+def create_project(
+    *,
+    name: str,
+    task_type: str = TaskType.CLASSIFICATION,
+    level: str = MeasurementLevel.NOMINAL,
+    overlap: int = 3,
+    classes: Sequence[dict] = (),
+    created_by: AbstractBaseUser | None = None,
+    slug: str | None = None,
+    description: str = "",
+    guideline_text: str = "",
+    **settings_fields: Any,
+) -> Project:
+    """Create a project with its classes (``[{key, name, rank?, value?, is_borderline?}]``);
+    the creator becomes its manager. Raises ValidationError naming the bad field."""
+    if task_type not in TaskType.values:
+        raise ValidationError({"task_type": f"must be one of {', '.join(TaskType.values)}"})
+    if level not in MeasurementLevel.values:
+        raise ValidationError({"level": f"must be one of {', '.join(MeasurementLevel.values)}"})
+    if int(overlap) < 1:
+        raise ValidationError({"overlap": "must be at least 1"})
+    if task_type == TaskType.CLASSIFICATION and not classes:
+        raise ValidationError({"classes": "a classification project needs at least one class"})
+    keys = [c.get("key") for c in classes]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValidationError({"classes": f"duplicate class keys: {', '.join(duplicates)}"})
+    slug = slug or _unique_slug(name)
+    if Project.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": f"a project with slug {slug!r} exists already"})
+    project = Project(
+        name=name,
+        slug=slug,
+        description=description,
+        task_type=task_type,
+        level=level,
+        overlap=int(overlap),
+        created_by=created_by,
+        **settings_fields,
+    )
+    project.full_clean()
+    project.save()
+    for order, spec in enumerate(classes):
+        add_label_class(project=project, order=order, **spec)
+    if created_by is not None and not created_by.is_superuser:
+        ProjectMembership.objects.create(project=project, user=created_by, role=Role.MANAGER)
+    if guideline_text:
+        publish_guideline(project=project, text=guideline_text, published_by=created_by)
+    events.project_created(
+        project_id=project.pk,
+        actor_id=getattr(created_by, "pk", None),
+        after={
+            "name": name,
+            "task_type": task_type,
+            "level": level,
+            "overlap": project.overlap,
+            "classes": [c["key"] for c in classes],
+        },
+    )
+    return project
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:60] or "project"
+    slug, n = base, 2
+    while Project.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def add_label_class(
+    *,
+    project: Project,
+    key: str,
+    name: str | None = None,
+    rank: int | None = None,
+    value: float | None = None,
+    is_borderline: bool = False,
+    description: str = "",
+    order: int | None = None,
+    shortcut: str = "",
+) -> LabelClass:
+    if not key or not CLASS_KEY_PATTERN.fullmatch(key):
+        raise ValidationError({"key": f"class key {key!r} must be letters, digits, _ or -"})
+    label_class = LabelClass(
+        project=project,
+        key=key,
+        name=name or key.replace("_", " ").capitalize(),
+        rank=rank,
+        value=value,
+        is_borderline=bool(is_borderline),
+        description=description,
+        order=project.classes.count() if order is None else order,
+        shortcut=shortcut,
+    )
+    label_class.full_clean(exclude=["project", "merged_into"])
+    label_class.save()
+    return label_class
+
+
+@transaction.atomic
+def set_membership(
+    *, project: Project, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None = None
+) -> ProjectMembership:
+    """Add ``user`` to ``project`` with ``role``, or change their role."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"must be one of {', '.join(Role.values)}"})
+    membership = ProjectMembership.objects.filter(project=project, user=user).first()
+    before = {"role": membership.role} if membership else None
+    if membership is None:
+        membership = ProjectMembership.objects.create(project=project, user=user, role=role)
+    elif membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    events.member_added(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        user_id=user.pk,
+        before=before,
+        after={"role": role, "username": user.get_username()},
+    )
+    return membership
+
+
+@transaction.atomic
+def publish_guideline(
+    *,
+    project: Project,
+    text: str,
+    published_by: AbstractBaseUser | None = None,
+    change_note: str = "",
+    example_item_ids: Iterable[int] = (),
+) -> Guideline:
+    """Publish the next guideline version; labelers see it from their next item on."""
+    if not text.strip():
+        raise ValidationError({"text": "a guideline needs text"})
+    # Lock the project row so two publishers cannot take the same version number.
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    latest = project.guidelines.order_by("-version").values_list("version", flat=True).first()
+    guideline = Guideline.objects.create(
+        project=project,
+        version=(latest or 0) + 1,
+        text=text,
+        change_note=change_note,
+        published_by=published_by,
+    )
+    example_ids = list(example_item_ids)
+    if example_ids:
+        found = set(
+            Item.objects.filter(project=project, pk__in=example_ids).values_list("pk", flat=True)
+        )
+        missing = sorted(set(example_ids) - found)
+        if missing:
+            raise ValidationError({"example_items": f"items not in this project: {missing}"})
+        guideline.example_items.set(example_ids)
+    events.guideline_published(
+        project_id=project.pk,
+        actor_id=getattr(published_by, "pk", None),
+        guideline_id=guideline.pk,
+        version=guideline.version,
+        reason=change_note,
+    )
+    return guideline
+
+
+# --- Items ----------------------------------------------------------------------------
+def get_or_create_tags(*, project: Project, names: Iterable[str]) -> dict[str, Tag]:
+    wanted = {slugify(n) for n in names if n and slugify(n)}
+    existing = {t.name: t for t in Tag.objects.filter(project=project, name__in=wanted)}
+    missing = [Tag(project=project, name=n) for n in sorted(wanted - set(existing))]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {t.name: t for t in Tag.objects.filter(project=project, name__in=wanted)}
+    return existing
+
+
+@transaction.atomic
+def create_image_item(
+    *,
+    project: Project,
+    external_id: str,
+    image_bytes: bytes,
+    metadata: dict | None = None,
+    tags: Sequence[str] = (),
+    source_batch_id: int | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> Item:
+    """Store an uploaded image item and queue its statistics for the worker.
+
+    The image is checked (bytes, pixels, format) before anything is written.
+    """
+    try:
+        images.open_checked(
+            image_bytes,
+            max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+            max_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
+        )
+    except images.ImageRejected as exc:
+        raise ValidationError({"image": str(exc)}) from exc
+    item = Item(
+        project=project,
+        external_id=external_id,
+        kind=PayloadKind.IMAGE,
+        metadata=metadata or {},
+        content_hash=hashlib.sha256(image_bytes).hexdigest(),
+        stats_status=ImageStatsStatus.PENDING,
+        source_batch_id=source_batch_id,
+    )
+    item.image.save(f"{external_id}.png", ContentFile(image_bytes), save=False)
+    try:
+        with transaction.atomic():
+            item.save()
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"external_id": f"item {external_id!r} exists already in this project"}
+        ) from exc
+    if tags:
+        item.tags.set(get_or_create_tags(project=project, names=tags).values())
+    events.item_imported(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        item_id=item.pk,
+        batch_id=source_batch_id,
+        before=None,
+        after={"external_id": external_id, "kind": item.kind, "metadata": item.metadata},
+    )
+    enqueue_image_stats(item_ids=[item.pk])
+    return item
+
+
+def enqueue_image_stats(*, item_ids: Sequence[int]) -> None:
+    """Queue statistics for these items once the current transaction commits."""
+    from labeling.tasks import compute_image_stats
+
+    ids = list(item_ids)
+    transaction.on_commit(lambda: [compute_image_stats.delay(item_id) for item_id in ids])
+
+
+def compute_item_image_stats(*, item_id: int) -> Item:
+    """Fill in an image item's width, height, brightness, hashes and thumbnail.
+
+    Reads the stored file, never a path taken from item data. A broken image marks the
+    item ``failed`` with the reason rather than raising, so one bad file does not stop a batch.
+    """
+    item = Item.objects.select_related("project").get(pk=item_id)
+    if item.kind != PayloadKind.IMAGE or not item.image:
+        item.stats_status = ImageStatsStatus.NOT_APPLICABLE
+        item.save(update_fields=["stats_status", "updated_at"])
+        return item
+    try:
+        with item.image.open("rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        item.stats_status = ImageStatsStatus.FAILED
+        item.stats_error = "the stored image file is missing"
+        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
+        return item
+    limits = {
+        "max_bytes": settings.CONCORD_MAX_IMAGE_BYTES,
+        "max_pixels": settings.CONCORD_MAX_IMAGE_PIXELS,
+    }
+    try:
+        stats = images.compute_stats(data, **limits)
+        thumb = images.make_thumbnail(data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
+    except images.ImageRejected as exc:
+        item.stats_status = ImageStatsStatus.FAILED
+        item.stats_error = str(exc)[:500]
+        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
+        return item
+    with transaction.atomic():
+        if item.thumbnail:
+            item.thumbnail.delete(save=False)
+        item.thumbnail.save(f"{item.pk}.jpg", ContentFile(thumb), save=False)
+        item.width, item.height = stats.width, stats.height
+        item.mean_brightness = stats.mean_brightness
+        item.perceptual_hash = stats.perceptual_hash
+        item.content_hash = stats.content_hash
+        item.stats_status = ImageStatsStatus.DONE
+        item.stats_error = ""
+        item.save(
+            update_fields=[
+                "thumbnail",
+                "width",
+                "height",
+                "mean_brightness",
+                "perceptual_hash",
+                "content_hash",
+                "stats_status",
+                "stats_error",
+                "updated_at",
+            ]
+        )
+        events.image_stats_computed(
+            project_id=item.project_id,
+            item_id=item.pk,
+            after={
+                "width": stats.width,
+                "height": stats.height,
+                "mean_brightness": stats.mean_brightness,
+                "perceptual_hash": stats.perceptual_hash,
+            },
+        )
+    return item
+
+
+# --- Annotations ----------------------------------------------------------------------
+def annotation_value(annotation: Annotation) -> Any:
+    """The value as a pipeline sees it: class key, number or text."""
+    if annotation.label_class_id is not None:
+        return annotation.label_class.key
+    if annotation.value_number is not None:
+        return annotation.value_number
+    return annotation.value_text
+
+
+def resolve_value(*, project: Project, value: Any) -> dict:
+    """Turn a submitted value into annotation fields, or raise ValidationError.
+
+    Classification: a class key (a merged class is accepted and stored as given, the merge
+    maps it later). Rating: a class key or a number. Transcription: non-empty text.
+    """
+    if project.task_type == TaskType.TRANSCRIPTION:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError({"value": "a transcription needs non-empty text"})
+        return {"value_text": value}
+    if isinstance(value, str):
+        label_class = project.classes.filter(key=value).first()
+        if label_class is None:
+            known = ", ".join(project.classes.values_list("key", flat=True))
+            raise ValidationError({"value": f"unknown class {value!r}; known classes: {known}"})
+        return {"label_class": label_class, "value_number": label_class.value}
+    if project.task_type == TaskType.RATING and isinstance(value, int | float):
+        return {"value_number": float(value)}
+    raise ValidationError({"value": f"expected a class key, got {value!r}"})
+
+
+@transaction.atomic
+def submit_annotation(
+    *,
+    item: Item,
+    labeler: AbstractBaseUser,
+    value: Any,
+    time_spent_ms: int | None = None,
+    comment: str = "",
+    guideline: Guideline | None = None,
+    source: str = AnnotationSource.UI,
+    created_at=None,
+    reason: str = "",
+) -> Annotation:
+    """Record ``labeler``'s label for ``item``; a second call is a revision.
+
+    A revision is a new current row; the previous one stays, marked not current. The row
+    of the current annotation is locked so two submissions cannot both become current.
+    """
+    project = item.project
+    fields = resolve_value(project=project, value=value)
+    if guideline is None:
+        guideline = project.guidelines.order_by("-version").first()
+    previous = (
+        Annotation.objects.select_for_update()
+        .filter(item=item, labeler=labeler, is_current=True)
+        .first()
+    )
+    if previous is not None:
+        previous.is_current = False
+        previous.save(update_fields=["is_current"])
+    annotation = Annotation.objects.create(
+        project=project,
+        item=item,
+        labeler=labeler,
+        guideline=guideline,
+        time_spent_ms=time_spent_ms,
+        comment=comment,
+        source=source,
+        supersedes=previous,
+        created_at=created_at or timezone.now(),
+        **fields,
+    )
+    after = {
+        "value": annotation_value(annotation),
+        "guideline_version": guideline.version if guideline else None,
+        "comment": comment,
+    }
+    if previous is None:
+        events.annotation_created(
+            project_id=project.pk,
+            actor_id=labeler.pk,
+            annotation_id=annotation.pk,
+            item_id=item.pk,
+            after=after,
+        )
+    else:
+        events.annotation_revised(
+            project_id=project.pk,
+            actor_id=labeler.pk,
+            annotation_id=annotation.pk,
+            item_id=item.pk,
+            before={"annotation": previous.pk, "value": annotation_value(previous)},
+            after=after,
+            reason=reason,
+        )
+    return annotation
+
+
+@transaction.atomic
+def set_gold_label(
+    *,
+    item: Item,
+    value: Any,
+    source: str = GoldSource.IMPORT,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+) -> GoldLabel:
+    """Set (or replace) the item's reference label, recording before and after."""
+    fields = resolve_value(project=item.project, value=value)
+    existing = GoldLabel.objects.select_for_update().filter(item=item).first()
+    before = None
+    if existing is not None:
+        before = {
+            "value": existing.label_class.key if existing.label_class_id else existing.value_text,
+            "source": existing.source,
+        }
+        existing.delete()
+    gold = GoldLabel.objects.create(item=item, source=source, created_by=actor, **fields)
+    events.gold_set(
+        project_id=item.project_id,
+        actor_id=getattr(actor, "pk", None),
+        item_id=item.pk,
+        before=before,
+        after={"value": value, "source": source},
+        reason=reason,
+    )
+    return gold
+
+
+# --- Accounts -------------------------------------------------------------------------
+def create_user(
+    *, username: str, password: str | None = None, email: str = "", is_active: bool = True
+) -> AbstractBaseUser:
+    """Create an account; without a password it cannot log in until one is set."""
+    if User.objects.filter(username=username).exists():
+        raise ValidationError({"username": f"user {username!r} exists already"})
+    user = User(username=username, email=email, is_active=is_active)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    return user

@@ -1,0 +1,12 @@
+"""Celery tasks of the labeling app: load by id, call one service."""
+
+from celery import shared_task
+
+from labeling import services
+
+
+@shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
+def compute_image_stats(self, item_id: int) -> dict:
+    """Compute an image item's statistics and thumbnail (see the service)."""
+    item = services.compute_item_image_stats(item_id=item_id)
+    return {"item": item.pk, "status": item.stats_status}

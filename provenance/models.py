@@ -1,0 +1,106 @@
+"""Provenance nouns: source batches and the append-only event log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class SourceBatchKind(models.TextChoices):
+    ITEMS = "items", "Items"
+    ANNOTATIONS = "annotations", "Annotations"
+    LABEL_STUDIO = "label_studio", "Label Studio export"
+    DEMO = "demo", "Demo data"
+
+
+class SourceBatchStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partially imported"
+    FAILED = "failed", "Failed"
+
+
+class SourceBatch(models.Model):
+    """One import: where it came from, who sent it, what it held, what went wrong."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="source_batches"
+    )
+    kind = models.CharField(max_length=20, choices=SourceBatchKind.choices)
+    origin = models.CharField(max_length=500, blank=True, help_text="File name, URL or client.")
+    content_type = models.CharField(max_length=100, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=SourceBatchStatus.choices, default=SourceBatchStatus.PENDING
+    )
+    n_rows = models.PositiveIntegerField(default=0)
+    n_created = models.PositiveIntegerField(default=0)
+    n_updated = models.PositiveIntegerField(default=0)
+    n_errors = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}]")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "source batches"
+
+    def __str__(self) -> str:
+        return f"{self.kind} batch {self.pk} ({self.origin})"
+
+
+class AppendOnlyError(Exception):
+    """Raised on an attempt to change or delete an event."""
+
+
+class EventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("The event log is append-only: events are never updated.")
+
+    def delete(self):
+        raise AppendOnlyError("The event log is append-only: events are never deleted.")
+
+
+class Event(models.Model):
+    """Everything that changed a label or an item's meaning. Never updated, never deleted."""
+
+    project = models.ForeignKey(
+        "labeling.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    verb = models.CharField(max_length=60)
+    subject_type = models.CharField(max_length=40)
+    subject_id = models.CharField(max_length=64)
+    item_id_ref = models.BigIntegerField(
+        null=True, blank=True, help_text="The item concerned, for an item's history."
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id"], name="event_subject"),
+            models.Index(fields=["item_id_ref", "created_at"], name="event_item"),
+            models.Index(fields=["project", "verb", "created_at"], name="event_project_verb"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.subject_type}:{self.subject_id}"
+
+    # Guards, not behaviour: an event row, once written, is immutable.
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise AppendOnlyError("The event log is append-only: events are never updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("The event log is append-only: events are never deleted.")
