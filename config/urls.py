@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("", include("labeling.urls")),
+    path("", include("consistency.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Web pages of the consistency app (dashboard)."""
+
+urlpatterns: list = []
