@@ -2,25 +2,44 @@
 
 Public functions
 ----------------
-LabelTable.from_frame             factorize a long (item, labeler, value) frame
-krippendorff_alpha                alpha from (items, values) at any level
-AgreementStats.from_labels/merge  mergeable sufficient statistics (chunks of items)
-summarize                         the DESIGN "Results of an agreement run" dict
-slice_summary                     alpha + HLP (+CIs) on a subset of items
-fleiss_kappa, cohen_kappa         stand-alone kappas
-majority_consensus, dawid_skene   per-item consensus
+LabelTable.from_frame              factorize a long (item, labeler, value) frame
+krippendorff_alpha                 alpha from (items, values) at any level
+AgreementStats.from_labels / merge mergeable sufficient statistics (chunks of items)
+summarize                          the DESIGN "Results of an agreement run" dict
+slice_summary                      alpha + HLP (+CIs) on a subset of items
+fleiss_kappa, cohen_kappa          stand-alone kappas
+majority_consensus, dawid_skene    per-item consensus
 normalize_transcript, normalization_rules, word_error_rate, transcription_agreement
 """
 
 from .alpha import AgreementStats, krippendorff_alpha
+from .consensus import DawidSkeneResult, dawid_skene, majority_consensus
+from .kappa import cohen_kappa, fleiss_kappa
 from .summary import slice_summary, summarize
 from .table import LEVELS, LabelTable
+from .transcription import (
+    DEFAULT_FILLERS,
+    normalization_rules,
+    normalize_transcript,
+    transcription_agreement,
+    word_error_rate,
+)
 
 __all__ = [
+    "DEFAULT_FILLERS",
     "LEVELS",
     "AgreementStats",
+    "DawidSkeneResult",
     "LabelTable",
+    "cohen_kappa",
+    "dawid_skene",
+    "fleiss_kappa",
     "krippendorff_alpha",
+    "majority_consensus",
+    "normalization_rules",
+    "normalize_transcript",
     "slice_summary",
     "summarize",
+    "transcription_agreement",
+    "word_error_rate",
 ]

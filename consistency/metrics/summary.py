@@ -245,14 +245,20 @@ def _loo_consensus(iv: _Items):
 
 
 def _conventions(eng, classes, iv, L, labeler_names):
-    """Class pairs used interchangeably (large symmetric off-diagonal coincidence)."""
+    """Class pairs used interchangeably (large symmetric off-diagonal coincidence).
+
+    A pair (c, k) is reported when at least ``CONVENTION_MIN_SHARE`` of the pairings of
+    c-or-k values are c-vs-k (``2 o_ck / (n_c + n_k)``) and ``o_ck >= 5``.  Labelers
+    are then grouped by the share of c among their c/k labels on items holding both
+    (>= 2/3: prefer c, <= 1/3: prefer k; at least 5 such labels): two non-empty groups
+    mean two conventions.
+    """
     K = eng.V
     if K < 2 or K > MAX_DENSE_VALUES:
         return [], []
     o = eng.coincidences(eng.prof.freq.astype(np.float64))
     nc = o.sum(axis=1)
     found, warnings = [], []
-    per_lab = np.bincount(iv.labeler * K + iv.value, minlength=L * K).reshape(L, K)
     iu, ju = np.triu_indices(K, 1)
     share = np.zeros(iu.size)
     denom = nc[iu] + nc[ju]
@@ -261,9 +267,17 @@ def _conventions(eng, classes, iv, L, labeler_names):
         c, k, q = int(iu[idx]), int(ju[idx]), float(share[idx])
         if q < CONVENTION_MIN_SHARE or o[c, k] < CONVENTION_MIN_COINCIDENCE:
             continue
-        nck = per_lab[:, c] + per_lab[:, k]
+        # per labeler: share of c among its c/k labels on items that hold both c and k
+        both = np.zeros(iv.n_items, dtype=bool)
+        has_c = np.zeros(iv.n_items, dtype=bool)
+        has_c[iv.t_pos[iv.t_val == c]] = True
+        both[iv.t_pos[iv.t_val == k]] = True
+        both &= has_c
+        on = both[iv.pos]
+        n_c_lab = np.bincount(iv.labeler[on & (iv.value == c)], minlength=L)
+        nck = n_c_lab + np.bincount(iv.labeler[on & (iv.value == k)], minlength=L)
         active = nck >= CONVENTION_MIN_LABELS
-        s = np.divide(per_lab[:, c], nck, out=np.zeros(L), where=nck > 0)
+        s = np.divide(n_c_lab, nck, out=np.zeros(L), where=nck > 0)
         prefer_c = [labeler_names[i] for i in np.flatnonzero(active & (s >= 2 / 3))]
         prefer_k = [labeler_names[i] for i in np.flatnonzero(active & (s <= 1 / 3))]
         split = bool(prefer_c and prefer_k)
