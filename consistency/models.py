@@ -91,3 +91,94 @@ class Consensus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.label_class_id or self.value_text} ({self.method})"
+
+
+class FlagKind(models.TextChoices):
+    ITEM_DISAGREEMENT = "item_disagreement", "Item disagreement"
+    MERGE_CLASSES = "merge_classes", "Confusable classes (merge?)"
+    BORDERLINE = "borderline", "Needs a borderline label"
+    UNCLEAR_SLICE = "unclear_slice", "Unclear guideline or input in a slice"
+    LABELER = "labeler", "Labeler"
+    DRIFT = "drift", "Drift"
+
+
+class FlagStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class Flag(models.Model):
+    """Something an SME should look at, found by an agreement run, with its evidence."""
+
+    project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, related_name="flags")
+    run = models.ForeignKey(AgreementRun, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=20, choices=FlagKind.choices)
+    status = models.CharField(max_length=10, choices=FlagStatus.choices, default=FlagStatus.OPEN)
+    impact = models.FloatField(default=0.0, help_text="Items affected × disagreement.")
+    suggested_action = models.CharField(max_length=40, blank=True)
+    summary = models.CharField(max_length=300, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    items = models.ManyToManyField("labeling.Item", blank=True, related_name="flags")
+    classes = models.ManyToManyField("labeling.LabelClass", blank=True, related_name="flags")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    slice_key = models.CharField(max_length=80, blank=True)
+    slice_value = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["status", "-impact", "id"]
+        indexes = [
+            models.Index(fields=["project", "status", "-impact"], name="flag_queue"),
+            models.Index(fields=["project", "kind", "status"], name="flag_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} flag {self.pk} ({self.status})"
+
+
+class ResolutionAction(models.TextChoices):
+    SET_LABEL = "set_label", "Set the final label"
+    MARK_BORDERLINE = "mark_borderline", "Mark borderline"
+    MERGE_CLASSES = "merge_classes", "Merge classes"
+    UNMERGE_CLASSES = "unmerge_classes", "Undo a merge"
+    RELABEL = "relabel", "Send back for relabeling"
+    PUBLISH_GUIDELINE = "publish_guideline", "Publish a clarified guideline"
+    DISMISS = "dismiss", "Dismiss"
+
+
+class Resolution(models.Model):
+    """An SME decision on a flag (or on items directly), with its rationale."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="resolutions"
+    )
+    flag = models.ForeignKey(
+        Flag, null=True, blank=True, on_delete=models.SET_NULL, related_name="resolutions"
+    )
+    action = models.CharField(max_length=20, choices=ResolutionAction.choices)
+    rationale = models.TextField()
+    label_class = models.ForeignKey(
+        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    into_class = models.ForeignKey(
+        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    items = models.ManyToManyField("labeling.Item", blank=True, related_name="resolutions")
+    guideline = models.ForeignKey(
+        "labeling.Guideline", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    details = models.JSONField(default=dict, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="resolutions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.decided_by_id}"
