@@ -15,7 +15,13 @@ urlpatterns = [
 ]
 
 # One module per area; a module that is not written yet is simply absent.
-for module_name in ("api.projects", "api.labeling", "api.consistency", "api.datasets"):
+for module_name in (
+    "api.projects",
+    "api.labeling",
+    "api.consistency",
+    "api.review",
+    "api.datasets",
+):
     try:
         module = import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -1,0 +1,3 @@
+"""Web pages of the SME review queue."""
+
+urlpatterns: list = []

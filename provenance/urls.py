@@ -1,0 +1,3 @@
+"""Web pages of the provenance app (datasets, lineage, tokens)."""
+
+urlpatterns: list = []
