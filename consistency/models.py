@@ -38,6 +38,9 @@ class AgreementRun(models.Model):
     data_version = models.JSONField(default=dict, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
     n_chunks = models.PositiveIntegerField(default=0)
+    # Wall-clock seconds per phase (scan, metrics, consensus, ...). Kept out of ``results``
+    # so that a chunked and a single-pass run of the same data have identical results.
+    timings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -48,6 +51,30 @@ class AgreementRun(models.Model):
 
     def __str__(self) -> str:
         return f"agreement run {self.pk} ({self.status})"
+
+
+class AgreementRunChunk(models.Model):
+    """Partial statistics of one item-id range of a chunked run, until the run is merged.
+
+    Kept in the database (not a file) so workers on different machines can hand their
+    chunks to whichever worker runs the merge; deleted once the run is finalized.
+    """
+
+    run = models.ForeignKey(AgreementRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_item_id = models.BigIntegerField()
+    last_item_id = models.BigIntegerField()
+    n_annotations = models.PositiveIntegerField(default=0)
+    payload = models.BinaryField(help_text="Compressed npz of the chunk's sufficient statistics.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="one_chunk_per_run_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of run {self.run_id}"
 
 
 class ConsensusMethod(models.TextChoices):
