@@ -1,0 +1,463 @@
+"""Handing items to labelers: overlap, dynamic overlap, expiry, skip, relabel.
+
+Rules (see ``next_item_for``):
+
+* An item is to be labeled by ``project.overlap`` different labelers; with
+  ``project.dynamic_overlap`` its target is computed from its labels by
+  :func:`dynamic_target` (between ``min_overlap`` and ``max_overlap``).
+* An item's *load* is the number of labelers with a current annotation on it plus the
+  number of other labelers holding an unexpired active assignment for it. An item is
+  handed out only while its load is below its target; items with the highest load come
+  first (they are closest to done), then the oldest.
+* A labeler is never handed an item they have labeled or that was handed to them before
+  in any state (active, submitted, skipped, expired, cancelled): a skip is final for
+  that labeler, and an abandoned item goes to someone else. The one exception is a
+  manager's relabel request, which creates a fresh assignment on purpose.
+* Assignments expire ``project.assignment_ttl_minutes`` after being handed out. Expired
+  rows are ignored by every count at once (``expires_at`` is compared to the clock) and
+  are marked ``expired`` lazily (the labeler's own on their next request) or in bulk by
+  :func:`expire_stale_assignments` (cheap enough to run from a periodic task).
+
+Concurrency: every write that changes an item's load (hand-out, a first label) locks
+the item row first. ``next_item_for`` picks a candidate with ``SELECT ... FOR UPDATE
+SKIP LOCKED`` (PostgreSQL; concurrent callers take different rows instead of queueing),
+then re-counts that item's load in a fresh statement *after* the lock is held: under
+READ COMMITTED the candidate query's snapshot may predate a hand-out that committed
+while we waited, and the re-count is what makes "never beyond overlap" hold. On SQLite
+transactions are ``BEGIN IMMEDIATE`` (one writer at a time) so the same code is
+serialised. The partial unique constraint ``one_active_assignment_per_item_labeler``
+backs "never handed to the same labeler twice" in the database.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from labeling import services
+from labeling.models import (
+    Annotation,
+    AnnotationSource,
+    Assignment,
+    AssignmentStatus,
+    Item,
+    Project,
+    ProjectMembership,
+)
+from provenance import events
+
+REASON_OVERLAP = "overlap"
+REASON_RELABEL = "relabel"
+# A relabel request waits for its labeler longer than an ordinary hand-out: the
+# labeler may not be online when the manager sends it.
+RELABEL_TTL = timedelta(days=14)
+# How many locked candidates one call tries before concluding that nothing is free
+# (each try re-counts; a miss means another labeler filled the item meanwhile).
+MAX_TRIES = 25
+
+
+class AssignmentError(ValidationError):
+    """A request about an assignment that cannot be honoured (400 in the API)."""
+
+
+# --- Targets --------------------------------------------------------------------------
+def dynamic_target(labels: Sequence[Any], *, min_overlap: int, max_overlap: int) -> int:
+    """How many labels an item needs under dynamic overlap, given its labels so far.
+
+    ``labels`` are the item's current label values in the order they were given.
+    Fewer than ``min_overlap`` labels: the target is ``min_overlap``. If the first
+    ``min_overlap`` labels all agree, or a strict majority (more than half) of all labels
+    agrees, the item is done at its present count. Otherwise it needs one more label,
+    up to ``max_overlap``.
+
+    >>> dynamic_target(["a", "a"], min_overlap=2, max_overlap=5)
+    2
+    >>> dynamic_target(["a", "b"], min_overlap=2, max_overlap=5)
+    3
+    >>> dynamic_target(["a", "b", "a"], min_overlap=2, max_overlap=5)
+    3
+    >>> dynamic_target(["a", "b", "c", "a"], min_overlap=2, max_overlap=5)
+    5
+    """
+    n = len(labels)
+    if n < min_overlap:
+        return min_overlap
+    if len(set(labels[:min_overlap])) == 1:
+        return n
+    top = Counter(labels).most_common(1)[0][1]
+    if top * 2 > n:
+        return n
+    return min(n + 1, max_overlap) if n < max_overlap else n
+
+
+def _label_key(annotation_row: dict) -> Any:
+    if annotation_row["label_class_id"] is not None:
+        return ("c", annotation_row["label_class_id"])
+    if annotation_row["value_number"] is not None:
+        return ("n", annotation_row["value_number"])
+    return ("t", annotation_row["value_text"].strip().lower())
+
+
+def item_targets(project: Project, item_ids: Iterable[int]) -> dict[int, int]:
+    """The overlap target of each item: ``project.overlap``, or dynamic from its labels."""
+    ids = list(item_ids)
+    if not project.dynamic_overlap:
+        return dict.fromkeys(ids, project.overlap)
+    labels: dict[int, list] = {i: [] for i in ids}
+    rows = (
+        Annotation.objects.filter(item_id__in=ids, is_current=True)
+        .order_by("item_id", "created_at", "id")
+        .values("item_id", "label_class_id", "value_number", "value_text")
+    )
+    for row in rows:
+        labels[row["item_id"]].append(_label_key(row))
+    return {
+        i: dynamic_target(
+            labels[i], min_overlap=project.min_overlap, max_overlap=project.max_overlap
+        )
+        for i in ids
+    }
+
+
+# --- Reads ----------------------------------------------------------------------------
+def _live_assignments(now: datetime) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
+
+
+def _load_annotations(items: QuerySet[Item], labeler_id: int | None, now: datetime):
+    """Annotate ``n_labels`` (current annotations) and ``n_active`` (live assignments of
+    labelers other than ``labeler_id`` who have no current annotation on the item)."""
+    n_labels = (
+        Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
+        .order_by()
+        .values("item")
+        .annotate(c=Count("id"))
+        .values("c")
+    )
+    labeled_by_same = Annotation.objects.filter(
+        item=OuterRef("item"), labeler=OuterRef("labeler"), is_current=True
+    )
+    active = (
+        _live_assignments(now)
+        .filter(item=OuterRef("pk"))
+        .exclude(Exists(labeled_by_same))  # a relabel of one's own label is not extra load
+    )
+    if labeler_id is not None:
+        active = active.exclude(labeler_id=labeler_id)
+    n_active = active.order_by().values("item").annotate(c=Count("id")).values("c")
+    return items.annotate(
+        n_labels=Coalesce(Subquery(n_labels, output_field=IntegerField()), Value(0)),
+        n_active=Coalesce(Subquery(n_active, output_field=IntegerField()), Value(0)),
+    ).annotate(load=F("n_labels") + F("n_active"))
+
+
+def candidate_items(project: Project, labeler: AbstractBaseUser, *, now: datetime | None = None):
+    """Items ``labeler`` could be handed now, best first, annotated with ``load``.
+
+    Excludes items the labeler labeled or was ever handed; under fixed overlap also
+    items whose load reached the target (under dynamic overlap the caller checks the
+    per-item target, with ``max_overlap`` as the bound here).
+    """
+    now = now or timezone.now()
+    mine_labeled = Annotation.objects.filter(item=OuterRef("pk"), labeler=labeler, is_current=True)
+    mine_handed = Assignment.objects.filter(item=OuterRef("pk"), labeler=labeler)
+    items = Item.objects.filter(project=project).exclude(Exists(mine_labeled))
+    items = items.exclude(Exists(mine_handed))
+    bound = project.max_overlap if project.dynamic_overlap else project.overlap
+    return _load_annotations(items, labeler.pk, now).filter(load__lt=bound).order_by("-load", "id")
+
+
+def held_assignment(
+    project: Project, labeler: AbstractBaseUser, *, now: datetime | None = None
+) -> Assignment | None:
+    """The labeler's unexpired active assignment in the project (relabels first)."""
+    now = now or timezone.now()
+    return (
+        _live_assignments(now)
+        .filter(project=project, labeler=labeler)
+        .select_related("item")
+        .order_by("-reason", "created_at", "id")  # "relabel" sorts before "overlap"
+        .first()
+    )
+
+
+def labeler_progress(project: Project, labeler: AbstractBaseUser) -> dict:
+    """``{done, total}`` for one labeler: their current labels, and those plus the items
+    still open to them (counted with the same rules as the hand-out)."""
+    now = timezone.now()
+    done = Annotation.objects.filter(project=project, labeler=labeler, is_current=True).count()
+    held = _live_assignments(now).filter(project=project, labeler=labeler).count()
+    remaining = candidate_items(project, labeler, now=now).count()
+    return {"done": done, "total": done + held + remaining}
+
+
+# --- Writes ---------------------------------------------------------------------------
+def _lock_labeler(project: Project, labeler: AbstractBaseUser) -> None:
+    # One hand-out at a time per labeler and project, so two tabs cannot hold two items.
+    list(
+        ProjectMembership.objects.select_for_update()
+        .filter(project=project, user=labeler)
+        .values_list("pk", flat=True)
+    )
+
+
+def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | None:
+    """Hand ``labeler`` their next item in ``project``, or None when nothing is left.
+
+    Returns the labeler's unexpired active assignment if they hold one; otherwise picks
+    the best candidate (see the module docstring), locks it, re-checks it and creates an
+    active assignment that expires after ``project.assignment_ttl_minutes``.
+    """
+    with transaction.atomic():
+        now = timezone.now()
+        _lock_labeler(project, labeler)
+        held = held_assignment(project, labeler, now=now)
+        if held is not None:
+            return held
+        # Lazy expiry of this labeler's abandoned assignments.
+        Assignment.objects.filter(
+            project=project,
+            labeler=labeler,
+            status=AssignmentStatus.ACTIVE,
+            expires_at__lte=now,
+        ).update(status=AssignmentStatus.EXPIRED, completed_at=now)
+        tried: list[int] = []
+        for _ in range(MAX_TRIES):
+            item_id = (
+                candidate_items(project, labeler, now=now)
+                .exclude(pk__in=tried)
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if item_id is None:
+                return None
+            tried.append(item_id)
+            # Re-count now that the row lock is held (see module docstring).
+            now = timezone.now()
+            row = (
+                _load_annotations(Item.objects.filter(pk=item_id), labeler.pk, now)
+                .values("load")
+                .first()
+            )
+            target = item_targets(project, [item_id])[item_id]
+            if row["load"] >= target:
+                continue
+            return Assignment.objects.create(
+                project=project,
+                item_id=item_id,
+                labeler=labeler,
+                status=AssignmentStatus.ACTIVE,
+                reason=REASON_OVERLAP,
+                expires_at=now + timedelta(minutes=project.assignment_ttl_minutes),
+            )
+        return None
+
+
+def _active_assignment(item: Item, labeler: AbstractBaseUser) -> Assignment | None:
+    return (
+        Assignment.objects.select_for_update()
+        .filter(item=item, labeler=labeler, status=AssignmentStatus.ACTIVE)
+        .order_by("created_at")
+        .first()
+    )
+
+
+@transaction.atomic
+def submit_label(
+    *,
+    item: Item,
+    labeler: AbstractBaseUser,
+    value: Any,
+    time_spent_ms: int | None = None,
+    comment: str = "",
+    assignment_id: int | None = None,
+    source: str = AnnotationSource.UI,
+) -> Annotation:
+    """Record the labeler's label and complete their assignment, in one transaction.
+
+    A labeler who already has a current label on the item revises it (a new row; the old
+    one stays, not current). A first label needs either the labeler's assignment for the
+    item (active, or expired but not re-handed to them) or free room under the item's
+    target, so a direct POST cannot push an item past its overlap. Raises
+    ``AssignmentError`` (a ValidationError) otherwise.
+    """
+    # Lock the item: a first label changes its load, like a hand-out does.
+    item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=item.pk)
+    project = item.project
+    now = timezone.now()
+    assignment = _active_assignment(item, labeler)
+    if assignment_id is not None and (assignment is None or assignment.pk != assignment_id):
+        stale = Assignment.objects.filter(pk=assignment_id, item=item, labeler=labeler).first()
+        if stale is None:
+            raise AssignmentError({"assignment": "this assignment is not yours for this item"})
+        if stale.status in (AssignmentStatus.SKIPPED, AssignmentStatus.CANCELLED):
+            raise AssignmentError({"assignment": f"this assignment was {stale.status}"})
+    has_label = Annotation.objects.filter(item=item, labeler=labeler, is_current=True).exists()
+    if not has_label and assignment is None:
+        handed = Assignment.objects.filter(
+            item=item, labeler=labeler, status=AssignmentStatus.EXPIRED
+        ).exists()
+        if not handed:
+            row = (
+                _load_annotations(Item.objects.filter(pk=item.pk), labeler.pk, now)
+                .values("load")
+                .first()
+            )
+            if row["load"] >= item_targets(project, [item.pk])[item.pk]:
+                raise AssignmentError(
+                    {"item": "this item has all the labels it needs; ask for the next item"}
+                )
+    reason = ""
+    if assignment is not None and assignment.reason == REASON_RELABEL:
+        reason = "relabel requested"
+    annotation = services.submit_annotation(
+        item=item,
+        labeler=labeler,
+        value=value,
+        time_spent_ms=time_spent_ms,
+        comment=comment,
+        source=source,
+        reason=reason,
+    )
+    if assignment is not None:
+        assignment.status = AssignmentStatus.SUBMITTED
+        assignment.completed_at = now
+        assignment.save(update_fields=["status", "completed_at"])
+    return annotation
+
+
+@transaction.atomic
+def skip_assignment(*, assignment: Assignment, labeler: AbstractBaseUser, reason: str = "") -> None:
+    """The labeler passes on an item; it is not handed to them again."""
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.labeler_id != labeler.pk:
+        raise PermissionDenied("this assignment is not yours")
+    if assignment.status != AssignmentStatus.ACTIVE:
+        raise AssignmentError({"assignment": f"this assignment is {assignment.status}"})
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.completed_at = timezone.now()
+    assignment.save(update_fields=["status", "completed_at"])
+    events.generic(
+        verb="assignment.skipped",
+        subject_type="assignment",
+        subject_id=assignment.pk,
+        project_id=assignment.project_id,
+        actor_id=labeler.pk,
+        item_id=assignment.item_id,
+        reason=reason,
+    )
+
+
+def expire_stale_assignments(*, now: datetime | None = None) -> int:
+    """Mark every active assignment past its ``expires_at`` expired; returns how many.
+
+    Counts already ignore such rows; this only tidies statuses (a periodic task may call
+    it). Safe to run at any time and concurrently.
+    """
+    now = now or timezone.now()
+    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now).update(
+        status=AssignmentStatus.EXPIRED, completed_at=now
+    )
+
+
+@transaction.atomic
+def request_relabel(
+    *,
+    project: Project,
+    item_ids: Iterable[int],
+    labelers: Sequence[AbstractBaseUser] | None = None,
+    reason: str,
+    actor: AbstractBaseUser | None,
+) -> list[Assignment]:
+    """Send items back for relabeling; returns the relabel assignments created.
+
+    Annotations are kept (append-only). For each item, each chosen labeler gets an
+    active assignment with ``reason="relabel"``, handed to them before any new item on
+    their next request; submitting it is a revision of their label when they had one,
+    else an extra label (an explicit request may exceed the overlap). With
+    ``labelers=None`` the request goes to everyone who holds a current label on the
+    item, i.e. the item is re-checked by the people who labeled it. A labeler's earlier
+    active assignment for the same item is cancelled. One ``item.relabel_requested``
+    event per item records who asked, whom and why.
+    """
+    if not reason or not reason.strip():
+        raise ValidationError({"reason": "say why the items go back for relabeling"})
+    ids = sorted(set(item_ids))
+    # Lock the items in id order (concurrent hand-outs skip them meanwhile).
+    items = list(
+        Item.objects.select_for_update().filter(project=project, pk__in=ids).order_by("pk")
+    )
+    missing = sorted(set(ids) - {i.pk for i in items})
+    if missing:
+        raise ValidationError({"items": f"items not in this project: {missing}"})
+    if labelers is not None:
+        member_ids = set(
+            ProjectMembership.objects.filter(
+                project=project, user__in=[u.pk for u in labelers]
+            ).values_list("user_id", flat=True)
+        )
+        outsiders = [u.get_username() for u in labelers if u.pk not in member_ids]
+        if outsiders:
+            raise ValidationError({"labelers": f"not members of this project: {outsiders}"})
+    now = timezone.now()
+    created: list[Assignment] = []
+    for item in items:
+        if labelers is None:
+            target_ids = list(
+                Annotation.objects.filter(item=item, is_current=True)
+                .order_by("labeler_id")
+                .values_list("labeler_id", flat=True)
+            )
+        else:
+            target_ids = [u.pk for u in labelers]
+        Assignment.objects.filter(
+            item=item, labeler_id__in=target_ids, status=AssignmentStatus.ACTIVE
+        ).update(status=AssignmentStatus.CANCELLED, completed_at=now)
+        for labeler_id in target_ids:
+            created.append(
+                Assignment.objects.create(
+                    project=project,
+                    item=item,
+                    labeler_id=labeler_id,
+                    status=AssignmentStatus.ACTIVE,
+                    reason=REASON_RELABEL,
+                    expires_at=now + RELABEL_TTL,
+                )
+            )
+        events.generic(
+            verb="item.relabel_requested",
+            subject_type="item",
+            subject_id=item.pk,
+            project_id=project.pk,
+            actor_id=getattr(actor, "pk", None),
+            item_id=item.pk,
+            after={"labelers": target_ids, "external_id": item.external_id},
+            reason=reason,
+        )
+    return created
+
+
+def previous_label(
+    project: Project, labeler: AbstractBaseUser, *, before_item_id: int | None = None
+) -> Annotation | None:
+    """The labeler's most recent current annotation in the project (for undo/revise);
+    with ``before_item_id`` the one given just before their label on that item."""
+    qs = Annotation.objects.filter(project=project, labeler=labeler, is_current=True)
+    if before_item_id is not None:
+        anchor = qs.filter(item_id=before_item_id).first()
+        if anchor is not None:
+            qs = qs.filter(
+                Q(created_at__lt=anchor.created_at)
+                | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
+            )
+    return qs.select_related("item", "label_class").order_by("-created_at", "-pk").first()
