@@ -1,12 +1,24 @@
 """A pytest plugin loaded first (``-p config.testing``): keeps tests off the dev data.
 
-Tests get their own ``var/test`` folder (database, broker, media), so running the suite
-never touches ``make run``'s database and a running dev worker never sees test tasks.
+Each test run gets its own folder ``var/test/run-<pid>`` (database, broker, media), so
+the suite never touches ``make run``'s database, a running dev worker never sees test
+tasks, and two test runs on one machine do not share a database or a broker. The folder
+is removed when the run ends.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 _root = Path(__file__).resolve().parent.parent
-os.environ.setdefault("CONCORD_VAR_DIR", str(_root / "var" / "test"))
+_run_dir = _root / "var" / "test" / f"run-{os.getpid()}"
+_owns_run_dir = "CONCORD_VAR_DIR" not in os.environ
+os.environ.setdefault("CONCORD_VAR_DIR", str(_run_dir))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Tests render templates without running collectstatic first.
+os.environ.setdefault("CONCORD_STATIC_MANIFEST", "0")
+
+
+def pytest_unconfigure(config):
+    if _owns_run_dir and not hasattr(config, "workerinput"):
+        shutil.rmtree(_run_dir, ignore_errors=True)

@@ -59,3 +59,24 @@ def test_production_without_secret_key_refuses_to_start(tmp_path):
 def test_makemigrations_finds_nothing_to_do(tmp_path):
     result = _manage("makemigrations", "--check", "--dry-run", CONCORD_VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_describes_web_worker_redis_and_postgres_sharing_one_config():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "redis", "postgres"} <= set(services)
+    assert "celery" in services["worker"]["command"]
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://")
+        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert "media:/var/lib/concord/media" in services[name]["volumes"]
+    assert services["web"]["environment"] is services["worker"]["environment"]
+
+
+def test_health_endpoint_answers_when_the_database_does(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
