@@ -100,6 +100,16 @@ def _gold_arrays(gold, stats: AgreementStats):
 def _gold_per_label(iv: _Items, stats: AgreementStats, gold):
     """(has_gold (N,), correct (N,)) for labels sorted like ``iv``."""
     g_items, g_vals = gold
+    top = int(max(g_items.max(), iv.item.max() if iv.item.size else 0)) + 1
+    if top <= 4 * iv.item.size + 1_000_000:  # dense lookup by item code
+        table = np.full(top, np.nan)
+        table[g_items] = g_vals
+        gv = table[iv.item]
+        has = ~np.isnan(gv)
+        label_metric = (
+            iv.value.astype(np.float64) if stats.categorical else stats.value_points[iv.value]
+        )
+        return has, has & (label_metric == gv)
     order = np.argsort(g_items, kind="stable")
     g_items, g_vals = g_items[order], g_vals[order]
     idx = np.searchsorted(g_items, iv.item)
@@ -227,7 +237,13 @@ def _loo_consensus(iv: _Items):
     t2 = np.maximum.reduceat(np.where(iv.t_n < t1[iv.t_pos], iv.t_n, 0), tstart)
     V = iv.n_values
     tkey = iv.t_pos * V + iv.t_val
-    own = iv.t_n[np.searchsorted(tkey, iv.pos * V + iv.value)]
+    lkey = iv.pos * V + iv.value
+    if iv.n_items * V <= 4 * lkey.size + 1_000_000:  # dense lookup table, O(N) memory
+        table = np.zeros(iv.n_items * V, dtype=np.int64)
+        table[tkey] = iv.t_n
+        own = table[lkey]
+    else:
+        own = iv.t_n[np.searchsorted(tkey, lkey)]
     p = iv.pos
     top = own == t1[p]
     res = np.where(
