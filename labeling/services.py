@@ -496,3 +496,198 @@ def create_user(
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+# --- Managers' REST operations (issue 4) ----------------------------------------------
+PROJECT_EDITABLE_FIELDS = (
+    "name",
+    "description",
+    "level",
+    "overlap",
+    "dynamic_overlap",
+    "min_overlap",
+    "max_overlap",
+    "assignment_ttl_minutes",
+    "is_archived",
+)
+
+
+@transaction.atomic
+def update_project(
+    *, project: Project, actor: AbstractBaseUser | None = None, **changes: Any
+) -> Project:
+    """Change a project's settings (``PROJECT_EDITABLE_FIELDS``; the task type is fixed once
+    created, since stored labels depend on it). Records before and after."""
+    unknown = sorted(set(changes) - set(PROJECT_EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError({unknown[0]: "this field cannot be changed"})
+    if "level" in changes and changes["level"] not in MeasurementLevel.values:
+        raise ValidationError({"level": f"must be one of {', '.join(MeasurementLevel.values)}"})
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    before = {f: getattr(project, f) for f in changes}
+    for name, value in changes.items():
+        setattr(project, name, value)
+    project.full_clean()
+    if project.min_overlap > project.max_overlap:
+        raise ValidationError({"max_overlap": "must be at least min_overlap"})
+    project.save(update_fields=list(changes))
+    events.generic(
+        verb="project.updated",
+        subject_type="project",
+        subject_id=project.pk,
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        before=before,
+        after={f: getattr(project, f) for f in changes},
+    )
+    return project
+
+
+@transaction.atomic
+def remove_membership(
+    *, project: Project, user: AbstractBaseUser, actor: AbstractBaseUser | None = None
+) -> None:
+    """Take ``user`` out of ``project``; their labels stay. The last manager cannot leave."""
+    membership = (
+        ProjectMembership.objects.select_for_update().filter(project=project, user=user).first()
+    )
+    if membership is None:
+        raise ValidationError({"user": f"{user.get_username()!r} is not a member"})
+    if (
+        membership.role == Role.MANAGER
+        and not ProjectMembership.objects.filter(project=project, role=Role.MANAGER)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
+        raise ValidationError({"user": "the last manager of a project cannot be removed"})
+    membership.delete()
+    events.generic(
+        verb="member.removed",
+        subject_type="user",
+        subject_id=user.pk,
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        before={"role": membership.role, "username": user.get_username()},
+    )
+
+
+def create_account(
+    *,
+    username: str,
+    password: str | None = None,
+    email: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> AbstractBaseUser:
+    """An account created by a manager: the password (when given) must pass the password
+    validators; without one the account cannot log in until a password is set."""
+    from django.contrib.auth import password_validation
+
+    if password:
+        try:
+            password_validation.validate_password(password, User(username=username, email=email))
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
+    with transaction.atomic():
+        user = create_user(username=username, password=password, email=email)
+        events.generic(
+            verb="user.created",
+            subject_type="user",
+            subject_id=user.pk,
+            project_id=None,
+            actor_id=getattr(actor, "pk", None),
+            after={"username": username, "email": email, "has_password": bool(password)},
+        )
+    return user
+
+
+@transaction.atomic
+def set_user_active(
+    *, user: AbstractBaseUser, is_active: bool, actor: AbstractBaseUser | None = None
+) -> AbstractBaseUser:
+    """Activate (or deactivate) an account, e.g. a labeler created by a label import."""
+    before = user.is_active
+    user.is_active = bool(is_active)
+    user.save(update_fields=["is_active"])
+    events.generic(
+        verb="user.activated" if is_active else "user.deactivated",
+        subject_type="user",
+        subject_id=user.pk,
+        project_id=None,
+        actor_id=getattr(actor, "pk", None),
+        before={"is_active": before},
+        after={"is_active": user.is_active},
+    )
+    return user
+
+
+def enqueue_remote_image_stats(*, item_ids: Sequence[int]) -> None:
+    """Queue fetching and statistics of image-URL items once the transaction commits."""
+    from labeling.tasks import compute_remote_image_stats
+
+    ids = list(item_ids)
+    transaction.on_commit(lambda: [compute_remote_image_stats.delay(item_id) for item_id in ids])
+
+
+def compute_remote_item_image_stats(*, item_id: int) -> Item:
+    """Fetch an image-URL item's image (labeling.fetch: public addresses only, at every
+    redirect; bytes and time limited) and store its statistics and thumbnail.
+
+    A refused or broken fetch marks the item ``failed`` with the reason; it does not raise.
+    """
+    from labeling import fetch
+
+    item = Item.objects.get(pk=item_id)
+    if item.kind != PayloadKind.IMAGE_URL or not item.image_url:
+        return item
+    limits = {
+        "max_bytes": settings.CONCORD_MAX_IMAGE_BYTES,
+        "max_pixels": settings.CONCORD_MAX_IMAGE_PIXELS,
+    }
+    try:
+        fetched = fetch.fetch_url(
+            item.image_url,
+            max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+            timeout=getattr(settings, "CONCORD_FETCH_TIMEOUT_SECONDS", 10),
+        )
+        stats = images.compute_stats(fetched.data, **limits)
+        thumb = images.make_thumbnail(fetched.data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
+    except (fetch.FetchRefused, images.ImageRejected) as exc:
+        item.stats_status = ImageStatsStatus.FAILED
+        item.stats_error = str(exc)[:500]
+        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
+        return item
+    with transaction.atomic():
+        if item.thumbnail:
+            item.thumbnail.delete(save=False)
+        item.thumbnail.save(f"{item.pk}.jpg", ContentFile(thumb), save=False)
+        item.width, item.height = stats.width, stats.height
+        item.mean_brightness = stats.mean_brightness
+        item.perceptual_hash = stats.perceptual_hash
+        item.content_hash = stats.content_hash
+        item.stats_status = ImageStatsStatus.DONE
+        item.stats_error = ""
+        item.save(
+            update_fields=[
+                "thumbnail",
+                "width",
+                "height",
+                "mean_brightness",
+                "perceptual_hash",
+                "content_hash",
+                "stats_status",
+                "stats_error",
+                "updated_at",
+            ]
+        )
+        events.image_stats_computed(
+            project_id=item.project_id,
+            item_id=item.pk,
+            after={
+                "width": stats.width,
+                "height": stats.height,
+                "mean_brightness": stats.mean_brightness,
+                "perceptual_hash": stats.perceptual_hash,
+                "url": fetched.url,
+            },
+        )
+    return item

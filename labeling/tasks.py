@@ -10,3 +10,10 @@ def compute_image_stats(self, item_id: int) -> dict:
     """Compute an image item's statistics and thumbnail (see the service)."""
     item = services.compute_item_image_stats(item_id=item_id)
     return {"item": item.pk, "status": item.stats_status}
+
+
+@shared_task(bind=True, max_retries=2, default_retry_delay=30, acks_late=True)
+def compute_remote_image_stats(self, item_id: int) -> dict:
+    """Fetch an image-URL item's image safely and compute its statistics (see the service)."""
+    item = services.compute_remote_item_image_stats(item_id=item_id)
+    return {"item": item.pk, "status": item.stats_status}
