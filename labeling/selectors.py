@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import (
+    Count,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 
 from labeling.models import (
     Annotation,
@@ -86,3 +99,133 @@ def project_progress(project: Project) -> dict:
         "n_items_complete": done_items,
         "fraction": (min(n_annotations, target) / target) if target else 0.0,
     }
+
+
+# --- Lists for the REST API (issue 4) -------------------------------------------------
+METADATA_FILTER_KEY = re.compile(r"[A-Za-z0-9_]+")
+ITEM_STATUSES = ("unlabeled", "in_progress", "complete")
+
+
+def items_with_counts(project: Project) -> QuerySet[Item]:
+    """The project's items, each annotated with ``n_current`` (current annotations)."""
+    n_current = (
+        Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
+        .order_by()
+        .values("item")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Item.objects.filter(project=project).annotate(
+        n_current=Coalesce(Subquery(n_current, output_field=IntegerField()), Value(0))
+    )
+
+
+def filter_items(
+    project: Project,
+    *,
+    metadata: dict[str, str] | None = None,
+    tag: str | None = None,
+    status: str | None = None,
+    external_id: str | None = None,
+    kind: str | None = None,
+) -> QuerySet[Item]:
+    """Items of ``project`` matching every filter given.
+
+    ``metadata`` maps keys (``^[A-Za-z0-9_]+$``, else ValueError) to values compared as
+    text (``{"line": "3"}`` matches ``3`` and ``"3"``); ``status`` is ``unlabeled`` (no
+    current annotation), ``in_progress`` (fewer than the overlap) or ``complete``.
+    Keys become JSON key transforms, never ORM lookups.
+    """
+    items = items_with_counts(project)
+    for n, (key, value) in enumerate(sorted((metadata or {}).items())):
+        if not METADATA_FILTER_KEY.fullmatch(key):
+            raise ValueError(f"metadata keys are letters, digits and _: {key!r}")
+        alias = f"_meta_{n}"
+        items = items.alias(
+            **{alias: Cast(KeyTextTransform(key, "metadata"), output_field=TextField())}
+        ).filter(**{alias: value})
+    if tag:
+        items = items.filter(tags__name=tag)
+    if external_id:
+        items = items.filter(external_id=external_id)
+    if kind:
+        items = items.filter(kind=kind)
+    if status:
+        if status not in ITEM_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ITEM_STATUSES)}")
+        if status == "unlabeled":
+            items = items.filter(n_current=0)
+        elif status == "in_progress":
+            items = items.filter(n_current__gt=0, n_current__lt=project.overlap)
+        else:
+            items = items.filter(n_current__gte=project.overlap)
+    return items.order_by("id")
+
+
+def filter_annotations(
+    project: Project,
+    *,
+    labeler_id: int | None = None,
+    labeler_username: str | None = None,
+    item_external_id: str | None = None,
+    item_id: int | None = None,
+    include_revisions: bool = False,
+) -> QuerySet[Annotation]:
+    """Annotations of ``project`` (current only unless ``include_revisions``), with the
+    related rows a list needs loaded in the same query."""
+    annotations = Annotation.objects.filter(project=project).select_related(
+        "item", "labeler", "label_class", "guideline"
+    )
+    if not include_revisions:
+        annotations = annotations.filter(is_current=True)
+    if labeler_id is not None:
+        annotations = annotations.filter(labeler_id=labeler_id)
+    if labeler_username:
+        annotations = annotations.filter(labeler__username=labeler_username)
+    if item_external_id:
+        annotations = annotations.filter(item__external_id=item_external_id)
+    if item_id is not None:
+        annotations = annotations.filter(item_id=item_id)
+    return annotations.order_by("item_id", "labeler_id", "-created_at", "-id")
+
+
+def labeler_progress_detail(project: Project, *, labeler_id: int | None = None) -> list[dict]:
+    """Per labeler (or only ``labeler_id``): current annotations and superseded revisions.
+
+    Members without a label yet are listed with zeros; former members who left labels are
+    listed with ``role: None``. Three queries whatever the number of labelers.
+    """
+    members = ProjectMembership.objects.filter(project=project).select_related("user")
+    annotations = Annotation.objects.filter(project=project)
+    if labeler_id is not None:
+        members = members.filter(user_id=labeler_id)
+        annotations = annotations.filter(labeler_id=labeler_id)
+    counts = {
+        r["labeler_id"]: r
+        for r in annotations.values("labeler_id", "labeler__username", "labeler__is_active")
+        .annotate(
+            n_current=Count("pk", filter=Q(is_current=True)),
+            n_revisions=Count("pk", filter=Q(is_current=False)),
+        )
+        .order_by()
+    }
+    rows = {}
+    for m in members:
+        c = counts.get(m.user_id, {})
+        rows[m.user_id] = {
+            "labeler": m.user.username,
+            "role": m.role,
+            "is_active": m.user.is_active,
+            "n_current": c.get("n_current", 0),
+            "n_revisions": c.get("n_revisions", 0),
+        }
+    for user_id, c in counts.items():
+        if user_id not in rows:
+            rows[user_id] = {
+                "labeler": c["labeler__username"],
+                "role": None,
+                "is_active": c["labeler__is_active"],
+                "n_current": c["n_current"],
+                "n_revisions": c["n_revisions"],
+            }
+    return sorted(rows.values(), key=lambda r: r["labeler"])
