@@ -1,28 +1,193 @@
-"""Server-rendered pages of the labeling app."""
+"""Server-rendered pages of the labeling app.
+
+The labeling page is a plain POST form per item (it works without JavaScript);
+``static/concord/label.js`` adds keyboard shortcuts, zoom/pan and time measurement.
+Views are thin: hand-out, submit and skip are ``labeling.assignment`` services.
+"""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from labeling import selectors
-from labeling.models import Item
+from labeling import assignment as assignment_service
+from labeling import selectors, services
+from labeling.models import Annotation, Assignment, Item, Project, Role, TaskType
+
+LABEL_ROLES = frozenset({Role.LABELER, Role.SME, Role.MANAGER})
+REVIEW_ROLES = frozenset({Role.SME, Role.MANAGER})
+DIGIT_KEYS = "123456789"
 
 
 @login_required
 def home(request):
-    """My projects, with my role and the project's progress."""
+    """My projects, with my role, the project's progress and my own."""
     projects = []
     for project in selectors.projects_for_user(request.user).filter(is_archived=False):
+        role = selectors.role_in_project(request.user, project)
+        can_label = role in LABEL_ROLES
         projects.append(
             {
                 "project": project,
-                "role": selectors.role_in_project(request.user, project),
+                "role": role,
                 "progress": selectors.project_progress(project),
+                "mine": (
+                    assignment_service.labeler_progress(project, request.user)
+                    if can_label
+                    else None
+                ),
+                "can_label": can_label,
+                "can_review": role in REVIEW_ROLES,
             }
         )
     return render(request, "labeling/home.html", {"projects": projects})
+
+
+def _labeling_project(request, project_id: int) -> tuple[Project, str]:
+    project = get_object_or_404(Project, pk=project_id, is_archived=False)
+    role = selectors.role_in_project(request.user, project)
+    if role is None:
+        raise Http404("no such project")
+    if role not in LABEL_ROLES:
+        raise PermissionDenied("your role in this project does not label")
+    return project, role
+
+
+def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
+    """Class buttons with their keys (1..9 in display order) and the borderline class."""
+    rows, borderline, n = [], None, 0
+    classes = list(selectors.active_classes(project))
+    if project.task_type == TaskType.RATING:
+        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0, c.order))
+    for c in classes:
+        if c.is_borderline and borderline is None:
+            borderline = {"key": c.key, "name": c.name, "description": c.description, "kbd": "B"}
+            continue
+        rows.append(
+            {
+                "key": c.key,
+                "name": c.name,
+                "description": c.description,
+                "rank": c.rank,
+                "kbd": DIGIT_KEYS[n] if n < len(DIGIT_KEYS) else "",
+            }
+        )
+        n += 1
+    return rows, borderline
+
+
+def _image_src(item: Item) -> str:
+    if item.image:
+        return reverse("item-image", args=[item.pk])
+    return item.image_url
+
+
+@login_required
+def label(request, project_id: int):
+    """GET: the next item (or the one being revised with ``?revise=<item id>``).
+    POST: submit a label for an item, then go on to the next one."""
+    project, role = _labeling_project(request, project_id)
+    if request.method == "POST":
+        return _submit(request, project)
+    revise_id = request.GET.get("revise")
+    handed, own = None, None
+    if revise_id:
+        own = (
+            Annotation.objects.filter(
+                project=project, labeler=request.user, is_current=True, item_id=revise_id
+            )
+            .select_related("item", "label_class")
+            .first()
+            if revise_id.isdigit()
+            else None
+        )
+        if own is None:
+            messages.info(request, "There is no label of yours on that item to revise.")
+            return redirect("label", project_id=project.pk)
+        item = own.item
+    else:
+        handed = assignment_service.next_item_for(project, request.user)
+        item = handed.item if handed else None
+    classes, borderline = _classes_for_ui(project)
+    guideline = selectors.current_guideline(project)
+    examples = []
+    if guideline is not None:
+        for example in guideline.example_items.all().order_by("id")[:12]:
+            thumb = None
+            if example.thumbnail:
+                thumb = reverse("item-thumbnail", args=[example.pk])
+            elif example.image:
+                thumb = reverse("item-image", args=[example.pk])
+            elif example.image_url:
+                thumb = example.image_url
+            examples.append({"item": example, "thumb": thumb})
+    previous = assignment_service.previous_label(
+        project, request.user, before_item_id=own.item_id if own else None
+    )
+    own_value = services.annotation_value(own) if own else None
+    context = {
+        "project": project,
+        "role": role,
+        "item": item,
+        "assignment": handed,
+        "own": own,
+        "own_value": own_value,
+        "own_value_str": "" if own_value is None else str(own_value),
+        "image_src": _image_src(item) if item else "",
+        "classes": classes,
+        "borderline": borderline,
+        "guideline": guideline,
+        "examples": examples,
+        "previous": previous,
+        "progress": assignment_service.labeler_progress(project, request.user),
+        "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
+        "is_rating": project.task_type == TaskType.RATING,
+    }
+    return render(request, "labeling/label.html", context)
+
+
+def _submit(request, project: Project):
+    item = get_object_or_404(Item, pk=request.POST.get("item") or 0, project=project)
+    value = request.POST.get("value", "")
+    assignment_id = request.POST.get("assignment") or ""
+    time_spent = request.POST.get("time_spent_ms") or ""
+    try:
+        annotation = assignment_service.submit_label(
+            item=item,
+            labeler=request.user,
+            value=value,
+            comment=request.POST.get("comment", "").strip(),
+            time_spent_ms=int(time_spent) if time_spent.isdigit() else None,
+            assignment_id=int(assignment_id) if assignment_id.isdigit() else None,
+        )
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        target = reverse("label", args=[project.pk])
+        if request.POST.get("revising"):
+            target += f"?revise={item.pk}"
+        return redirect(target)
+    if annotation.supersedes_id:
+        messages.success(request, f"Revised your label on {item.external_id}.")
+    return redirect("label", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def skip(request, project_id: int):
+    project, _ = _labeling_project(request, project_id)
+    handed = get_object_or_404(
+        Assignment, pk=request.POST.get("assignment") or 0, project=project, labeler=request.user
+    )
+    try:
+        assignment_service.skip_assignment(assignment=handed, labeler=request.user)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    return redirect("label", project_id=project.pk)
 
 
 def _member_item(request, item_id: int) -> Item:
