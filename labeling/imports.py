@@ -1643,3 +1643,30 @@ def import_label_studio(
         errors=errors,
         extra=extra,
     )
+
+
+def import_label_studio_file(
+    *,
+    project: Project,
+    data: bytes,
+    actor: AbstractBaseUser | None = None,
+    origin: str = "",
+    content_type: str = "",
+    partial: bool = False,
+) -> ImportResult:
+    """A Label Studio JSON export file (bytes): see :func:`import_label_studio`."""
+    if len(data) > settings.CONCORD_MAX_IMPORT_BYTES:
+        raise ImportRejected(
+            f"the file is {len(data)} bytes; the limit is {settings.CONCORD_MAX_IMPORT_BYTES}",
+            status=413,
+        )
+    tasks = [value for _, value in parse_json(data, list_keys=("tasks",))]
+    return import_label_studio(
+        project=project,
+        tasks=tasks,
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        actor=actor,
+        origin=origin,
+        content_type=content_type,
+        partial=partial,
+    )

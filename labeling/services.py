@@ -691,3 +691,24 @@ def compute_remote_item_image_stats(*, item_id: int) -> Item:
             },
         )
     return item
+
+
+@transaction.atomic
+def create_project_class(
+    *, project: Project, actor: AbstractBaseUser | None = None, **spec: Any
+) -> LabelClass:
+    """Add a class to an existing project (``{key, name?, rank?, value?, is_borderline?,
+    description?, shortcut?}``); a key the project already has is refused."""
+    key = spec.get("key")
+    if LabelClass.objects.filter(project=project, key=key).exists():
+        raise ValidationError({"key": f"the project already has a class {key!r}"})
+    label_class = add_label_class(project=project, **spec)
+    events.generic(
+        verb="class.created",
+        subject_type="label_class",
+        subject_id=label_class.pk,
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        after={"key": label_class.key, "name": label_class.name},
+    )
+    return label_class
