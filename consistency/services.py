@@ -1,0 +1,1086 @@
+"""Agreement runs: the adapter between the database and the pure core in ``metrics``.
+
+Entry points (every write about agreement runs goes through one of them):
+
+``start_agreement_run``     validate params, create the run (queued), enqueue on commit
+``execute_agreement_run``   the whole job: plan, scan, metrics, slices, consensus, store
+``compute_agreement_chunk`` one item-id range of a chunked run (a Celery chord member)
+``finalize_agreement_run``  merge the chunks' statistics and finish (the chord callback)
+
+How a run reads labels: :func:`consistency.scan.scan_annotations` streams the current
+annotations as numpy columns; item ids are used as item codes directly (the core only
+needs non-negative integers), labelers are coded by their position in the run's sorted
+labeler list, classes by their position in the project's class list after merges
+(``merged_into`` chains resolved to their root). Chunks partition the items by id range,
+so their :class:`~consistency.metrics.AgreementStats` merge into exactly the single-pass
+statistics and every number of a chunked run equals the single-pass number.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Count, F, Max
+from django.db.models.fields.json import KT
+from django.utils import timezone
+
+from consistency.metrics import (
+    LEVELS,
+    AgreementStats,
+    dawid_skene,
+    majority_consensus,
+    normalization_rules,
+    normalize_transcript,
+    slice_summary,
+    summarize,
+    transcription_agreement,
+)
+from consistency.models import (
+    AgreementRun,
+    AgreementRunChunk,
+    Consensus,
+    ConsensusStatus,
+    RunStatus,
+)
+from consistency.scan import scan_annotations
+from labeling.models import (
+    Annotation,
+    GoldLabel,
+    Guideline,
+    Item,
+    LabelClass,
+    Project,
+    TaskType,
+)
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+DEFAULT_CHUNK_ITEMS = 50_000
+DEFAULT_N_BOOTSTRAP = 1000
+MAX_N_BOOTSTRAP = 10_000
+CONSENSUS_METHODS = ("majority", "dawid_skene")
+SPECIAL_SLICES = ("tag", "labeler", "guideline_version", "captured_week")
+COMMON_METADATA_KEYS = ("factory", "line", "camera", "phone_model", "device")
+MAX_SLICE_VALUES = 60
+METADATA_KEY_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+PARAM_KEYS = ("level", "slices", "n_bootstrap", "seed", "consensus", "chunk_items")
+MISSING = "(missing)"
+
+
+# ------------------------------------------------------------------ parameters and start
+
+
+def chunk_items_setting() -> int:
+    return int(getattr(settings, "CONCORD_AGREEMENT_CHUNK_ITEMS", DEFAULT_CHUNK_ITEMS))
+
+
+def default_slices(project: Project) -> list[str]:
+    """Slices a run computes when the request names none: guideline version, tags, the
+    common provenance keys the project's items carry, and capture week."""
+    keys = ["guideline_version", "tag"]
+    items = Item.objects.filter(project=project)
+    keys += [k for k in COMMON_METADATA_KEYS if items.filter(metadata__has_key=k).exists()]
+    if items.filter(metadata__has_key="captured_at").exists():
+        keys.append("captured_week")
+    return keys
+
+
+def validate_params(project: Project, params: dict | None) -> dict:
+    """Normalised run parameters with defaults, or ValidationError naming what is wrong.
+
+    ``{level?, slices?, n_bootstrap? (0..10000, default 1000), seed? (int, default 0),
+    consensus? (subset of majority, dawid_skene; default both), chunk_items? (>= 1)}``.
+    """
+    params = dict(params or {})
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(params) - set(PARAM_KEYS))
+    if unknown:
+        errors["params"] = [
+            f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(PARAM_KEYS)}"
+        ]
+    level = params.get("level", project.level)
+    if level not in LEVELS:
+        errors["level"] = [f"unknown level {level!r}; one of {', '.join(LEVELS)}"]
+    if project.task_type == TaskType.TRANSCRIPTION and level != "nominal":
+        errors["level"] = ["a transcription project is compared at the nominal level"]
+    slices = params.get("slices")
+    if slices is None:
+        slices = default_slices(project)
+    elif not isinstance(slices, list) or not all(isinstance(s, str) for s in slices):
+        errors["slices"] = ["slices must be a list of metadata keys or " + "|".join(SPECIAL_SLICES)]
+        slices = []
+    else:
+        bad = [
+            s for s in slices if s not in SPECIAL_SLICES and not METADATA_KEY_PATTERN.fullmatch(s)
+        ]
+        absent = [
+            s
+            for s in slices
+            if s not in SPECIAL_SLICES
+            and s not in bad
+            and not Item.objects.filter(project=project, metadata__has_key=s).exists()
+        ]
+        if bad or absent:
+            errors["slices"] = [
+                f"unknown slice key(s): {', '.join(map(repr, bad + absent))}; use a metadata key "
+                f"that the project's items carry or one of {', '.join(SPECIAL_SLICES)}"
+            ]
+        slices = list(dict.fromkeys(slices))
+    n_bootstrap = params.get("n_bootstrap", DEFAULT_N_BOOTSTRAP)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int):
+        errors["n_bootstrap"] = [f"n_bootstrap must be an integer, got {n_bootstrap!r}"]
+    elif not 0 <= n_bootstrap <= MAX_N_BOOTSTRAP:
+        errors["n_bootstrap"] = [f"n_bootstrap must be between 0 and {MAX_N_BOOTSTRAP}"]
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        errors["seed"] = [f"seed must be a non-negative integer, got {seed!r}"]
+    consensus = params.get("consensus", list(CONSENSUS_METHODS))
+    if not isinstance(consensus, list) or not all(c in CONSENSUS_METHODS for c in consensus):
+        errors["consensus"] = [
+            f"unknown consensus method(s) in {consensus!r}; use {', '.join(CONSENSUS_METHODS)}"
+        ]
+    chunk_items = params.get("chunk_items")
+    if chunk_items is not None and (
+        isinstance(chunk_items, bool) or not isinstance(chunk_items, int) or chunk_items < 1
+    ):
+        errors["chunk_items"] = [f"chunk_items must be a positive integer, got {chunk_items!r}"]
+    if errors:
+        raise ValidationError(errors)
+    out = {
+        "level": level,
+        "slices": slices,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "consensus": list(dict.fromkeys(consensus)),
+    }
+    if chunk_items is not None:
+        out["chunk_items"] = chunk_items
+    return out
+
+
+@transaction.atomic
+def start_agreement_run(
+    *, project: Project, params: dict | None = None, created_by: AbstractBaseUser | None = None
+) -> AgreementRun:
+    """Create a queued agreement run and enqueue it once the transaction commits."""
+    clean = validate_params(project, params)
+    run = AgreementRun.objects.create(
+        project=project,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        params=clean,
+        status=RunStatus.QUEUED,
+    )
+
+    def enqueue():
+        from consistency.tasks import run_agreement
+
+        result = run_agreement.delay(run.pk)
+        AgreementRun.objects.filter(pk=run.pk, celery_task_id="").update(
+            celery_task_id=result.id or ""
+        )
+
+    transaction.on_commit(enqueue)
+    return run
+
+
+# ------------------------------------------------------------------ hooks
+
+
+def sme_overrides(project: Project) -> dict[int, int]:
+    """``{item_id: label_class_id}`` decided by an SME; they override every consensus.
+
+    Issue 6 (SME resolutions) fills this in from its resolutions; until then no item is
+    resolved.
+    """
+    return {}
+
+
+# ------------------------------------------------------------------ classes and labelers
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Root classes after merges, in code order, and the code of every stored class id."""
+
+    ids: list[int]  # root class id per code
+    keys: list[str]
+    names: list[str]
+    borderline: np.ndarray  # bool per code
+    metric_value: np.ndarray  # float per code: value, else rank, else NaN
+    code_of: dict[int, int]  # any class id (merged or not) -> code of its root
+    merges: dict[str, str]  # merged class key -> root class key
+
+    def codes(self, class_ids: np.ndarray) -> np.ndarray:
+        """Codes for stored class ids (shape (N,)); -1 for no class or an unknown id."""
+        if not self.code_of:
+            return np.full(class_ids.shape, -1, dtype=np.int64)
+        lookup_ids = np.fromiter(self.code_of.keys(), dtype=np.int64)
+        lookup_codes = np.fromiter(self.code_of.values(), dtype=np.int64)
+        order = np.argsort(lookup_ids)
+        lookup_ids, lookup_codes = lookup_ids[order], lookup_codes[order]
+        pos = np.searchsorted(lookup_ids, class_ids)
+        pos = np.minimum(pos, lookup_ids.size - 1)
+        return np.where(lookup_ids[pos] == class_ids, lookup_codes[pos], -1)
+
+
+def class_map(project: Project, level: str) -> ClassMap:
+    """The project's classes with ``merged_into`` chains resolved to their root class.
+
+    Ordinal projects order root classes by rank (classes without a rank last).
+    """
+    rows = list(
+        LabelClass.objects.filter(project=project)
+        .order_by("order", "id")
+        .values("id", "key", "name", "rank", "value", "is_borderline", "merged_into_id")
+    )
+    by_id = {r["id"]: r for r in rows}
+
+    def root(class_id: int) -> int:
+        seen = set()
+        while by_id[class_id]["merged_into_id"] is not None and class_id not in seen:
+            seen.add(class_id)
+            class_id = by_id[class_id]["merged_into_id"]
+        return class_id
+
+    roots = [r for r in rows if r["merged_into_id"] is None]
+    if level == "ordinal":
+        roots.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
+    code_by_root = {r["id"]: i for i, r in enumerate(roots)}
+    code_of = {r["id"]: code_by_root[root(r["id"])] for r in rows if root(r["id"]) in code_by_root}
+    merges = {
+        r["key"]: by_id[root(r["id"])]["key"] for r in rows if r["merged_into_id"] is not None
+    }
+    metric = np.array(
+        [
+            r["value"]
+            if r["value"] is not None
+            else (r["rank"] if r["rank"] is not None else np.nan)
+            for r in roots
+        ],
+        dtype=np.float64,
+    )
+    return ClassMap(
+        ids=[r["id"] for r in roots],
+        keys=[r["key"] for r in roots],
+        names=[r["name"] for r in roots],
+        borderline=np.array([r["is_borderline"] for r in roots], dtype=bool),
+        metric_value=metric,
+        code_of=code_of,
+        merges=merges,
+    )
+
+
+def _labeler_ids(project_id: int) -> list[int]:
+    """Sorted ids of everyone with a current annotation in the project."""
+    table = connection.ops.quote_name(Annotation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT labeler_id FROM {table} WHERE project_id = %s AND is_current",  # noqa: S608
+            [project_id],
+        )
+        return sorted(r[0] for r in cursor.fetchall())
+
+
+def data_version(project: Project | int) -> dict:
+    """Snapshot of the project's current labels: highest annotation id and count."""
+    project_id = project.pk if isinstance(project, Project) else project
+    agg = Annotation.objects.filter(project_id=project_id, is_current=True).aggregate(
+        max_id=Max("id"), n=Count("id")
+    )
+    return {"max_annotation_id": agg["max_id"], "n_annotations": agg["n"]}
+
+
+# ------------------------------------------------------------------ chunk statistics
+
+
+@dataclass
+class ChunkStats:
+    """Sufficient statistics of one item range plus the per-label guideline column.
+
+    ``guideline`` is aligned with ``stats.item`` (labels sorted by item, then labeler).
+    """
+
+    stats: AgreementStats
+    guideline: np.ndarray
+    n_dropped: int = 0
+    n_late_labelers: int = 0
+
+
+def _is_transcription(project: Project) -> bool:
+    return project.task_type == TaskType.TRANSCRIPTION
+
+
+def _chunk_stats(
+    project: Project,
+    level: str,
+    classes: ClassMap,
+    labeler_ids: np.ndarray,
+    first_item_id: int | None,
+    last_item_id: int | None,
+) -> ChunkStats:
+    categorical = level in ("nominal", "ordinal")
+    cols = scan_annotations(
+        project.pk,
+        first_item_id=first_item_id,
+        last_item_id=last_item_id,
+        with_number=not categorical,
+    )
+    lab_pos = np.searchsorted(labeler_ids, cols.labeler)
+    lab_pos_c = np.minimum(lab_pos, max(labeler_ids.size - 1, 0))
+    known_lab = (labeler_ids.size > 0) & (labeler_ids[lab_pos_c] == cols.labeler)
+    codes = classes.codes(cols.label_class)
+    if categorical:
+        values = codes
+        keep = known_lab & (values >= 0)
+    else:
+        values = cols.number.copy()
+        from_class = np.isnan(values) & (codes >= 0)
+        if from_class.any():
+            values[from_class] = classes.metric_value[codes[from_class]]
+        keep = known_lab & np.isfinite(values)
+    n_dropped = int((~keep & known_lab).sum())
+    item, lab, val, guide = cols.item[keep], lab_pos_c[keep], values[keep], cols.guideline[keep]
+    order = np.lexsort((lab, item))
+    item, lab, val, guide = item[order], lab[order], val[order], guide[order]
+    stats = AgreementStats.from_labels(
+        item,
+        lab,
+        val,
+        level=level,
+        n_classes=len(classes.keys) if categorical else None,
+        n_labelers=int(labeler_ids.size),
+    )
+    return ChunkStats(stats, guide, n_dropped, int((~known_lab).sum()))
+
+
+_STATS_ARRAYS = ("value_points", "item", "labeler", "value", "pair_a", "pair_b")
+_STATS_ARRAYS += ("pair_va", "pair_vb", "pair_n")
+
+
+def chunk_to_bytes(chunk: ChunkStats) -> bytes:
+    """Serialize a chunk's statistics (numpy npz; a few bytes per label)."""
+    s = chunk.stats
+    arrays = {name: getattr(s, name) for name in _STATS_ARRAYS}
+    arrays["guideline"] = chunk.guideline
+    arrays["meta"] = np.array([s.n_labelers, chunk.n_dropped, chunk.n_late_labelers])
+    arrays["level"] = np.array(s.level)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def chunk_from_bytes(payload: bytes) -> ChunkStats:
+    """Inverse of :func:`chunk_to_bytes`: rebuilds AgreementStats from its documented
+    attributes (the same arrays ``AgreementStats.from_labels`` would hold)."""
+    with np.load(io.BytesIO(bytes(payload)), allow_pickle=False) as z:
+        meta = z["meta"]
+        kwargs = {name: z[name] for name in _STATS_ARRAYS}
+        names = {f.name for f in fields(AgreementStats)}
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+        stats = AgreementStats(level=str(z["level"]), n_labelers=int(meta[0]), **kwargs)
+        return ChunkStats(stats, z["guideline"], int(meta[1]), int(meta[2]))
+
+
+def merge_chunks(chunks: Sequence[ChunkStats]) -> ChunkStats:
+    """Merge chunks of disjoint, increasing item ranges (order of the list = item order)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    # Balanced pairwise merging: each merge re-sorts its inputs, so a tree keeps it n log k.
+    level = list(chunks)
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            a, b = level[i], level[i + 1]
+            nxt.append(
+                ChunkStats(
+                    a.stats.merge(b.stats),
+                    np.concatenate([a.guideline, b.guideline]),
+                    a.n_dropped + b.n_dropped,
+                    a.n_late_labelers + b.n_late_labelers,
+                )
+            )
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    merged = level[0]
+    # The guideline column follows the labels only if chunks came in item order.
+    if merged.stats.item.size > 1 and not np.all(np.diff(merged.stats.item) >= 0):
+        raise ValueError("internal: merged labels are not sorted by item")
+    return merged
+
+
+# ------------------------------------------------------------------ run lifecycle
+
+
+def _save(run: AgreementRun, **changes) -> None:
+    for name, value in changes.items():
+        setattr(run, name, value)
+    run.save(update_fields=list(changes))
+
+
+def _set_progress(run: AgreementRun, progress: float) -> None:
+    _save(run, progress=round(min(max(progress, 0.0), 1.0), 4))
+
+
+def fail_agreement_run(run_id: int, message: str) -> None:
+    """Mark the run failed with a message a person can act on (idempotent)."""
+    AgreementRun.objects.filter(pk=run_id).exclude(status=RunStatus.SUCCEEDED).update(
+        status=RunStatus.FAILED, error=message[:4000], finished_at=timezone.now()
+    )
+    AgreementRunChunk.objects.filter(run_id=run_id).delete()
+
+
+def _error_message(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"
+
+
+def execute_agreement_run(
+    run_id: int,
+    *,
+    dispatch_chunks: Callable[[int, list[tuple[int, int, int]]], None] | None = None,
+) -> AgreementRun:
+    """Run an agreement job: status running, progress, results, then succeeded or failed.
+
+    Small projects (at most ``chunk_items`` items; param, else the setting
+    ``CONCORD_AGREEMENT_CHUNK_ITEMS``) are computed in one pass. Larger ones are split
+    into item-id ranges: ``dispatch_chunks(run_id, [(index, first_id, last_id), ...])``
+    hands them to parallel workers (a Celery chord whose callback calls
+    :func:`finalize_agreement_run`); without it the chunks are computed here one by one,
+    through the same serialization, which is what makes the chunked path testable.
+    """
+    run = AgreementRun.objects.select_related("project").get(pk=run_id)
+    if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return run  # already finished: a redelivered task must not recompute
+    t0 = time.perf_counter()
+    try:
+        project = run.project
+        _save(
+            run,
+            status=RunStatus.RUNNING,
+            started_at=timezone.now(),
+            progress=0.01,
+            error="",
+        )
+        version = data_version(project)
+        labeler_ids = _labeler_ids(project.pk)
+        chunk_items = run.params.get("chunk_items") or chunk_items_setting()
+        ranges = [] if _is_transcription(project) else _item_ranges(project, chunk_items)
+        _save(
+            run,
+            data_version={**version, "labeler_ids": labeler_ids},
+            n_chunks=max(len(ranges), 1),
+            timings={"plan_s": round(time.perf_counter() - t0, 3)},
+            progress=0.05,
+        )
+        if len(ranges) <= 1:
+            return _single_pass(run, labeler_ids)
+        if dispatch_chunks is not None:
+            dispatch_chunks(run.pk, ranges)
+            run.refresh_from_db()
+            return run
+        for index, first, last in ranges:
+            compute_agreement_chunk(
+                run_id=run.pk, index=index, first_item_id=first, last_item_id=last
+            )
+        return finalize_agreement_run(run_id=run.pk)
+    except Exception as exc:
+        logger.exception("agreement run %s failed", run_id)
+        fail_agreement_run(run_id, _error_message(exc))
+        run.refresh_from_db()
+        return run
+
+
+def _item_ranges(project: Project, chunk_items: int) -> list[tuple[int, int, int]]:
+    """``[(index, first_item_id, last_item_id)]`` covering the project's items."""
+    ids = np.fromiter(
+        Item.objects.filter(project=project)
+        .order_by("id")
+        .values_list("id", flat=True)
+        .iterator(chunk_size=20_000),
+        dtype=np.int64,
+    )
+    if ids.size == 0:
+        return []
+    starts = np.arange(0, ids.size, chunk_items)
+    ends = np.minimum(starts + chunk_items, ids.size) - 1
+    out = [(i, int(ids[s]), int(ids[e])) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
+    # Open the outer ends so an item created during planning still falls into a chunk.
+    out[0] = (0, 0, out[0][2])
+    out[-1] = (out[-1][0], out[-1][1], 2**62)
+    return out
+
+
+def _single_pass(run: AgreementRun, labeler_ids: list[int]) -> AgreementRun:
+    t0 = time.perf_counter()
+    project = run.project
+    level = run.params["level"]
+    if _is_transcription(project):
+        return _finish(run, None, scan_s=0.0)
+    classes = class_map(project, level)
+    chunk = _chunk_stats(
+        project, level, classes, np.asarray(labeler_ids, dtype=np.int64), None, None
+    )
+    _set_progress(run, 0.4)
+    return _finish(run, chunk, scan_s=time.perf_counter() - t0, classes=classes)
+
+
+def compute_agreement_chunk(
+    *, run_id: int, index: int, first_item_id: int, last_item_id: int
+) -> int | None:
+    """Statistics of the run's items with ids in [first, last]; stored for the merge.
+
+    Returns the number of labels in the chunk, or None if the run is not running.
+    """
+    run = AgreementRun.objects.select_related("project").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return None
+    try:
+        level = run.params["level"]
+        classes = class_map(run.project, level)
+        labeler_ids = np.asarray(run.data_version.get("labeler_ids", []), dtype=np.int64)
+        chunk = _chunk_stats(run.project, level, classes, labeler_ids, first_item_id, last_item_id)
+        AgreementRunChunk.objects.update_or_create(
+            run=run,
+            index=index,
+            defaults={
+                "first_item_id": first_item_id,
+                "last_item_id": min(last_item_id, 2**62),
+                "n_annotations": chunk.stats.n_annotations,
+                "payload": chunk_to_bytes(chunk),
+            },
+        )
+        share = 0.45 / max(run.n_chunks, 1)
+        AgreementRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            progress=F("progress") + share
+        )
+        return chunk.stats.n_annotations
+    except Exception as exc:
+        logger.exception("agreement run %s chunk %s failed", run_id, index)
+        fail_agreement_run(
+            run_id, f"chunk {index} (items {first_item_id}..): " + _error_message(exc)
+        )
+        return None
+
+
+def finalize_agreement_run(*, run_id: int) -> AgreementRun:
+    """Merge the stored chunk statistics, compute everything and finish the run."""
+    run = AgreementRun.objects.select_related("project").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return run
+    try:
+        t0 = time.perf_counter()
+        rows = list(AgreementRunChunk.objects.filter(run=run).order_by("index"))
+        if len(rows) != run.n_chunks:
+            raise RuntimeError(f"{len(rows)} of {run.n_chunks} chunks were computed")
+        merged = merge_chunks([chunk_from_bytes(r.payload) for r in rows])
+        classes = class_map(run.project, run.params["level"])
+        done = _finish(run, merged, scan_s=None, merge_s=time.perf_counter() - t0, classes=classes)
+        AgreementRunChunk.objects.filter(run=run).delete()
+        return done
+    except Exception as exc:
+        logger.exception("agreement run %s failed while merging", run_id)
+        fail_agreement_run(run_id, _error_message(exc))
+        run.refresh_from_db()
+        return run
+
+
+# ------------------------------------------------------------------ results
+
+
+def _finish(
+    run: AgreementRun,
+    chunk: ChunkStats | None,
+    *,
+    scan_s: float | None,
+    merge_s: float | None = None,
+    classes: ClassMap | None = None,
+) -> AgreementRun:
+    timings = dict(run.timings or {})
+    if scan_s is not None:
+        timings["scan_s"] = round(scan_s, 3)
+    if merge_s is not None:
+        timings["merge_s"] = round(merge_s, 3)
+    project = run.project
+    params = run.params
+    if _is_transcription(project):
+        results, consensus_rows = _transcription_results(run, timings)
+    else:
+        results, consensus_rows = _classification_results(run, chunk, classes, timings)
+    t0 = time.perf_counter()
+    with transaction.atomic():
+        Consensus.objects.filter(run=run).delete()
+        Consensus.objects.bulk_create(consensus_rows, batch_size=5000)
+    timings["store_consensus_s"] = round(time.perf_counter() - t0, 3)
+    now_version = data_version(project)
+    snapshot = {k: run.data_version.get(k) for k in ("max_annotation_id", "n_annotations")}
+    results["data_version"] = {
+        **snapshot,
+        "changed_during_run": now_version != snapshot,
+        "note": "labels the run read: highest current annotation id and count; compare with "
+        "the project's current values to tell whether the results are stale",
+    }
+    results["params"] = params
+    _save(
+        run,
+        results=results,
+        status=RunStatus.SUCCEEDED,
+        progress=1.0,
+        finished_at=timezone.now(),
+        timings=timings,
+    )
+    return run
+
+
+def _labeler_names(labeler_ids: Sequence[int]) -> list[str]:
+    names = dict(User.objects.filter(pk__in=list(labeler_ids)).values_list("pk", "username"))
+    return [names.get(i, f"user {i}") for i in labeler_ids]
+
+
+def _gold(project: Project, level: str, classes: ClassMap) -> dict:
+    rows = GoldLabel.objects.filter(item__project=project).values_list(
+        "item_id", "label_class_id", "value_number"
+    )
+    gold = {}
+    for item_id, class_id, number in rows:
+        if level in ("nominal", "ordinal"):
+            code = classes.code_of.get(class_id) if class_id is not None else None
+            if code is not None:
+                gold[int(item_id)] = code
+        else:
+            value = number
+            if value is None and class_id is not None and class_id in classes.code_of:
+                value = classes.metric_value[classes.code_of[class_id]]
+            if value is not None and math.isfinite(value):
+                gold[int(item_id)] = float(value)
+    return gold
+
+
+def _classification_results(run, chunk: ChunkStats, classes: ClassMap, timings: dict):
+    project, params = run.project, run.params
+    level = params["level"]
+    stats = chunk.stats
+    labeler_ids = list(run.data_version.get("labeler_ids", []))
+    names = _labeler_names(labeler_ids)
+    categorical = level in ("nominal", "ordinal")
+    gold = _gold(project, level, classes)
+    if not categorical:
+        # Gold values the labels never used cannot be coded into value points.
+        points = stats.value_points
+        gold = {k: v for k, v in gold.items() if np.isin(v, points)}
+    t0 = time.perf_counter()
+    empty = stats.n_annotations == 0
+    if empty:
+        results = _empty_results(level)
+    else:
+        results = summarize(
+            stats,
+            classes=classes.keys if categorical else None,
+            labeler_names=names,
+            gold=gold or None,
+            n_bootstrap=params["n_bootstrap"],
+            seed=params["seed"],
+        )
+    ids_by_name = dict(zip(names, labeler_ids, strict=True))
+    for entry in results.get("per_labeler", []):
+        entry["labeler_id"] = ids_by_name.get(entry["labeler"])
+    timings["metrics_s"] = round(time.perf_counter() - t0, 3)
+    _set_progress(run, 0.65)
+
+    t0 = time.perf_counter()
+    slices = [] if empty else _slices(run, stats, chunk.guideline, gold or None, names)
+    results["slices"] = slices
+    results["hlp"]["per_slice"] = [
+        {
+            "key": s["key"],
+            "value": s["value"],
+            "n_items": s["n_items"],
+            "hlp": s["hlp"],
+            "hlp_ci": s["hlp_ci"],
+            "method": s["hlp_method"],
+            "reasons": {k: v for k, v in s["reasons"].items() if k.startswith("hlp")},
+        }
+        for s in slices
+    ]
+    timings["slices_s"] = round(time.perf_counter() - t0, 3)
+    _set_progress(run, 0.8)
+
+    t0 = time.perf_counter()
+    consensus_summary, rows = ({}, []) if empty else _consensus(run, stats, classes, categorical)
+    results["consensus"] = consensus_summary
+    timings["consensus_s"] = round(time.perf_counter() - t0, 3)
+    _set_progress(run, 0.9)
+
+    results["classes"] = [
+        {"key": k, "name": n, "is_borderline": bool(b)}
+        for k, n, b in zip(classes.keys, classes.names, classes.borderline, strict=True)
+    ]
+    results["merges"] = classes.merges
+    results["labels_dropped"] = {
+        "n": chunk.n_dropped,
+        "reason": "labels without a value usable at this level (no class, or no number)",
+    }
+    results["task_type"] = project.task_type
+    return results, rows
+
+
+def _empty_results(level: str) -> dict:
+    why = "the project has no current annotations"
+    return {
+        "overall": {
+            "krippendorff_alpha": None,
+            "krippendorff_alpha_ci": None,
+            "fleiss_kappa": None,
+            "percent_agreement": None,
+            "mean_pairwise_cohen_kappa": None,
+            "n_items": 0,
+            "n_annotations": 0,
+            "n_labelers": 0,
+            "level": level,
+            "reasons": dict.fromkeys(
+                (
+                    "krippendorff_alpha",
+                    "krippendorff_alpha_ci",
+                    "fleiss_kappa",
+                    "percent_agreement",
+                    "mean_pairwise_cohen_kappa",
+                ),
+                why,
+            ),
+        },
+        "per_class": [],
+        "per_labeler": [],
+        "pairwise": {"labelers": [], "cohen_kappa": [], "n_shared": [], "reasons": {}},
+        "confusion": {"classes": [], "counts": [], "reasons": {"counts": why}},
+        "hlp": {"value": None, "method": "pairwise", "ci": None, "reasons": {"value": why}},
+    }
+
+
+# ------------------------------------------------------------------ slices
+
+
+def _item_attribute(project: Project, key: str) -> pd.Series:
+    """Per item id: the metadata value of ``key`` as text (``(missing)`` when absent)."""
+    rows = Item.objects.filter(project=project).values_list("id", KT(f"metadata__{key}"))
+    frame = pd.DataFrame.from_records(list(rows), columns=["id", "value"])
+    return frame.set_index("id")["value"].fillna(MISSING).astype(str)
+
+
+def _item_groups(run, key: str, stats: AgreementStats, names: list[str]) -> dict[str, np.ndarray]:
+    """``{slice value: item ids}`` for an item-level slice key."""
+    project = run.project
+    item_ids = np.unique(stats.item)
+    if key == "tag":
+        through = Item.tags.through
+        rows = through.objects.filter(item__project=project).values_list("item_id", "tag__name")
+        groups: dict[str, list] = {}
+        tagged = set()
+        for item_id, tag in rows:
+            groups.setdefault(tag, []).append(item_id)
+            tagged.add(item_id)
+        out = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+        untagged = item_ids[~np.isin(item_ids, np.fromiter(tagged, dtype=np.int64))]
+        out["(no tag)"] = untagged
+        return out
+    if key == "labeler":
+        out = {}
+        for code, name in enumerate(names):
+            out[name] = np.unique(stats.item[stats.labeler == code])
+        return out
+    if key == "captured_week":
+        raw = _item_attribute(project, "captured_at")
+        when = pd.to_datetime(raw.where(raw != MISSING), utc=True, errors="coerce")
+        iso = when.dt.isocalendar()
+        week = iso["year"].astype("string") + "-W" + iso["week"].astype("string").str.zfill(2)
+        values = week.fillna(MISSING).astype(str)
+    else:
+        values = _item_attribute(project, key)
+    groups_s = pd.Series(values.index.to_numpy(np.int64), index=values.to_numpy())
+    return {str(v): g.to_numpy(np.int64) for v, g in groups_s.groupby(level=0)}
+
+
+def _slice_entry(key: str, value: str, summary: dict) -> dict:
+    reasons = dict(summary.get("reasons", {}))
+    hlp = summary["hlp"]
+    for k, v in hlp.get("reasons", {}).items():
+        reasons[f"hlp_{k}" if k != "value" else "hlp"] = v
+    if summary["krippendorff_alpha"] is not None and summary["krippendorff_alpha_ci"] is None:
+        reasons.setdefault("krippendorff_alpha_ci", "no bootstrap requested (n_bootstrap=0)")
+    return {
+        "key": key,
+        "value": value,
+        "n_items": summary["n_items"],
+        "n_annotations": summary["n_annotations"],
+        "krippendorff_alpha": summary["krippendorff_alpha"],
+        "krippendorff_alpha_ci": summary["krippendorff_alpha_ci"],
+        "percent_agreement": summary["percent_agreement"],
+        "hlp": hlp["value"],
+        "hlp_ci": hlp["ci"],
+        "hlp_method": hlp["method"],
+        "reasons": reasons,
+    }
+
+
+def _slices(run, stats: AgreementStats, guideline: np.ndarray, gold, names) -> list[dict]:
+    params = run.params
+    n_boot, seed = params["n_bootstrap"], params["seed"]
+    out: list[dict] = []
+    size = int(stats.item.max()) + 1 if stats.item.size else 0
+    for key in params["slices"]:
+        if key == "guideline_version":
+            out += _guideline_slices(run, stats, guideline, gold, n_boot, seed)
+            continue
+        groups = _item_groups(run, key, stats, names)
+        ranked = sorted(groups.items(), key=lambda kv: (-kv[1].size, kv[0]))
+        for value, ids in ranked[:MAX_SLICE_VALUES]:
+            mask = np.zeros(size, dtype=bool)
+            mask[ids[ids < size]] = True
+            summary = slice_summary(stats, mask, gold=gold, n_bootstrap=n_boot, seed=seed)
+            if summary["n_items"] == 0:
+                continue
+            out.append(_slice_entry(key, value, summary))
+        if len(ranked) > MAX_SLICE_VALUES:
+            out.append(
+                {
+                    "key": key,
+                    "value": None,
+                    "n_items": None,
+                    "krippendorff_alpha": None,
+                    "krippendorff_alpha_ci": None,
+                    "hlp": None,
+                    "hlp_ci": None,
+                    "hlp_method": None,
+                    "reasons": {
+                        "value": f"{len(ranked) - MAX_SLICE_VALUES} more values of {key!r} "
+                        f"not shown (only the {MAX_SLICE_VALUES} largest)"
+                    },
+                }
+            )
+    return out
+
+
+def _guideline_slices(run, stats, guideline, gold, n_boot, seed) -> list[dict]:
+    """Label-level slice: the labels made under each guideline version."""
+    versions = dict(Guideline.objects.filter(project=run.project).values_list("pk", "version"))
+    out = []
+    for gid in np.unique(guideline):
+        sel = guideline == gid
+        label = f"v{versions[int(gid)]}" if int(gid) in versions else "(none)"
+        sub = AgreementStats.from_labels(
+            stats.item[sel],
+            stats.labeler[sel],
+            stats.value[sel],
+            level=stats.level,
+            n_classes=stats.n_values if stats.categorical else None,
+            value_points=None if stats.categorical else stats.value_points,
+            n_labelers=stats.n_labelers,
+        )
+        mask = np.ones(int(sub.item.max()) + 1 if sub.item.size else 0, dtype=bool)
+        summary = slice_summary(sub, mask, gold=gold, n_bootstrap=n_boot, seed=seed)
+        entry = _slice_entry("guideline_version", label, summary)
+        entry["definition"] = "labels made under this guideline version (label-level slice)"
+        out.append(entry)
+    out.sort(key=lambda e: (len(e["value"]), e["value"]))
+    return out
+
+
+# ------------------------------------------------------------------ consensus
+
+
+def _item_entropy_support(stats: AgreementStats, labels: np.ndarray, item_ids: np.ndarray):
+    """Per item (sorted ids): share of labels equal to ``labels`` (shape (I,))."""
+    pos = np.searchsorted(item_ids, stats.item)
+    m = np.bincount(pos, minlength=item_ids.size)
+    hit = stats.value == labels[pos]
+    return np.bincount(pos, weights=hit, minlength=item_ids.size) / np.maximum(m, 1)
+
+
+def _consensus(run, stats: AgreementStats, classes: ClassMap, categorical: bool):
+    """Consensus rows (unsaved) and a summary per method."""
+    project, methods = run.project, run.params["consensus"]
+    overrides = sme_overrides(project)
+    threshold = float((project.flag_thresholds or {}).get("item_majority_share_below", 0.67))
+    summary: dict = {"methods": {}, "sme_overrides": len(overrides), "reasons": {}}
+    rows: list[Consensus] = []
+    if not categorical:
+        summary["reasons"]["methods"] = (
+            "consensus labels are computed for class labels; "
+            f"this run is at the {stats.level} level"
+        )
+        return summary, rows
+    k = len(classes.keys)
+    ids = np.asarray(classes.ids, dtype=np.int64)
+    maj = majority_consensus(stats.item, stats.value, n_classes=k)
+    item_ids = maj["item"].to_numpy(np.int64)
+    n_labels = maj["n_labels"].to_numpy(np.int64)
+    entropy = maj["entropy"].to_numpy(np.float64)
+    override_code = {
+        int(i): classes.code_of[c] for i, c in overrides.items() if c in classes.code_of
+    }
+
+    def status_for(codes: np.ndarray, disputed: np.ndarray) -> np.ndarray:
+        border = np.zeros(codes.size, dtype=bool)
+        ok = codes >= 0
+        border[ok] = classes.borderline[codes[ok]]
+        return np.where(
+            disputed,
+            ConsensusStatus.DISPUTED,
+            np.where(border, ConsensusStatus.BORDERLINE, ConsensusStatus.AGREED),
+        )
+
+    def build(method, codes, support, confidence, status):
+        codes = codes.copy()
+        status = status.astype(object)
+        confidence = confidence.copy()
+        if override_code:
+            pos = np.searchsorted(item_ids, np.fromiter(override_code, dtype=np.int64))
+            found = (pos < item_ids.size) & (
+                item_ids[np.minimum(pos, item_ids.size - 1)]
+                == np.fromiter(override_code, dtype=np.int64)
+            )
+            for p, code in zip(
+                pos[found], np.array(list(override_code.values()))[found], strict=True
+            ):
+                codes[p], status[p], confidence[p] = code, ConsensusStatus.RESOLVED, 1.0
+        counts = pd.Series(status).value_counts().to_dict()
+        summary["methods"][method] = {
+            "n_items": int(item_ids.size),
+            **{s: int(counts.get(s, 0)) for s in ConsensusStatus.values},
+        }
+        for i in range(item_ids.size):
+            code = int(codes[i])
+            rows.append(
+                Consensus(
+                    run_id=run.pk,
+                    item_id=int(item_ids[i]),
+                    method=method,
+                    label_class_id=int(ids[code]) if code >= 0 else None,
+                    support=float(support[i]),
+                    confidence=float(confidence[i]),
+                    entropy=float(entropy[i]),
+                    n_labels=int(n_labels[i]),
+                    status=status[i],
+                )
+            )
+
+    if "majority" in methods:
+        label = maj["label"].to_numpy(dtype=np.float64, na_value=np.nan)
+        disputed = np.isnan(label)
+        codes = np.where(disputed, -1, np.nan_to_num(label, nan=-1)).astype(np.int64)
+        support = maj["support"].to_numpy(np.float64)
+        build("majority", codes, support, support, status_for(codes, disputed))
+        summary["methods"]["majority"]["definition"] = (
+            "most frequent class; a tie at the top is disputed, never broken"
+        )
+    if "dawid_skene" in methods:
+        ds = dawid_skene(stats.item, stats.labeler, stats.value, n_classes=k)
+        if not np.array_equal(ds.items_, item_ids):
+            raise RuntimeError("internal: Dawid-Skene items differ from the majority items")
+        codes = ds.labels_.astype(np.int64)
+        support = _item_entropy_support(stats, codes, item_ids)
+        confidence = ds.confidence_.astype(np.float64)
+        build("dawid_skene", codes, support, confidence, status_for(codes, confidence < threshold))
+        summary["methods"]["dawid_skene"].update(
+            {
+                "n_iter": int(ds.n_iter_),
+                "converged": bool(ds.converged_),
+                "definition": (
+                    "Dawid-Skene EM over per-labeler confusion matrices; disputed when the "
+                    f"posterior of the most probable class is below {threshold:g} "
+                    "(project threshold item_majority_share_below)"
+                ),
+                "priors": {
+                    key: round(float(p), 6) for key, p in zip(classes.keys, ds.priors_, strict=True)
+                },
+            }
+        )
+    return summary, rows
+
+
+# ------------------------------------------------------------------ transcription
+
+
+def _transcription_results(run, timings: dict):
+    """Transcripts: nominal agreement on normalised text, WER between labelers."""
+    project, params = run.project, run.params
+    t0 = time.perf_counter()
+    cols = scan_annotations(project.pk, with_text=True)
+    labeler_ids = np.asarray(run.data_version.get("labeler_ids", []), dtype=np.int64)
+    timings["scan_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    keep = np.array([bool(t.strip()) for t in cols.text], dtype=bool)
+    keep &= np.isin(cols.labeler, labeler_ids)
+    texts = [t for t, k in zip(cols.text, keep, strict=True) if k]
+    items = cols.item[keep]
+    labs = np.searchsorted(labeler_ids, cols.labeler[keep])
+    normalised = [normalize_transcript(t) for t in texts]
+    codes, uniques = pd.factorize(pd.Series(normalised, dtype=object), sort=True)
+    order = np.lexsort((labs, items))
+    stats = AgreementStats.from_labels(
+        items[order],
+        labs[order],
+        codes[order],
+        level="nominal",
+        n_classes=len(uniques),
+        n_labelers=int(labeler_ids.size),
+    )
+    names = _labeler_names(labeler_ids.tolist())
+    results = summarize(
+        stats,
+        classes=[str(u) for u in uniques],
+        labeler_names=names,
+        n_bootstrap=params["n_bootstrap"],
+        seed=params["seed"],
+    )
+    ids_by_name = dict(zip(names, labeler_ids.tolist(), strict=True))
+    for entry in results["per_labeler"]:
+        entry["labeler_id"] = ids_by_name.get(entry["labeler"])
+    trans = transcription_agreement(items, texts)
+    trans["rules"] = normalization_rules()
+    results["transcription"] = trans
+    results["per_class"] = []
+    results["confusion"] = {
+        "classes": None,
+        "counts": None,
+        "reasons": {"counts": "transcripts have no classes: see transcription.mean_pairwise_wer"},
+    }
+    wer_hlp = trans["hlp"]
+    results["hlp"] = {
+        "value": wer_hlp["value"],
+        "method": "wer",
+        "ci": None,
+        "definition": wer_hlp["definition"],
+        "exact_match": results["overall"]["percent_agreement"],
+        "normalization_rules": trans["rules"],
+        "per_slice": [],
+        "reasons": {
+            "ci": "no bootstrap for word error rate",
+            **(
+                {"value": trans["reasons"]["mean_pairwise_wer"]} if wer_hlp["value"] is None else {}
+            ),
+        },
+    }
+    results["slices"] = []
+    results["consensus"] = {
+        "methods": {},
+        "reasons": {"methods": "consensus for transcripts is not computed by this run"},
+    }
+    results["classes"] = []
+    results["merges"] = {}
+    results["task_type"] = project.task_type
+    timings["metrics_s"] = round(time.perf_counter() - t0, 3)
+    return results, []
