@@ -775,13 +775,16 @@ class AnnotationImportApi(_ImportApi):
     gold?}`` as JSON, JSONL or CSV, or a Label Studio JSON export (recognised by its tasks'
     ``data`` and ``annotations``, or named with ``?format=label_studio``)."""
 
-    accepted_params = frozenset({"partial", "format"})
+    accepted_params = frozenset({"partial", "format", "base_url"})
 
     @extend_schema(
         request={"application/json": {}, "application/x-ndjson": {}, "text/csv": {}},
         parameters=[
             OpenApiParameter("partial", bool),
             OpenApiParameter("format", str, enum=["label_studio"]),
+            OpenApiParameter(
+                "base_url", str, description="Label Studio server, for /data/upload paths"
+            ),
         ],
         responses={201: IMPORT_RESULT},
     )
@@ -797,6 +800,7 @@ class AnnotationImportApi(_ImportApi):
             "origin": origin,
             "content_type": request.content_type or "",
             "partial": _truthy(request.query_params.get("partial")),
+            "base_url": request.query_params.get("base_url", ""),
         }
         try:
             if named == "label_studio":

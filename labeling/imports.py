@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -1001,7 +1002,7 @@ def clean_annotation_row(
             )
     if raw.get("time_spent_ms") not in (None, ""):
         row.time_spent_ms = _parse_int(raw["time_spent_ms"])
-        if row.time_spent_ms is None or row.time_spent_ms > 2**31 - 1:
+        if row.time_spent_ms is None or not 0 <= row.time_spent_ms <= 2**31 - 1:
             errors.append(
                 _error(n, prefix + "time_spent_ms", "time_spent_ms must be a whole number ≥ 0")
             )
@@ -1131,6 +1132,7 @@ def import_annotations(
     origin: str = "",
     content_type: str = "",
     partial: bool = False,
+    base_url: str = "",
 ) -> ImportResult:
     """Import historical labels (JSON, JSONL or CSV rows of ``{item, labeler, value,
     created_at?, guideline_version?, time_spent_ms?, comment?, gold?}``) as one batch.
@@ -1160,6 +1162,7 @@ def import_annotations(
                 origin=origin,
                 content_type=content_type,
                 partial=partial,
+                base_url=base_url,
             )
         errors: list[dict] = []
     else:
@@ -1488,12 +1491,14 @@ def _label_studio_value(results: Any, task_type: str) -> Any:
 
 
 def label_studio_rows(
-    tasks: list, *, task_type: str
+    tasks: list, *, task_type: str, base_url: str = ""
 ) -> tuple[list[tuple[int, dict]], list[tuple[int, dict, str]], list[dict], int]:
     """Split a Label Studio export into item rows, label rows and errors.
 
     Returns (item rows as (task number, row), label rows as (task number, row, field
-    prefix), errors, number of cancelled annotations skipped).
+    prefix), errors, number of cancelled annotations skipped). Label Studio stores uploaded
+    files under relative paths (``/data/upload/...``): ``base_url`` (the Label Studio
+    server) turns them into URLs; without it such a task is an error saying so.
     """
     item_rows, label_rows, errors = [], [], []
     n_cancelled = 0
@@ -1507,7 +1512,19 @@ def label_studio_rows(
         metadata = {}
         for key, value in data.items():
             if key in LABEL_STUDIO_PAYLOAD:
-                row[LABEL_STUDIO_PAYLOAD[key]] = value
+                if key != "text" and isinstance(value, str) and value.startswith("/"):
+                    if not base_url:
+                        errors.append(
+                            _error(
+                                n,
+                                f"data.{key}",
+                                f"{value[:200]!r} is a path on the Label Studio server; send "
+                                "?base_url=https://<your label studio> to import it as a URL",
+                            )
+                        )
+                    row[LABEL_STUDIO_PAYLOAD[key]] = urljoin(base_url, value) if base_url else value
+                else:
+                    row[LABEL_STUDIO_PAYLOAD[key]] = value
             elif key not in ("external_id", "id"):
                 metadata[key] = value
         if task.get("meta") and isinstance(task["meta"], dict):
@@ -1562,13 +1579,21 @@ def import_label_studio(
     origin: str = "",
     content_type: str = "",
     partial: bool = False,
+    base_url: str = "",
 ) -> ImportResult:
     """Import a Label Studio JSON export: tasks become items (created or updated), their
     non-cancelled annotations become labels, ``ground_truth`` annotations also gold labels.
     Rows are numbered by task (1-based); ``field`` names the annotation."""
     if not isinstance(tasks, list):
         raise ImportRejected("a Label Studio export is a JSON list of tasks")
-    item_raw, label_raw, errors, n_cancelled = label_studio_rows(tasks, task_type=project.task_type)
+    if base_url:
+        try:
+            _url_validator(base_url)
+        except ValidationError as exc:
+            raise ImportRejected(f"base_url {base_url[:200]!r} is not an http(s) URL") from exc
+    item_raw, label_raw, errors, n_cancelled = label_studio_rows(
+        tasks, task_type=project.task_type, base_url=base_url
+    )
     item_rows, item_errors = _validate_item_rows(item_raw, allow_file=False)
     errors += item_errors
     good_tasks = {r.external_id for r in item_rows}
@@ -1653,6 +1678,7 @@ def import_label_studio_file(
     origin: str = "",
     content_type: str = "",
     partial: bool = False,
+    base_url: str = "",
 ) -> ImportResult:
     """A Label Studio JSON export file (bytes): see :func:`import_label_studio`."""
     if len(data) > settings.CONCORD_MAX_IMPORT_BYTES:
@@ -1669,4 +1695,5 @@ def import_label_studio_file(
         origin=origin,
         content_type=content_type,
         partial=partial,
+        base_url=base_url,
     )

@@ -20,6 +20,12 @@ class SecureAPIClient(APIClient):
         return super().generic(method, path, data, content_type, **extra)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Many accounts per test: a fast hasher keeps the suite quick (tests only)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def api():
     """An APIClient; ``api.as_user(user)`` authenticates it (None: anonymous)."""
