@@ -71,6 +71,17 @@ def resolve_checked(
     which one a client would use is not ours to guess).
     """
     try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:  # an address in the URL is checked as is, never resolved
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        if not address_allowed(str(literal)):
+            raise FetchRefused(
+                f"{host} is a private, loopback, link-local, reserved or multicast address; refused"
+            )
+        return family, str(literal)
+    try:
         infos = resolver(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise FetchRefused(f"cannot resolve {host!r}: {exc}") from exc
