@@ -242,3 +242,65 @@ def generic(
         after=after,
         reason=reason,
     )
+
+
+def dataset_requested(
+    *, project_id: int, actor_id: int | None, dataset_version_id: int, after: dict
+) -> Event:
+    return _record(
+        verb="dataset.requested",
+        subject_type="dataset_version",
+        subject_id=dataset_version_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        after=after,
+    )
+
+
+def dataset_published(
+    *, project_id: int, actor_id: int | None, dataset_version_id: int, after: dict
+) -> Event:
+    return _record(
+        verb="dataset.published",
+        subject_type="dataset_version",
+        subject_id=dataset_version_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        after=after,
+    )
+
+
+def dataset_failed(
+    *, project_id: int, actor_id: int | None, dataset_version_id: int, reason: str
+) -> Event:
+    return _record(
+        verb="dataset.failed",
+        subject_type="dataset_version",
+        subject_id=dataset_version_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        reason=reason,
+    )
+
+
+def pipeline_token_created(
+    *, project_id: int, actor_id: int | None, token_id: int, after: dict
+) -> Event:
+    return _record(
+        verb="token.created",
+        subject_type="pipeline_token",
+        subject_id=token_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        after=after,
+    )
+
+
+def pipeline_token_revoked(*, project_id: int, actor_id: int | None, token_id: int) -> Event:
+    return _record(
+        verb="token.revoked",
+        subject_type="pipeline_token",
+        subject_id=token_id,
+        project_id=project_id,
+        actor_id=actor_id,
+    )
