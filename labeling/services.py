@@ -276,12 +276,17 @@ def create_image_item(
     return item
 
 
+IMAGE_STATS_BATCH = 50
+
+
 def enqueue_image_stats(*, item_ids: Sequence[int]) -> None:
-    """Queue statistics for these items once the current transaction commits."""
+    """Queue statistics for these items once the current transaction commits, in batches
+    of ``IMAGE_STATS_BATCH`` items per task (a 100,000-image import is 2,000 messages)."""
     from labeling.tasks import compute_image_stats
 
     ids = list(item_ids)
-    transaction.on_commit(lambda: [compute_image_stats.delay(item_id) for item_id in ids])
+    batches = [ids[i : i + IMAGE_STATS_BATCH] for i in range(0, len(ids), IMAGE_STATS_BATCH)]
+    transaction.on_commit(lambda: [compute_image_stats.delay(batch) for batch in batches])
 
 
 def compute_item_image_stats(*, item_id: int) -> Item:

@@ -6,10 +6,14 @@ from labeling import services
 
 
 @shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
-def compute_image_stats(self, item_id: int) -> dict:
-    """Compute an image item's statistics and thumbnail (see the service)."""
-    item = services.compute_item_image_stats(item_id=item_id)
-    return {"item": item.pk, "status": item.stats_status}
+def compute_image_stats(self, item_ids: list[int] | int) -> dict:
+    """Compute statistics and thumbnails for a batch of image items (see the service)."""
+    ids = [item_ids] if isinstance(item_ids, int) else list(item_ids)
+    statuses = {}
+    for item_id in ids:
+        item = services.compute_item_image_stats(item_id=item_id)
+        statuses[item.pk] = item.stats_status
+    return {"items": statuses}
 
 
 @shared_task(bind=True, max_retries=2, default_retry_delay=30, acks_late=True)
