@@ -12,8 +12,7 @@ from django.core.exceptions import ValidationError
 from consistency import services, tasks
 from consistency.models import AgreementRun, AgreementRunChunk, Consensus, RunStatus
 from labeling import services as labeling_services
-from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG
-from labeling.demo import loader
+from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG, loader
 from labeling.demo.loader import seed_demo
 from labeling.models import Annotation, GoldLabel, LabelClass, Project
 

@@ -1,0 +1,74 @@
+"""Reads of agreement runs and consensus that more than one caller needs."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from consistency.models import AgreementRun, Consensus, RunStatus
+from labeling.models import Project
+
+
+def runs_for_project(project: Project) -> QuerySet[AgreementRun]:
+    """The project's runs, newest first, without their (large) results."""
+    return (
+        AgreementRun.objects.filter(project=project)
+        .select_related("created_by")
+        .defer("results")
+        .order_by("-created_at", "-id")
+    )
+
+
+def latest_finished_run(project: Project) -> AgreementRun | None:
+    return (
+        AgreementRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def run_consensus(
+    run: AgreementRun, *, status: str | None = None, method: str | None = None
+) -> QuerySet[Consensus]:
+    """A run's consensus rows with item and class loaded (no query per row)."""
+    rows = Consensus.objects.filter(run=run).select_related("item", "label_class")
+    if status:
+        rows = rows.filter(status=status)
+    if method:
+        rows = rows.filter(method=method)
+    return rows.order_by("item_id", "method")
+
+
+def alpha_trend(project: Project, limit: int = 30) -> list[dict]:
+    """Overall alpha (with CI) of the project's last ``limit`` succeeded runs, oldest first.
+
+    Reads only the ``overall`` part of each run's results from Python: runs are few, and
+    JSON-path queries differ between SQLite and PostgreSQL.
+    """
+    runs = list(
+        AgreementRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .values("id", "finished_at", "results", "params")[:limit]
+    )
+    out = []
+    for r in reversed(runs):
+        overall = (r["results"] or {}).get("overall", {})
+        out.append(
+            {
+                "run": r["id"],
+                "finished_at": r["finished_at"],
+                "alpha": overall.get("krippendorff_alpha"),
+                "alpha_ci": overall.get("krippendorff_alpha_ci"),
+                "level": (r["params"] or {}).get("level"),
+            }
+        )
+    return out
+
+
+def is_stale(run: AgreementRun) -> bool:
+    """Whether the project's labels changed since the run read them."""
+    from consistency.services import data_version
+
+    if not run.data_version:
+        return False
+    now = data_version(run.project_id)
+    return any(run.data_version.get(k) != v for k, v in now.items())
