@@ -38,9 +38,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from labeling import services
@@ -133,47 +132,97 @@ def _live_assignments(now: datetime) -> QuerySet[Assignment]:
     return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
 
 
-def _load_annotations(items: QuerySet[Item], labeler_id: int | None, now: datetime):
-    """Annotate ``n_labels`` (current annotations) and ``n_active`` (live assignments of
-    labelers other than ``labeler_id`` who have no current annotation on the item)."""
-    n_labels = (
-        Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
-        .order_by()
-        .values("item")
-        .annotate(c=Count("id"))
-        .values("c")
+def _load_sql() -> str:
+    """SQL for an item's load (alias ``i``): its current annotations plus the unexpired
+    active assignments of labelers other than the caller who have no current label on
+    it (a relabel of one's own label adds no load). Parameters: now, caller id."""
+    ann, asg = Annotation._meta.db_table, Assignment._meta.db_table
+    return (
+        f"((SELECT COUNT(*) FROM {ann} a WHERE a.item_id = i.id AND a.is_current)"
+        f" + (SELECT COUNT(*) FROM {asg} s WHERE s.item_id = i.id AND s.status = 'active'"
+        f" AND s.expires_at > %s AND s.labeler_id <> %s AND NOT EXISTS ("
+        f"SELECT 1 FROM {ann} a2 WHERE a2.item_id = s.item_id"
+        f" AND a2.labeler_id = s.labeler_id AND a2.is_current)))"
     )
-    labeled_by_same = Annotation.objects.filter(
-        item=OuterRef("item"), labeler=OuterRef("labeler"), is_current=True
-    )
-    active = (
-        _live_assignments(now)
-        .filter(item=OuterRef("pk"))
-        .exclude(Exists(labeled_by_same))  # a relabel of one's own label is not extra load
-    )
-    if labeler_id is not None:
-        active = active.exclude(labeler_id=labeler_id)
-    n_active = active.order_by().values("item").annotate(c=Count("id")).values("c")
-    return items.annotate(
-        n_labels=Coalesce(Subquery(n_labels, output_field=IntegerField()), Value(0)),
-        n_active=Coalesce(Subquery(n_active, output_field=IntegerField()), Value(0)),
-    ).annotate(load=F("n_labels") + F("n_active"))
 
 
-def candidate_items(project: Project, labeler: AbstractBaseUser, *, now: datetime | None = None):
-    """Items ``labeler`` could be handed now, best first, annotated with ``load``.
-
-    Excludes items the labeler labeled or was ever handed; under fixed overlap also
-    items whose load reached the target (under dynamic overlap the caller checks the
-    per-item target, with ``max_overlap`` as the bound here).
-    """
-    now = now or timezone.now()
-    mine_labeled = Annotation.objects.filter(item=OuterRef("pk"), labeler=labeler, is_current=True)
-    mine_handed = Assignment.objects.filter(item=OuterRef("pk"), labeler=labeler)
-    items = Item.objects.filter(project=project).exclude(Exists(mine_labeled))
-    items = items.exclude(Exists(mine_handed))
+def _candidate_query(
+    project: Project,
+    labeler_id: int,
+    now: datetime,
+    *,
+    count: bool = False,
+    lock: bool = False,
+    exclude_ids: Sequence[int] = (),
+) -> tuple[str, list]:
+    """One statement for the hand-out (hand-written: it runs on every request, and the
+    ORM spends longer building this query than the database spends running it)."""
+    item, ann, asg = Item._meta.db_table, Annotation._meta.db_table, Assignment._meta.db_table
+    when = connection.ops.adapt_datetimefield_value(now)
     bound = project.max_overlap if project.dynamic_overlap else project.overlap
-    return _load_annotations(items, labeler.pk, now).filter(load__lt=bound).order_by("-load", "id")
+    load = _load_sql()
+    where = [
+        "i.project_id = %s",
+        f"NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id AND m.labeler_id = %s"
+        " AND m.is_current)",
+        f"NOT EXISTS (SELECT 1 FROM {asg} h WHERE h.item_id = i.id AND h.labeler_id = %s)",
+    ]
+    params: list = [project.pk, labeler_id, labeler_id]
+    if exclude_ids:
+        where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
+        params += list(exclude_ids)
+    where.append(f"{load} < %s")
+    params += [when, labeler_id, bound]
+    condition = " AND ".join(where)
+    if count:
+        return f"SELECT COUNT(*) FROM {item} i WHERE {condition}", params
+    sql = f"SELECT i.id, {load} AS load FROM {item} i WHERE {condition} ORDER BY 2 DESC, 1 LIMIT 1"
+    if lock and connection.features.has_select_for_update_skip_locked:
+        sql += " FOR UPDATE OF i SKIP LOCKED"
+    return sql, [when, labeler_id, *params]
+
+
+def _fetchone(sql: str, params: list):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def item_load(item_id: int, labeler_id: int, now: datetime) -> int:
+    """The item's load as seen by ``labeler_id`` (see ``_load_sql``), read afresh."""
+    when = connection.ops.adapt_datetimefield_value(now)
+    sql = f"SELECT {_load_sql()} FROM {Item._meta.db_table} i WHERE i.id = %s"
+    return int(_fetchone(sql, [when, labeler_id, item_id])[0])
+
+
+def best_candidate(
+    project: Project,
+    labeler: AbstractBaseUser,
+    *,
+    now: datetime | None = None,
+    lock: bool = False,
+    exclude_ids: Sequence[int] = (),
+) -> tuple[int, int] | None:
+    """``(item id, load)`` of the item ``labeler`` should get next, or None.
+
+    Excludes items the labeler labeled or was ever handed, and items whose load reached
+    the bound (``overlap``, or ``max_overlap`` under dynamic overlap, where the caller
+    checks the per-item target). Highest load first, then oldest. With ``lock`` the row
+    is locked with SKIP LOCKED (PostgreSQL).
+    """
+    sql, params = _candidate_query(
+        project, labeler.pk, now or timezone.now(), lock=lock, exclude_ids=exclude_ids
+    )
+    row = _fetchone(sql, params)
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def count_candidates(
+    project: Project, labeler: AbstractBaseUser, *, now: datetime | None = None
+) -> int:
+    """How many items ``labeler`` could still be handed (same rules as the hand-out)."""
+    sql, params = _candidate_query(project, labeler.pk, now or timezone.now(), count=True)
+    return int(_fetchone(sql, params)[0])
 
 
 def held_assignment(
@@ -196,7 +245,7 @@ def labeler_progress(project: Project, labeler: AbstractBaseUser) -> dict:
     now = timezone.now()
     done = Annotation.objects.filter(project=project, labeler=labeler, is_current=True).count()
     held = _live_assignments(now).filter(project=project, labeler=labeler).count()
-    remaining = candidate_items(project, labeler, now=now).count()
+    remaining = count_candidates(project, labeler, now=now)
     return {"done": done, "total": done + held + remaining}
 
 
@@ -232,25 +281,14 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
         ).update(status=AssignmentStatus.EXPIRED, completed_at=now)
         tried: list[int] = []
         for _ in range(MAX_TRIES):
-            item_id = (
-                candidate_items(project, labeler, now=now)
-                .exclude(pk__in=tried)
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if item_id is None:
+            found = best_candidate(project, labeler, now=now, lock=True, exclude_ids=tried)
+            if found is None:
                 return None
+            item_id = found[0]
             tried.append(item_id)
             # Re-count now that the row lock is held (see module docstring).
             now = timezone.now()
-            row = (
-                _load_annotations(Item.objects.filter(pk=item_id), labeler.pk, now)
-                .values("load")
-                .first()
-            )
-            target = item_targets(project, [item_id])[item_id]
-            if row["load"] >= target:
+            if item_load(item_id, labeler.pk, now) >= item_targets(project, [item_id])[item_id]:
                 continue
             return Assignment.objects.create(
                 project=project,
@@ -291,11 +329,14 @@ def submit_label(
     target, so a direct POST cannot push an item past its overlap. Raises
     ``AssignmentError`` (a ValidationError) otherwise.
     """
-    # Lock the item: a first label changes its load, like a hand-out does.
-    item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=item.pk)
-    project = item.project
     now = timezone.now()
     assignment = _active_assignment(item, labeler)
+    if assignment is None:
+        # A label without a reserved slot changes the item's load, like a hand-out does:
+        # lock the item. With an assignment the slot is already counted (active becomes
+        # submitted), so concurrent hand-outs of the item need not wait for this submit.
+        item = Item.objects.select_for_update(of=("self",)).get(pk=item.pk)
+    project = item.project
     if assignment_id is not None and (assignment is None or assignment.pk != assignment_id):
         stale = Assignment.objects.filter(pk=assignment_id, item=item, labeler=labeler).first()
         if stale is None:
@@ -308,12 +349,8 @@ def submit_label(
             item=item, labeler=labeler, status=AssignmentStatus.EXPIRED
         ).exists()
         if not handed:
-            row = (
-                _load_annotations(Item.objects.filter(pk=item.pk), labeler.pk, now)
-                .values("load")
-                .first()
-            )
-            if row["load"] >= item_targets(project, [item.pk])[item.pk]:
+            load = item_load(item.pk, labeler.pk, now)
+            if load >= item_targets(project, [item.pk])[item.pk]:
                 raise AssignmentError(
                     {"item": "this item has all the labels it needs; ask for the next item"}
                 )
