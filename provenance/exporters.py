@@ -99,7 +99,8 @@ def stream_csv(version: DatasetVersion, split: str | None = None) -> Iterator[by
     lists joined by ``;``. Text cells that a spreadsheet would evaluate are neutralised."""
     columns = version.columns
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180 line ends; a cell holding CR or LF is then always quoted.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([neutralise_cell(c["name"]) for c in columns])
     for n, line in enumerate(_lines(version, split), start=1):
         record = json.loads(line)

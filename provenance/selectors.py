@@ -457,9 +457,10 @@ def lineage_graph(version: DatasetVersion) -> dict:
         node = f"resolution:{resolution['id']}"
         nodes.append(
             {
+                **resolution,
                 "id": node,
                 "type": "resolution",
-                **resolution,
+                "resolution": resolution["id"],
                 "label": f"{resolution['action']} by {resolution['decided_by']}",
             }
         )

@@ -135,9 +135,17 @@ def labeled_project(project, labelers, batch):
     return {"project": project, "items": items, "run": run, "labelers": labelers}
 
 
+class SecureAPIClient(APIClient):
+    """Requests over https, as production serves them (SECURE_SSL_REDIRECT is on)."""
+
+    def generic(self, method, path, data="", content_type="application/octet-stream", **extra):
+        extra["secure"] = True
+        return super().generic(method, path, data, content_type, **extra)
+
+
 @pytest.fixture
 def api():
-    return APIClient()
+    return SecureAPIClient()
 
 
 @pytest.fixture

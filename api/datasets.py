@@ -1,0 +1,316 @@
+"""Provenance over REST: item history, dataset versions (build, read, diff, export,
+lineage) and pipeline tokens. Thin: every operation calls a provenance service/selector.
+
+Who may do what: reading history and datasets needs a review role (viewer, SME, manager;
+labelers may not see others' labels); building a version needs SME or manager; tokens
+are managed by managers. Pipeline tokens authenticate as a viewer of their one project.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.base import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from api.errors import ApiError
+from labeling.models import Item
+from provenance import exporters, selectors, services
+from provenance.authentication import PipelineTokenAuthentication
+from provenance.models import DatasetStatus, DatasetVersion, PipelineToken
+
+# Until settings list PipelineTokenAuthentication first in DEFAULT_AUTHENTICATION_CLASSES,
+# these views name it themselves (before DRF's TokenAuthentication, which refuses keys it
+# does not know).
+AUTHENTICATION = [PipelineTokenAuthentication, TokenAuthentication, SessionAuthentication]
+
+
+class ItemHistoryApi(APIView):
+    """``GET /items/{id}/history/``: the item's whole story, in time order."""
+
+    authentication_classes = AUTHENTICATION
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, item_id: int):
+        item = get_object_or_404(
+            Item.objects.select_related("project", "source_batch__created_by"), pk=item_id
+        )
+        project_for_object(request, item.project, REVIEW_ROLES)
+        return Response(selectors.item_history(item))
+
+
+class DatasetListApi(ProjectScopedMixin, APIView):
+    """``GET /projects/{id}/datasets/`` (paginated, newest first) and ``POST`` a request
+    to build a new version (202; the worker builds it)."""
+
+    authentication_classes = AUTHENTICATION
+    allowed_roles = {"GET": REVIEW_ROLES, "POST": SME_ROLES}
+
+    class InputSerializer(serializers.Serializer):
+        agreement_run = serializers.IntegerField(required=False)
+        consensus = serializers.ChoiceField(choices=["majority", "dawid_skene"], required=False)
+        min_confidence = serializers.FloatField(required=False, allow_null=True)
+        include_borderline = serializers.BooleanField(required=False)
+        include_unresolved = serializers.BooleanField(required=False)
+        filters = serializers.DictField(required=False)
+        splits = serializers.DictField(child=serializers.FloatField(), required=False)
+        seed = serializers.IntegerField(required=False)
+        stratify_by = serializers.ListField(child=serializers.CharField(), required=False)
+        group_by = serializers.CharField(required=False, allow_null=True)
+
+    class AcceptedSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField()
+        url = serializers.CharField()
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, project_id: int):
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.dataset_versions(self.project), request, view=self
+        )
+        return paginator.get_paginated_response(
+            [selectors.dataset_version_payload(v) for v in page]
+        )
+
+    @extend_schema(request=InputSerializer, responses={202: AcceptedSerializer})
+    def post(self, request, project_id: int):
+        # The service validates every field itself (the serializer documents the shape):
+        # raw JSON types matter (true is not 1), and the messages name the field.
+        version = services.request_dataset_version(
+            project=self.project, requested_by=request.user, data=request.data
+        )
+        url = request.build_absolute_uri(reverse("api-dataset", args=[version.pk]))
+        return Response(
+            {"id": version.pk, "status": version.status, "url": url},
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": url},
+        )
+
+
+def _version_for(request, dataset_id: int) -> DatasetVersion:
+    version = get_object_or_404(
+        DatasetVersion.objects.select_related("project", "created_by"), pk=dataset_id
+    )
+    project_for_object(request, version.project, REVIEW_ROLES)
+    return version
+
+
+def _published(version: DatasetVersion) -> DatasetVersion:
+    if version.status != DatasetStatus.SUCCEEDED:
+        raise ApiError(
+            f"dataset version {version.pk} is {version.status}, not published yet"
+            + (f": {version.error}" if version.error else "; poll it until status is succeeded"),
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return version
+
+
+class DatasetDetailApi(APIView):
+    """``GET /datasets/{id}/``: status, params, counts and content hash."""
+
+    authentication_classes = AUTHENTICATION
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, dataset_id: int):
+        return Response(selectors.dataset_version_payload(_version_for(request, dataset_id)))
+
+
+class DatasetDiffApi(APIView):
+    """``GET /datasets/{a}/diff/{b}/?limit=1000``: added, removed and relabeled items."""
+
+    authentication_classes = AUTHENTICATION
+
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int, description="Max entries per list (1000).")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, dataset_id: int, other_id: int):
+        a = _published(_version_for(request, dataset_id))
+        b = _published(_version_for(request, other_id))
+        if a.project_id != b.project_id:
+            raise ApiError("both dataset versions must belong to the same project")
+        try:
+            limit = int(request.query_params.get("limit", 1000))
+        except ValueError:
+            raise ApiError("limit: expected an integer") from None
+        if not 1 <= limit <= 100_000:
+            raise ApiError("limit: must be between 1 and 100000")
+        return Response(selectors.dataset_diff(a, b, limit=limit))
+
+
+class DatasetLineageApi(APIView):
+    """``GET /datasets/{id}/lineage/``: source batches → items → annotations → agreement
+    run, guidelines, resolutions → the version, as ``{nodes, edges}``."""
+
+    authentication_classes = AUTHENTICATION
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, dataset_id: int):
+        version = _published(_version_for(request, dataset_id))
+        return Response(selectors.lineage_graph(version))
+
+
+class _IgnoreFormatParameter(DefaultContentNegotiation):
+    """``?format=`` names the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    candidates = [c.strip() for c in header.split(",")]
+    return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
+
+
+class DatasetExportApi(APIView):
+    """``GET /datasets/{id}/export/?format=jsonl|csv|parquet|imagefolder&split=train``:
+    streamed, byte-identical on every call, with a strong ETag (304 on If-None-Match)."""
+
+    authentication_classes = AUTHENTICATION
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _IgnoreFormatParameter
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(exporters.FORMATS), description="jsonl"),
+            OpenApiParameter("split", str, description="One split; all rows when omitted."),
+        ],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, dataset_id: int):
+        from django.http import HttpResponseNotModified, StreamingHttpResponse
+
+        version = _published(_version_for(request, dataset_id))
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in exporters.FORMATS:
+            raise ApiError(f"format: must be one of {', '.join(exporters.FORMATS)}, got {fmt!r}")
+        split = request.query_params.get("split") or None
+        if split is not None and split not in version.split_counts:
+            known = ", ".join(version.split_counts)
+            raise ApiError(f"split: this version has no split {split!r}; its splits: {known}")
+        etag = f'"{version.content_hash}-{fmt}-{split or "all"}"'
+        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            response = HttpResponseNotModified()
+            response["ETag"] = etag
+            return response
+        content_type, extension = exporters.FORMATS[fmt]
+        filename = f"{version.project.slug}-v{version.pk}-{split or 'all'}.{extension}"
+        response = StreamingHttpResponse(
+            exporters.EXPORTERS[fmt](version, split), content_type=content_type
+        )
+        response["ETag"] = etag
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Cache-Control"] = "private, max-age=0, must-revalidate"
+        response["X-Content-Hash"] = version.content_hash
+        if split is None or fmt == "jsonl":
+            response["X-Row-Count"] = str(
+                version.split_counts.get(split, 0) if split else version.row_count
+            )
+        return response
+
+
+def token_payload(token: PipelineToken, secret: str | None = None) -> dict:
+    payload = {
+        "id": token.pk,
+        "project": token.project_id,
+        "name": token.name,
+        "prefix": token.prefix,
+        "scopes": token.scopes,
+        "user": token.user.get_username() if token.user else None,
+        "created_by": token.created_by.get_username() if token.created_by else None,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "revoked_at": token.revoked_at,
+    }
+    if secret is not None:
+        payload["token"] = secret
+    return payload
+
+
+def _refuse_pipeline_tokens(request) -> None:
+    if isinstance(request.auth, PipelineToken):
+        raise PermissionDenied("a pipeline token cannot manage tokens; sign in as a manager")
+
+
+class TokenListApi(ProjectScopedMixin, APIView):
+    """``GET /projects/{id}/tokens/`` (never the secrets) and ``POST {name, scopes?,
+    expires_at?}`` → the new token with its secret, shown this once."""
+
+    authentication_classes = AUTHENTICATION
+    allowed_roles = {"GET": MANAGER_ROLES, "POST": MANAGER_ROLES}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=list(services.TOKEN_SCOPES)),
+            required=False,
+            default=["read"],
+        )
+        expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, project_id: int):
+        _refuse_pipeline_tokens(request)
+        tokens = PipelineToken.objects.filter(project=self.project).select_related(
+            "user", "created_by"
+        )
+        return Response([token_payload(t) for t in tokens])
+
+    @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request, project_id: int):
+        _refuse_pipeline_tokens(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = services.create_pipeline_token(
+            project=self.project,
+            name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"],
+            expires_at=data.validated_data.get("expires_at"),
+            created_by=request.user,
+        )
+        return Response(token_payload(token, secret), status=status.HTTP_201_CREATED)
+
+
+class TokenDetailApi(APIView):
+    """``DELETE /tokens/{id}/``: revoke (204); the token fails with 401 from then on."""
+
+    authentication_classes = AUTHENTICATION
+
+    def delete(self, request, token_id: int):
+        _refuse_pipeline_tokens(request)
+        token = get_object_or_404(PipelineToken.objects.select_related("project"), pk=token_id)
+        project_for_object(request, token.project, MANAGER_ROLES)
+        services.revoke_pipeline_token(token=token, revoked_by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+urlpatterns = [
+    path("items/<int:item_id>/history/", ItemHistoryApi.as_view(), name="api-item-history"),
+    path("projects/<int:project_id>/datasets/", DatasetListApi.as_view(), name="api-datasets"),
+    path("datasets/<int:dataset_id>/", DatasetDetailApi.as_view(), name="api-dataset"),
+    path(
+        "datasets/<int:dataset_id>/diff/<int:other_id>/",
+        DatasetDiffApi.as_view(),
+        name="api-dataset-diff",
+    ),
+    path(
+        "datasets/<int:dataset_id>/export/", DatasetExportApi.as_view(), name="api-dataset-export"
+    ),
+    path(
+        "datasets/<int:dataset_id>/lineage/",
+        DatasetLineageApi.as_view(),
+        name="api-dataset-lineage",
+    ),
+    path("projects/<int:project_id>/tokens/", TokenListApi.as_view(), name="api-tokens"),
+    path("tokens/<int:token_id>/", TokenDetailApi.as_view(), name="api-token-detail"),
+]
