@@ -117,3 +117,37 @@ def test_labeler_labels_five_items_and_revises_one_with_the_keyboard_only(
     assert revision.is_current and revision.label_class.key == "dent"
     assert all(a.time_spent_ms is not None for a in mine)  # measured in the browser
     assert page.inner_text(".item-id") not in seen  # back on a new item
+
+
+def test_transcription_with_keyboard_and_escaped_payload(
+    http_live_server, page, transactional_db, make_user, manager, screenshot_dir
+):
+    from labeling.models import Item, PayloadKind
+
+    project = services.create_project(
+        name="Call-centre snippets",
+        task_type="transcription",
+        created_by=manager,
+        guideline_text="Write exactly what is said. Numbers as words. Mark [noise].",
+    )
+    for i, text in enumerate(["i want to cancel my order", "<script>alert(1)</script>"]):
+        Item.objects.create(
+            project=project, external_id=f"call-{i}", kind=PayloadKind.TEXT, text=text
+        )
+    labeler = make_user("tina", password=PASSWORD)
+    services.set_membership(project=project, user=labeler, role=Role.LABELER)
+    page.goto(f"{http_live_server.url}/login/?next=/projects/{project.pk}/label/")
+    page.keyboard.type("tina")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector("#transcript:focus")
+    page.keyboard.type("i want to cancel my order")
+    page.screenshot(path=str(screenshot_dir / "transcription.png"))
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    # The second item's text is shown as text, not run as script.
+    assert page.inner_text("#item-text") == "<script>alert(1)</script>"
+    annotation = Annotation.objects.get(labeler=labeler)
+    assert annotation.value_text == "i want to cancel my order"
