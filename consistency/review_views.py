@@ -1,0 +1,368 @@
+"""Web pages of the SME review queue: the ranked flags, one flag with its items and every
+label, the decision form, and the transcription normalisation rules.
+
+Plain POST forms (they work without JavaScript); ``static/concord/review.js`` adds the
+keyboard. Views are thin: every write is a ``consistency.review`` service.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from consistency import review
+from consistency.models import Flag, FlagKind, FlagStatus, ResolutionAction
+from labeling import selectors
+from labeling.models import GoldLabel, Item, Project, Role, TaskType
+
+REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
+SME_ROLES = frozenset({Role.SME, Role.MANAGER})
+DIGITS = "123456789"
+KIND_ICONS = {
+    FlagKind.ITEM_DISAGREEMENT: "◐",
+    FlagKind.MERGE_CLASSES: "⇄",
+    FlagKind.BORDERLINE: "≈",
+    FlagKind.UNCLEAR_SLICE: "◫",
+    FlagKind.LABELER: "☺",
+    FlagKind.DRIFT: "↘",
+}
+ACTION_TEXT = {
+    "set_label": "Set the final label",
+    "mark_borderline": "Mark borderline",
+    "add_borderline_class": "Add a borderline class, then mark borderline",
+    "merge_classes": "Merge the classes",
+    "check_input": "Check the input (camera / capture) or clarify the guideline",
+    "publish_guideline": "Publish a clarified guideline",
+    "retrain_labeler": "Retrain the labeler; send their items back",
+    "relabel": "Send back for relabeling",
+}
+
+
+def _role(request, project: Project, allowed: frozenset) -> str:
+    role = selectors.role_in_project(request.user, project)
+    if role is None:
+        raise Http404("no such project")
+    if role not in allowed:
+        raise PermissionDenied("your role in this project does not review flags")
+    return role
+
+
+def _image_src(item: Item) -> str:
+    if item.image:
+        return reverse("item-image", args=[item.pk])
+    return item.image_url
+
+
+def _kind_counts(project: Project, status: str) -> list[dict]:
+    counts = {k: 0 for k in FlagKind.values}
+    for kind in Flag.objects.filter(project=project, status=status).values_list("kind", flat=True):
+        counts[kind] += 1
+    return [
+        {"kind": k, "label": FlagKind(k).label, "icon": KIND_ICONS[k], "n": n}
+        for k, n in counts.items()
+        if n
+    ]
+
+
+@login_required
+def queue(request, project_id: int):
+    """The project's flags, ranked by impact; ``?kind=`` and ``?status=`` filter."""
+    project = get_object_or_404(Project, pk=project_id)
+    role = _role(request, project, REVIEW_ROLES)
+    status = request.GET.get("status", FlagStatus.OPEN)
+    status = status if status in FlagStatus.values else FlagStatus.OPEN
+    kind = request.GET.get("kind") or None
+    kind = kind if kind in FlagKind.values else None
+    flags = list(review.flag_queue(project, status=status, kind=kind)[:300])
+    max_impact = max((f.impact for f in flags), default=0) or 1
+    rows = []
+    for rank, flag in enumerate(flags, start=1):
+        items = sorted(flag.items.all(), key=lambda i: i.pk)
+        rows.append(
+            {
+                "rank": rank,
+                "flag": flag,
+                "icon": KIND_ICONS.get(flag.kind, "•"),
+                "classes": [c.key for c in flag.classes.all()],
+                "n_items": len(items),
+                "thumbs": [_image_src(i) for i in items[:4] if _image_src(i)],
+                "impact_pct": round(100 * flag.impact / max_impact),
+                "action_text": ACTION_TEXT.get(flag.suggested_action, flag.suggested_action),
+            }
+        )
+    context = {
+        "project": project,
+        "role": role,
+        "rows": rows,
+        "status": status,
+        "kind": kind,
+        "kinds": _kind_counts(project, status),
+        "n_open": Flag.objects.filter(project=project, status=FlagStatus.OPEN).count(),
+        "statuses": FlagStatus.choices,
+        "before_after": review.alpha_before_after(project),
+        "history": review.agreement_history(project)[-8:],
+        "can_resolve": role in SME_ROLES,
+        "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
+    }
+    return render(request, "review/queue.html", context)
+
+
+def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
+    rows, borderline, n = [], None, 0
+    for c in selectors.active_classes(project):
+        if c.is_borderline and borderline is None:
+            borderline = {"key": c.key, "name": c.name}
+            continue
+        rows.append({"key": c.key, "name": c.name, "kbd": DIGITS[n] if n < len(DIGITS) else ""})
+        n += 1
+    return rows, borderline
+
+
+def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
+    """The headline numbers of a flag's evidence, as (label, value) text."""
+    ev = flag.evidence or {}
+
+    def pct(x):
+        return "—" if x is None else f"{x:.0%}"
+
+    rows: list[tuple[str, str]] = []
+    if flag.kind == FlagKind.ITEM_DISAGREEMENT:
+        rows += [
+            ("Majority share", pct(ev.get("majority_share"))),
+            ("Entropy", f"{ev.get('entropy_bits', 0):.2f} bits"),
+            ("Tie", "yes" if ev.get("tie") else "no"),
+        ]
+    elif flag.kind == FlagKind.MERGE_CLASSES:
+        rows += [
+            ("Confusion share", pct(ev.get("confusion_share"))),
+            ("Items with both", str(ev.get("n_items_with_both", "—"))),
+            ("Labelers confusing them", str(ev.get("n_labelers", "—"))),
+            ("Top labeler's share", pct(ev.get("top_labeler_share"))),
+            ("Symmetry", pct(ev.get("symmetry"))),
+        ]
+    elif flag.kind == FlagKind.BORDERLINE:
+        rows += [
+            ("Items", str(ev.get("n_items", "—"))),
+            ("Mean minority share", pct(ev.get("mean_minority_share"))),
+            ("Labelers involved", str(ev.get("n_labelers", "—"))),
+        ]
+    elif flag.kind == FlagKind.UNCLEAR_SLICE:
+        s, r = ev.get("slice", {}), ev.get("rest", {})
+        metric = (ev.get("metric") or "").replace("_", " ")
+        ci = s.get("ci")
+        rows += [
+            (
+                f"{metric} here",
+                f"{s.get('value', 0):.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
+            ),
+            (f"{metric} elsewhere", f"{r.get('value', 0):.2f}"),
+            ("Items in slice", str(s.get("n_items", "—"))),
+            ("HLP here / elsewhere", f"{pct(s.get('hlp'))} / {pct(r.get('hlp'))}"),
+        ]
+        for name, v in (ev.get("item_properties") or {}).items():
+            rows.append((name.replace("_", " "), f"{v['slice_mean']} vs {v['rest_mean']}"))
+    elif flag.kind == FlagKind.LABELER:
+        rows += [
+            ("Agreement with consensus", pct(ev.get("agreement_with_consensus"))),
+            ("Median of labelers", pct(ev.get("median_agreement"))),
+            ("Robust z", "—" if ev.get("robust_z") is None else f"{ev['robust_z']:.1f}"),
+            ("Decided labels", str(ev.get("n_decided", "—"))),
+        ]
+        for h in ev.get("habits") or []:
+            rows.append(
+                (
+                    f"{h['consensus']} → {h['says']}",
+                    f"{h['n']} of {h['of']} ({pct(h['rate'])}; others {pct(h['others_rate'])})",
+                )
+            )
+        if ev.get("drift"):
+            d = ev["drift"]
+            rows.append(("Agreement early → late", f"{pct(d['early'])} → {pct(d['late'])}"))
+    return rows
+
+
+@login_required
+def flag_page(request, flag_id: int):
+    """One flag: its items large, every label with labeler, guideline version and
+    comment, the evidence, and the decision form."""
+    flag = get_object_or_404(
+        Flag.objects.select_related("project", "labeler", "run").prefetch_related("classes"),
+        pk=flag_id,
+    )
+    project = flag.project
+    role = _role(request, project, REVIEW_ROLES)
+    items = list(flag.items.order_by("pk"))
+    labels = review.item_labels(items)
+    gold = {
+        g.item_id: g
+        for g in GoldLabel.objects.filter(item__in=items).select_related(
+            "label_class", "created_by"
+        )
+    }
+    item_rows = [
+        {
+            "item": i,
+            "src": _image_src(i),
+            "labels": labels.get(i.pk, []),
+            "gold": gold.get(i.pk),
+            "metadata": sorted(
+                (k, json.dumps(v) if isinstance(v, dict | list) else v)
+                for k, v in (i.metadata or {}).items()
+            ),
+        }
+        for i in items
+    ]
+    classes, borderline = _classes_for_ui(project)
+    prev_id, next_id = review.neighbours(flag)
+    open_ids = list(
+        Flag.objects.filter(project=project, status=FlagStatus.OPEN)
+        .order_by("-impact", "id")
+        .values_list("id", flat=True)
+    )
+    ev = flag.evidence or {}
+    confusion = ev.get("confusion_vs_consensus")
+    pick = ev.get("labelers_pick") or {}
+    flag_classes = [c.key for c in flag.classes.all()]
+    guideline = selectors.current_guideline(project)
+    context = {
+        "project": project,
+        "role": role,
+        "flag": flag,
+        "icon": KIND_ICONS.get(flag.kind, "•"),
+        "items": item_rows,
+        "single": len(item_rows) == 1,
+        "classes": classes,
+        "borderline": borderline,
+        "flag_classes": flag_classes,
+        "merge_classes": [c for c in flag_classes if c != (borderline or {}).get("key")],
+        "suggested_into": ev.get("suggested_into"),
+        "evidence_rows": _evidence_rows(flag),
+        "confusion": confusion,
+        "confusion_rows": (
+            list(zip(confusion["classes"], confusion["counts"], strict=True)) if confusion else []
+        ),
+        "pick": sorted(pick.items()),
+        "pick_classes": flag_classes[:2],
+        "prev_id": prev_id,
+        "next_id": next_id,
+        "position": open_ids.index(flag.pk) + 1 if flag.pk in open_ids else None,
+        "n_open": len(open_ids),
+        "can_resolve": role in SME_ROLES,
+        "is_open": flag.status == FlagStatus.OPEN,
+        "can_unmerge": (
+            flag.kind == FlagKind.MERGE_CLASSES
+            and project.classes.filter(key__in=flag_classes, merged_into__isnull=False).exists()
+        ),
+        "suggested_text": ACTION_TEXT.get(flag.suggested_action, flag.suggested_action),
+        "guideline": guideline,
+        "resolutions": flag.resolutions.select_related(
+            "decided_by", "label_class", "into_class", "guideline"
+        ).order_by("created_at", "id"),
+        "before_after": review.alpha_before_after(project),
+        "actions": ResolutionAction.choices,
+    }
+    return render(request, "review/flag.html", context)
+
+
+@login_required
+@require_POST
+def resolve(request, flag_id: int):
+    """Carry out the decision posted from the flag page, then go to the next open flag."""
+    flag = get_object_or_404(Flag.objects.select_related("project"), pk=flag_id)
+    _role(request, flag.project, SME_ROLES)
+    post = request.POST
+    action = post.get("action", "")
+    _, next_id = review.neighbours(flag)
+    try:
+        resolution = review.resolve_flag(
+            flag=flag,
+            actor=request.user,
+            action=action,
+            rationale=post.get("rationale", ""),
+            label=post.get("label") or None,
+            into=post.get("into") or None,
+            items=post.getlist("items") or None,
+            guideline_text=post.get("guideline_text") or None,
+        )
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("review-flag", flag_id=flag.pk)
+    what = dict(ResolutionAction.choices).get(action, action)
+    detail = f" → {resolution.label_class.key}" if resolution.label_class_id else ""
+    if resolution.into_class_id:
+        detail = f" into {resolution.into_class.key}"
+    n = resolution.items.count()
+    messages.success(
+        request,
+        f"Flag #{flag.pk}: {what}{detail}" + (f" on {n} item{'s' if n != 1 else ''}" if n else ""),
+    )
+    if action == ResolutionAction.UNMERGE_CLASSES:
+        return redirect("review-flag", flag_id=flag.pk)
+    if next_id is not None:
+        return redirect("review-flag", flag_id=next_id)
+    return redirect("review-queue", project_id=flag.project_id)
+
+
+@login_required
+def normalization_page(request, project_id: int):
+    """Transcription rules: edit, preview (before → after, counts), publish a version."""
+    project = get_object_or_404(Project, pk=project_id)
+    role = _role(request, project, REVIEW_ROLES)
+    if project.task_type != TaskType.TRANSCRIPTION:
+        raise Http404("normalisation rules are for transcription projects")
+    rules = review.current_normalization_rules(project)
+    preview, error = None, None
+    if request.method == "POST":
+        rules = _rules_from_post(request.POST)
+        try:
+            if request.POST.get("publish"):
+                if role not in SME_ROLES:
+                    raise PermissionDenied("only SMEs and managers publish rules")
+                published = review.publish_normalization(
+                    project=project,
+                    rules=rules,
+                    actor=request.user,
+                    rationale=request.POST.get("rationale", ""),
+                )
+                messages.success(request, f"Published rule set v{published['version']}.")
+                return redirect("review-normalization", project_id=project.pk)
+            preview = review.preview_normalization(project, rules=rules)
+        except ValidationError as exc:
+            error = "; ".join(exc.messages)
+    blank = {"find": "", "replace": "", "regex": False, "case_sensitive": True, "whole_word": False}
+    context = {
+        "project": project,
+        "role": role,
+        "rules": [*rules, blank],
+        "preview": preview,
+        "error": error,
+        "versions": review.normalization_versions(project),
+        "can_publish": role in SME_ROLES,
+    }
+    return render(request, "review/normalization.html", context)
+
+
+def _rules_from_post(post) -> list[dict]:
+    finds = post.getlist("find")
+    replaces = post.getlist("replace")
+    out = []
+    for i, find in enumerate(finds):
+        if not find:
+            continue
+        out.append(
+            {
+                "find": find,
+                "replace": replaces[i] if i < len(replaces) else "",
+                "regex": post.get(f"regex-{i}") == "on",
+                "case_sensitive": post.get(f"case-{i}") == "on",
+                "whole_word": post.get(f"word-{i}") == "on",
+            }
+        )
+    return out
