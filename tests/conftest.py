@@ -122,6 +122,8 @@ def celery_worker_process(transactional_db):
     ]
     if not settings.REDIS_URL:
         cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    # Messages left on the broker by earlier tests must not reach this worker.
+    celery_app.control.purge()
     log_path = Path(settings.VAR_DIR) / f"worker-{os.getpid()}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=_worker_env(), stdout=log, stderr=log)

@@ -22,6 +22,8 @@ def test_image_stats_job_runs_in_a_separate_worker_process(project, celery_worke
     item.refresh_from_db()
     assert (item.width, item.height) == (120, 80)
     assert item.mean_brightness == pytest.approx(30.0)
-    result = TaskResult.objects.get(task_name="labeling.tasks.compute_image_stats")
+    result = TaskResult.objects.get(
+        task_name="labeling.tasks.compute_image_stats", task_args__contains=str(item.pk)
+    )
     assert result.status == "SUCCESS"
     assert result.worker.startswith("itest-")
