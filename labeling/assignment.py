@@ -155,31 +155,45 @@ def _candidate_query(
     lock: bool = False,
     exclude_ids: Sequence[int] = (),
 ) -> tuple[str, list]:
-    """One statement for the hand-out (hand-written: it runs on every request, and the
-    ORM spends longer building this query than the database spends running it)."""
+    """One statement for the hand-out, hand-written: it runs on every request. Loads come
+    from two grouped scans joined to the items (an index-only scan each), which is an
+    order of magnitude faster than correlated counts per item on PostgreSQL, and the
+    ORM would spend longer building the query than the database spends running it."""
     item, ann, asg = Item._meta.db_table, Annotation._meta.db_table, Assignment._meta.db_table
     when = connection.ops.adapt_datetimefield_value(now)
     bound = project.max_overlap if project.dynamic_overlap else project.overlap
-    load = _load_sql()
+    load = "(COALESCE(la.c, 0) + COALESCE(ls.c, 0))"
+    joins = (
+        f"LEFT JOIN (SELECT item_id, COUNT(*) AS c FROM {ann} WHERE project_id = %s"
+        " AND is_current GROUP BY item_id) la ON la.item_id = i.id "
+        f"LEFT JOIN (SELECT s.item_id, COUNT(*) AS c FROM {asg} s WHERE s.project_id = %s"
+        " AND s.status = 'active' AND s.expires_at > %s AND s.labeler_id <> %s"
+        f" AND NOT EXISTS (SELECT 1 FROM {ann} a2 WHERE a2.item_id = s.item_id"
+        " AND a2.labeler_id = s.labeler_id AND a2.is_current)"
+        " GROUP BY s.item_id) ls ON ls.item_id = i.id"
+    )
+    params: list = [project.pk, project.pk, when, labeler_id]
     where = [
         "i.project_id = %s",
         f"NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id AND m.labeler_id = %s"
         " AND m.is_current)",
         f"NOT EXISTS (SELECT 1 FROM {asg} h WHERE h.item_id = i.id AND h.labeler_id = %s)",
+        f"{load} < %s",
     ]
-    params: list = [project.pk, labeler_id, labeler_id]
+    params += [project.pk, labeler_id, labeler_id, bound]
     if exclude_ids:
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
         params += list(exclude_ids)
-    where.append(f"{load} < %s")
-    params += [when, labeler_id, bound]
     condition = " AND ".join(where)
     if count:
-        return f"SELECT COUNT(*) FROM {item} i WHERE {condition}", params
-    sql = f"SELECT i.id, {load} AS load FROM {item} i WHERE {condition} ORDER BY 2 DESC, 1 LIMIT 1"
+        return f"SELECT COUNT(*) FROM {item} i {joins} WHERE {condition}", params
+    sql = (
+        f"SELECT i.id, {load} AS load FROM {item} i {joins} WHERE {condition}"
+        " ORDER BY 2 DESC, 1 LIMIT 1"
+    )
     if lock and connection.features.has_select_for_update_skip_locked:
         sql += " FOR UPDATE OF i SKIP LOCKED"
-    return sql, [when, labeler_id, *params]
+    return sql, params
 
 
 def _fetchone(sql: str, params: list):
