@@ -649,7 +649,9 @@ def detect_unclear_slices(
                 "impact": round(float(n * gap), 4),
                 "suggested_action": "check_input" if is_input else "publish_guideline",
                 "summary": (
-                    f"{key}={value}: {metric.replace('_', ' ')} {a:.2f} vs {r:.2f} elsewhere "
+                    f"{key}={value}: agreement "
+                    f"({'α' if metric == 'krippendorff_alpha' else 'percent'}) {a:.2f} vs "
+                    f"{r:.2f} elsewhere "
                     f"({n} items)"
                     + (
                         "; check the input (camera / capture settings) or clarify the guideline"

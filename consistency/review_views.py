@@ -7,8 +7,6 @@ keyboard. Views are thin: every write is a ``consistency.review`` service.
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,7 +16,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from consistency import review
-from consistency.models import Flag, FlagKind, FlagStatus, ResolutionAction
+from consistency.models import (
+    Consensus,
+    ConsensusMethod,
+    Flag,
+    FlagKind,
+    FlagStatus,
+    ResolutionAction,
+)
 from labeling import selectors
 from labeling.models import GoldLabel, Item, Project, Role, TaskType
 
@@ -58,6 +63,14 @@ def _image_src(item: Item) -> str:
     if item.image:
         return reverse("item-image", args=[item.pk])
     return item.image_url
+
+
+def _meta_text(value) -> str:
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {_meta_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_meta_text(v) for v in value)
+    return str(value)
 
 
 def _kind_counts(project: Project, status: str) -> list[dict]:
@@ -206,16 +219,30 @@ def flag_page(request, flag_id: int):
             "label_class", "created_by"
         )
     }
+    consensus: dict[int, Consensus] = {}
+    for row in (
+        Consensus.objects.filter(run_id=flag.run_id, item__in=items)
+        .exclude(method=ConsensusMethod.SME)
+        .select_related("label_class")
+        .order_by("method")  # dawid_skene before majority: keep majority
+    ):
+        consensus[row.item_id] = row
+    flagged_labelers = set(
+        Flag.objects.filter(project=project, kind=FlagKind.LABELER, status=FlagStatus.OPEN)
+        .exclude(labeler=None)
+        .values_list("labeler__username", flat=True)
+    )
     item_rows = [
         {
             "item": i,
             "src": _image_src(i),
-            "labels": labels.get(i.pk, []),
+            "labels": [
+                {**label, "flagged": label["labeler"] in flagged_labelers}
+                for label in labels.get(i.pk, [])
+            ],
             "gold": gold.get(i.pk),
-            "metadata": sorted(
-                (k, json.dumps(v) if isinstance(v, dict | list) else v)
-                for k, v in (i.metadata or {}).items()
-            ),
+            "consensus": consensus.get(i.pk),
+            "metadata": sorted((k, _meta_text(v)) for k, v in (i.metadata or {}).items()),
         }
         for i in items
     ]
@@ -238,6 +265,8 @@ def flag_page(request, flag_id: int):
         "icon": KIND_ICONS.get(flag.kind, "•"),
         "items": item_rows,
         "single": len(item_rows) == 1,
+        # a final label is a decision about items: offered where the flag is about them
+        "decides_items": flag.kind in (FlagKind.ITEM_DISAGREEMENT, FlagKind.BORDERLINE),
         "classes": classes,
         "borderline": borderline,
         "flag_classes": flag_classes,
