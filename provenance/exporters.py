@@ -13,7 +13,6 @@ every name inside a zip is rebuilt from a safe alphabet.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -21,11 +20,12 @@ import zipfile
 from collections.abc import Iterator
 
 from django.core.files.storage import default_storage
+from django.db import connections
 
 from provenance.models import DatasetRow, DatasetVersion
 
 CHUNK_ROWS = 5000
-PARQUET_ROW_GROUP = 50_000
+PARQUET_ROW_GROUP = 10_000
 FORMATS = {
     "jsonl": ("application/x-ndjson", "jsonl"),
     "csv": ("text/csv; charset=utf-8", "csv"),
@@ -34,82 +34,62 @@ FORMATS = {
 }
 # A spreadsheet treats a cell starting with one of these as a formula (OWASP CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PATTERN = r"^([=+\-@\t\r])"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _rows(version: DatasetVersion, split: str | None, *fields: str):
+def _queryset(version: DatasetVersion, split: str | None):
     qs = DatasetRow.objects.filter(version=version)
     if split:
         qs = qs.filter(split=split)
-    return qs.order_by("position").values_list(*fields).iterator(chunk_size=CHUNK_ROWS)
+    return qs.order_by("position")
+
+
+def _rows(version: DatasetVersion, split: str | None, *fields: str):
+    return _queryset(version, split).values_list(*fields).iterator(chunk_size=CHUNK_ROWS)
+
+
+def _line_batches(version: DatasetVersion, split: str | None) -> Iterator[list[str]]:
+    """The rows' JSON lines, a chunk at a time, from a chunked (server-side) cursor.
+
+    The ORM builds the query; the rows are fetched with ``fetchmany`` directly, which
+    skips a per-row Python step (the export's hot loop runs a million times).
+    """
+    qs = _queryset(version, split).values_list("line", flat=True)
+    sql, params = qs.query.sql_with_params()
+    connection = connections[qs.db]
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(CHUNK_ROWS)
+            if not rows:
+                return
+            yield [row[0] for row in rows]
 
 
 def _lines(version: DatasetVersion, split: str | None) -> Iterator[str]:
-    qs = DatasetRow.objects.filter(version=version)
-    if split:
-        qs = qs.filter(split=split)
-    return qs.order_by("position").values_list("line", flat=True).iterator(chunk_size=CHUNK_ROWS)
+    for batch in _line_batches(version, split):
+        yield from batch
 
 
 # --- JSONL -----------------------------------------------------------------------------------
 def stream_jsonl(version: DatasetVersion, split: str | None = None) -> Iterator[bytes]:
     """The canonical JSON lines, exactly as hashed, one row per line."""
-    buffer: list[str] = []
-    for line in _lines(version, split):
-        buffer.append(line)
-        if len(buffer) >= CHUNK_ROWS:
-            buffer.append("")
-            yield "\n".join(buffer).encode()
-            buffer = []
-    if buffer:
-        buffer.append("")
-        yield "\n".join(buffer).encode()
+    for batch in _line_batches(version, split):
+        batch.append("")
+        yield "\n".join(batch).encode()
 
 
-# --- CSV -------------------------------------------------------------------------------------
+# --- Neutralising formulas (CSV) ------------------------------------------------------------
 def neutralise_cell(value: str) -> str:
     """Prefix a text cell a spreadsheet would run as a formula with ``'``."""
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
-def _csv_cell(value, kind: str) -> str:
-    if value is None:
-        return ""
-    if kind == "list":
-        return neutralise_cell(";".join(str(v) for v in value))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float) and kind in ("int", "float"):
-        return repr(value)  # a number is never a formula; keep "-3" a number
-    if isinstance(value, str):
-        return neutralise_cell(value)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return neutralise_cell(text)
-
-
-def _column_value(record: dict, column: dict):
-    if "key" in column:
-        return record.get("metadata", {}).get(column["key"])
-    return record.get(column["name"])
-
-
-def stream_csv(version: DatasetVersion, split: str | None = None) -> Iterator[bytes]:
-    """One header line, then one line per row; metadata as ``metadata.<key>`` columns,
-    lists joined by ``;``. Text cells that a spreadsheet would evaluate are neutralised."""
-    columns = version.columns
-    buffer = io.StringIO()
-    # RFC 4180 line ends; a cell holding CR or LF is then always quoted.
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([neutralise_cell(c["name"]) for c in columns])
-    for n, line in enumerate(_lines(version, split), start=1):
-        record = json.loads(line)
-        writer.writerow([_csv_cell(_column_value(record, c), c["type"]) for c in columns])
-        if n % CHUNK_ROWS == 0:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode()
+def _plan(columns: list[dict]) -> list[tuple[str, str | None, str]]:
+    """(row field, metadata key or None, type) per export column."""
+    return [(c["name"], c.get("key"), c["type"]) for c in columns]
 
 
 # --- Parquet ---------------------------------------------------------------------------------
@@ -140,25 +120,38 @@ class _DrainableSink(io.RawIOBase):
         return data
 
 
-def parquet_schema(columns: list[dict]):
+def _arrow_type(column: dict):
     import pyarrow as pa
 
-    types = {
+    if column["name"] == "labelers":
+        return pa.list_(pa.string())
+    if column["name"] == "guideline_versions":
+        return pa.list_(pa.int64())
+    return {
         "string": pa.string(),
         "int": pa.int64(),
         "float": pa.float64(),
         "bool": pa.bool_(),
         "json": pa.string(),
-    }
-    fields = []
-    for column in columns:
-        if column["name"] == "labelers":
-            fields.append(pa.field("labelers", pa.list_(pa.string())))
-        elif column["name"] == "guideline_versions":
-            fields.append(pa.field("guideline_versions", pa.list_(pa.int64())))
-        else:
-            fields.append(pa.field(column["name"], types[column["type"]]))
-    return pa.schema(fields)
+    }[column["type"]]
+
+
+def parquet_schema(columns: list[dict]):
+    """The export schema: base columns, then ``metadata.<key>`` columns, flat."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c["name"], _arrow_type(c)) for c in columns])
+
+
+def _json_schema(columns: list[dict]):
+    """The same columns as the JSON lines hold them: metadata as one nested struct."""
+    import pyarrow as pa
+
+    base = [pa.field(c["name"], _arrow_type(c)) for c in columns if "key" not in c]
+    nested = [pa.field(c["key"], _arrow_type(c)) for c in columns if "key" in c]
+    if nested:
+        base.append(pa.field("metadata", pa.struct(nested)))
+    return pa.schema(base)
 
 
 def _parquet_value(value, kind: str):
@@ -171,37 +164,113 @@ def _parquet_value(value, kind: str):
     return value
 
 
+def _tables_from_json(version, split, columns, schema) -> Iterator:
+    """Row groups parsed by Arrow's JSON reader (C++), then flattened and ordered."""
+    import pyarrow.json as pajson
+
+    names = [c["name"] for c in columns]
+    parse = pajson.ParseOptions(
+        explicit_schema=_json_schema(columns), unexpected_field_behavior="ignore"
+    )
+    lines: list[str] = []
+
+    def table_of(block: list[str]):
+        data = ("\n".join(block) + "\n").encode()
+        read = pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data) + 1))
+        table = pajson.read_json(io.BytesIO(data), read_options=read, parse_options=parse)
+        if "metadata" in table.column_names:
+            table = table.flatten()
+        return table.select(names).cast(schema)
+
+    for line in _lines(version, split):
+        lines.append(line)
+        if len(lines) >= PARQUET_ROW_GROUP:
+            yield table_of(lines)
+            lines = []
+    if lines:
+        yield table_of(lines)
+
+
+def _tables_from_python(version, split, columns, schema) -> Iterator:
+    """Row groups built value by value (for metadata of mixed types, kept as JSON text)."""
+    import pyarrow as pa
+
+    plan = _plan(columns)
+    data: dict[str, list] = {name: [] for name, _, _ in plan}
+    n = 0
+    for line in _lines(version, split):
+        record = json.loads(line)
+        metadata = record.get("metadata") or {}
+        for name, key, kind in plan:
+            value = metadata.get(key) if key is not None else record.get(name)
+            data[name].append(_parquet_value(value, kind))
+        n += 1
+        if n % PARQUET_ROW_GROUP == 0:
+            yield pa.Table.from_pydict(data, schema=schema)
+            for values in data.values():
+                values.clear()
+    if n % PARQUET_ROW_GROUP:
+        yield pa.Table.from_pydict(data, schema=schema)
+
+
 def stream_parquet(version: DatasetVersion, split: str | None = None) -> Iterator[bytes]:
     """A Parquet file written one row group at a time (constant memory per row group)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = version.columns
     schema = parquet_schema(columns)
     sink = _DrainableSink()
     writer = pq.ParquetWriter(sink, schema, compression="snappy", write_statistics=True)
-    data: dict[str, list] = {c["name"]: [] for c in columns}
-    n = 0
-
-    def flush() -> bytes:
-        table = pa.Table.from_pydict(data, schema=schema)
+    wrote = False
+    for table in _tables(version, split, columns, schema):
         writer.write_table(table, row_group_size=PARQUET_ROW_GROUP)
-        for values in data.values():
-            values.clear()
-        return sink.drain()
-
-    for line in _lines(version, split):
-        record = json.loads(line)
-        for column in columns:
-            data[column["name"]].append(
-                _parquet_value(_column_value(record, column), column["type"])
-            )
-        n += 1
-        if n % PARQUET_ROW_GROUP == 0:
-            yield flush()
-    if n % PARQUET_ROW_GROUP or n == 0:
-        yield flush()
+        wrote = True
+        yield sink.drain()
+    if not wrote:
+        writer.write_table(schema.empty_table())
     writer.close()
+    yield sink.drain()
+
+
+def _tables(version: DatasetVersion, split: str | None, columns: list[dict], schema) -> Iterator:
+    """The rows as Arrow tables of at most PARQUET_ROW_GROUP rows, in the export schema."""
+    mixed = any(c["type"] == "json" for c in columns)
+    return (_tables_from_python if mixed else _tables_from_json)(version, split, columns, schema)
+
+
+def stream_csv(version: DatasetVersion, split: str | None = None) -> Iterator[bytes]:
+    """One header line, then one line per row (CRLF line ends, text cells quoted);
+    metadata as ``metadata.<key>`` columns, lists joined by ``;``. Text cells that a
+    spreadsheet would evaluate as a formula are neutralised with a leading ``'``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    columns = version.columns
+    schema = parquet_schema(columns)
+    text_schema = pa.schema(
+        [pa.field(f.name, pa.string()) if pa.types.is_list(f.type) else f for f in schema]
+    )
+
+    def neutralised(table):
+        arrays = []
+        for field, column in zip(schema, table.columns, strict=True):
+            array = column
+            if pa.types.is_list(field.type):
+                array = pc.binary_join(array.cast(pa.list_(pa.string())), ";")
+            if pa.types.is_list(field.type) or pa.types.is_string(field.type):
+                array = pc.replace_substring_regex(
+                    array, pattern=FORMULA_PATTERN, replacement="'\\1"
+                )
+            arrays.append(array)
+        return pa.Table.from_arrays(arrays, schema=text_schema)
+
+    sink = _DrainableSink()
+    options = pacsv.WriteOptions(quoting_style="needed", eol="\r\n")
+    with pacsv.CSVWriter(sink, text_schema, write_options=options) as writer:
+        for table in _tables(version, split, columns, schema):
+            writer.write_table(neutralised(table))
+            yield sink.drain()
     yield sink.drain()
 
 

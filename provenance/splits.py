@@ -94,12 +94,22 @@ def assign_splits(units: Sequence[Unit], ratios: Mapping[str, float], seed: int)
         by_stratum[unit.stratum].append(unit)
 
     assignment: dict[str, str] = {}
+    seen_items = 0
+    placed_overall: Counter = Counter()
     for stratum in sorted(by_stratum, key=repr):
         members = by_stratum[stratum]
         n_items = sum(u.size for u in members)
-        # Which split gets a leftover item on equal fractions rotates with the stratum, so
-        # many small strata do not all send their odd item to the same split.
-        tiebreak = sorted(names, key=lambda s, st=stratum: _digest(seed, "tie", repr(st), s))
+        seen_items += n_items
+        # On equal fractions a stratum's leftover item goes to the split furthest behind
+        # its share of all items so far, so many small strata keep the totals balanced
+        # too; remaining ties are broken by the seed.
+        tiebreak = sorted(
+            names,
+            key=lambda s, st=stratum: (
+                -(ratios[s] * seen_items - placed_overall[s]),
+                _digest(seed, "tie", repr(st), s),
+            ),
+        )
         targets = largest_remainder(n_items, ratios, tiebreak)
         rank = {name: i for i, name in enumerate(tiebreak)}
         # Largest groups first (they are the hardest to fit), then a seeded shuffle.
@@ -113,6 +123,7 @@ def assign_splits(units: Sequence[Unit], ratios: Mapping[str, float], seed: int)
             )
             assignment[unit.key] = best
             placed[best] += unit.size
+        placed_overall.update(placed)
     return assignment
 
 

@@ -62,3 +62,14 @@ def test_a_zero_share_split_gets_nothing():
 def test_bad_ratios_are_refused_with_a_reason(ratios, message):
     with pytest.raises(ValueError, match=message):
         validate_ratios(ratios)
+
+
+def test_leftover_items_of_many_strata_keep_the_totals_balanced():
+    # 60 items in two strata of 45 and 15 at 0.8/0.1/0.1: dev and test each get 4.5 and 1.5
+    # items per stratum; the odd ones go to different splits, so the totals are 6 and 6.
+    units = [Unit(key=f"i{i}", stratum=("ok" if i % 4 else "bad",)) for i in range(60)]
+    for seed in range(5):
+        totals = Counter(
+            assign_splits(units, {"train": 0.8, "dev": 0.1, "test": 0.1}, seed).values()
+        )
+        assert totals == {"train": 48, "dev": 6, "test": 6}
