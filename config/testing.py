@@ -20,5 +20,5 @@ os.environ.setdefault("CONCORD_STATIC_MANIFEST", "0")
 
 
 def pytest_unconfigure(config):
-    if _owns_run_dir and not hasattr(config, "workerinput"):
+    if _owns_run_dir:
         shutil.rmtree(_run_dir, ignore_errors=True)
