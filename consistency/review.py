@@ -111,6 +111,16 @@ def _slice_value(value: Any) -> str | None:
     return str(value)
 
 
+def _iso_week(value) -> str | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        year, week, _ = pd.Timestamp(value[:10]).isocalendar()
+    except ValueError:
+        return None
+    return f"{year}-W{week:02d}"
+
+
 def load_label_data(
     project: Project, *, slice_keys: Sequence[str] | None = None
 ) -> detection.LabelData:
@@ -119,8 +129,9 @@ def load_label_data(
     Item keys are external ids, labeler names usernames. Classification / rating: class
     keys after merges. Transcription: the normalised transcript text (SME rules first,
     then the metrics' default normalisation), so identical transcripts count as one value.
-    Slices: the metadata ``slice_keys`` (default ``DEFAULT_SLICE_KEYS``) plus the
-    guideline version most of the item's labels were given under.
+    Slices: the metadata ``slice_keys`` (default ``DEFAULT_SLICE_KEYS``; the engine's
+    special ``tag`` and ``captured_week`` too) plus the guideline version most of the
+    item's labels were given under.
     """
     rows = list(
         Annotation.objects.filter(project=project, is_current=True)
@@ -188,6 +199,16 @@ def load_label_data(
         col = {e: _slice_value((meta.get(e) or {}).get(key)) for e in keys}
         if any(v is not None for v in col.values()):
             item_slices[key] = col
+    if "captured_week" in slice_keys:
+        weeks = {e: _iso_week((meta.get(e) or {}).get("captured_at")) for e in keys}
+        if any(weeks.values()):
+            item_slices["captured_week"] = weeks
+    if "tag" in slice_keys:
+        # One slice per tag: its items against the rest (an item may carry several tags).
+        for tag_name, ext in Item.tags.through.objects.filter(
+            item__project=project, item__external_id__in=keys
+        ).values_list("tag__name", "item__external_id"):
+            item_slices.setdefault(f"tag:{tag_name}", {})[ext] = tag_name
     versions = df.dropna(subset=["guideline_version"])
     if versions["guideline_version"].nunique() > 1:
         mode = versions.groupby("item")["guideline_version"].agg(lambda s: int(s.mode().max()))

@@ -639,3 +639,39 @@ def test_agreement_history_over_rest(api, project, labeled, sme):
     body = api.get(f"/api/v1/projects/{project.pk}/agreement-history/").json()
     assert [r["run"] for r in body["runs"]][0] == first.pk
     assert body["before_after"]["delta"] == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------- engine
+FIGURES = ("overall", "per_class", "per_labeler", "pairwise", "confusion", "hlp", "slices")
+
+
+def test_merge_round_trip_through_the_agreement_engine(demo_project):
+    """The same loop with the engine's own run (eager), where it exists."""
+    services_module = pytest.importorskip("consistency.services")
+    execute = getattr(services_module, "execute_agreement_run", None)
+    if execute is None:
+        pytest.skip("consistency.services.execute_agreement_run is not written yet")
+    sme = User.objects.get(username="sme")
+
+    def engine_run():
+        params = {"level": "nominal", "slices": ["camera"], "n_bootstrap": 20, "seed": 0}
+        if hasattr(services_module, "validate_params"):
+            params = services_module.validate_params(demo_project, params)
+        run = AgreementRun.objects.create(project=demo_project, params=params)
+        run = execute(run.pk)
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        return run
+
+    before = engine_run()
+    review.generate_flags(before)
+    merge = Flag.objects.filter(run=before, kind="merge_classes").order_by("-impact").first()
+    review.resolve_flag(
+        flag=merge, actor=sme, action="merge_classes", into="deep_scratch", rationale="same"
+    )
+    merged = engine_run()
+    alpha = lambda r: r.results["overall"]["krippendorff_alpha"]  # noqa: E731
+    assert alpha(merged) > alpha(before)
+    review.resolve_flag(flag=merge, actor=sme, action="unmerge_classes", rationale="undo")
+    undone = engine_run()
+    for key in FIGURES:
+        assert undone.results.get(key) == before.results.get(key), key
