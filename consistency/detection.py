@@ -857,8 +857,17 @@ def _drift(p: _Prepared, thresholds) -> dict[int, dict]:
 # --------------------------------------------------------------------------- all
 
 
+ALL_KINDS = frozenset(
+    {"merge_classes", "borderline", "item_disagreement", "unclear_slice", "labeler"}
+)
+
+
 def detect_flags(
-    data: LabelData, thresholds: Mapping | None = None, *, results: Mapping | None = None
+    data: LabelData,
+    thresholds: Mapping | None = None,
+    *,
+    results: Mapping | None = None,
+    kinds: frozenset | set | None = None,
 ) -> list[dict]:
     """Every flag for ``data``, ranked by impact (highest first).
 
@@ -869,6 +878,10 @@ def detect_flags(
         Overrides of ``DEFAULT_THRESHOLDS`` (a project's ``flag_thresholds``).
     results : mapping, optional
         The agreement run's results; its overall alpha is copied into merge evidence.
+    kinds : set of str, optional
+        Only these kinds of flag (default ``ALL_KINDS``). Values that are not classes
+        (transcripts coded per item) only support ``item_disagreement`` and ``labeler``
+        (with ``labeler_habit_share`` above 1 so no "habit" is reported).
 
     Returns
     -------
@@ -877,10 +890,14 @@ def detect_flags(
     """
     if len(data.items) == 0 or not data.classes:
         return []
+    kinds = ALL_KINDS if kinds is None else frozenset(kinds)
+    unknown = kinds - ALL_KINDS
+    if unknown:
+        raise ValueError(f"unknown flag kinds: {sorted(unknown)}")
     p = _Prepared(data)
-    merges = detect_merge_classes(p, thresholds)
-    borderline = detect_borderline(p, thresholds)
-    labelers = detect_labelers(p, thresholds)
+    merges = detect_merge_classes(p, thresholds) if "merge_classes" in kinds else []
+    borderline = detect_borderline(p, thresholds) if "borderline" in kinds else []
+    labelers = detect_labelers(p, thresholds) if "labeler" in kinds else []
     explained: dict[int, str] = {}
     code = {k: i for i, k in enumerate(data.item_keys)}
     for f in borderline:
@@ -892,8 +909,12 @@ def detect_flags(
         only_pair = (p.counts[:, ~inside].sum(axis=1) == 0) & (p.counts[:, pair] > 0).all(axis=1)
         for i in np.flatnonzero(only_pair):
             explained.setdefault(int(i), "merge_classes")
-    items = detect_item_disagreement(p, thresholds, explained_items=explained)
-    slices = detect_unclear_slices(p, thresholds)
+    items = (
+        detect_item_disagreement(p, thresholds, explained_items=explained)
+        if "item_disagreement" in kinds
+        else []
+    )
+    slices = detect_unclear_slices(p, thresholds) if "unclear_slice" in kinds else []
     flags = merges + borderline + slices + labelers + items
     if results and isinstance(results.get("overall"), Mapping):
         for f in merges:

@@ -111,6 +111,15 @@ def _slice_value(value: Any) -> str | None:
     return str(value)
 
 
+def normalized_transcripts(texts: Sequence[str], *, project: Project) -> list[str]:
+    """Transcripts as agreement compares them: the project's published normalisation rules
+    first, then the metrics' default normalisation (case, punctuation, whitespace)."""
+    from consistency.metrics import normalize_transcript
+
+    rules = current_normalization_rules(project)
+    return [normalize_transcript(t) for t in normalization.normalize_texts(list(texts), rules)]
+
+
 def _iso_week(value) -> str | None:
     if not isinstance(value, str) or len(value) < 10:
         return None
@@ -147,12 +156,20 @@ def load_label_data(
     )
     borderline = None
     if project.task_type == TaskType.TRANSCRIPTION:
-        from consistency.metrics import normalize_transcript
-
-        rules = current_normalization_rules(project)
-        texts = normalization.normalize_texts([r[3] for r in rows], rules)
-        values = [normalize_transcript(t) for t in texts]
-        classes = sorted(set(values))
+        # Transcripts are coded per item ("#1" = the item's first distinct normalised
+        # text, ...): agreement within an item is exact match, and the class list stays
+        # as short as the largest number of variants on one item.
+        normalized = normalized_transcripts([r[3] for r in rows], project=project)
+        local: dict[tuple, int] = {}
+        per_item: dict[str, list[str]] = defaultdict(list)
+        for r, text in sorted(zip(rows, normalized, strict=True), key=lambda x: (x[0][0], x[1])):
+            variants = per_item[r[0]]
+            if text not in variants:
+                variants.append(text)
+            local[(r[0], text)] = variants.index(text)
+        values = [f"#{local[(r[0], t)] + 1}" for r, t in zip(rows, normalized, strict=True)]
+        n_variants = max((len(v) for v in per_item.values()), default=0)
+        classes = [f"#{k + 1}" for k in range(n_variants)]
         ranks = None
     else:
         mapping = effective_class_map(project)
@@ -266,12 +283,15 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     Flag.objects.filter(project=project, status=FlagStatus.OPEN, run_id__lte=run.pk).delete()
     data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
     thresholds = {**detection.DEFAULT_THRESHOLDS, **(project.flag_thresholds or {})}
-    found = detection.detect_flags(data, thresholds, results=run.results)
     if project.task_type == TaskType.TRANSCRIPTION:
-        # Text values are not classes: only item, slice and labeler questions make sense.
-        found = [f for f in found if f["kind"] in ("item_disagreement", "unclear_slice", "labeler")]
-        for f in found:
-            f["classes"] = []
+        # Per-item codes are not classes: only "which items" and "which labelers" apply.
+        thresholds["labeler_habit_share"] = 2.0
+        found = detection.detect_flags(
+            data, thresholds, results=run.results, kinds={"item_disagreement", "labeler"}
+        )
+        _transcript_evidence(project, found)
+    else:
+        found = detection.detect_flags(data, thresholds, results=run.results)
     dismissed = {
         _signature(
             f.kind,
@@ -332,6 +352,33 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
         },
     )
     return flags
+
+
+def _transcript_evidence(project: Project, found: list[dict]) -> None:
+    """Replace per-item codes in transcription flags by the transcripts themselves."""
+    wanted = {e for f in found for e in f["items"]}
+    rows = list(
+        Annotation.objects.filter(
+            project=project, is_current=True, item__external_id__in=wanted
+        ).values_list("item__external_id", "labeler__username", "value_text")
+    )
+    normalized = normalized_transcripts([r[2] for r in rows], project=project)
+    by_item: dict[str, list[dict]] = defaultdict(list)
+    for (ext, labeler, text), norm in zip(rows, normalized, strict=True):
+        by_item[ext].append({"labeler": labeler, "value": text, "normalized": norm})
+    for f in found:
+        f["classes"] = []
+        if f["kind"] != "item_disagreement":
+            continue
+        labels = sorted(by_item.get(f["items"][0], []), key=lambda x: x["labeler"])
+        dist: dict[str, int] = {}
+        for label in labels:
+            dist[label["normalized"]] = dist.get(label["normalized"], 0) + 1
+        f["evidence"]["labels"] = labels
+        f["evidence"]["distribution"] = dist
+        f["summary"] = (
+            f"{len(dist)} different transcripts from {len(labels)} labelers (after normalisation)"
+        )
 
 
 # --------------------------------------------------------------------------- resolving

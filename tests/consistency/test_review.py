@@ -604,9 +604,9 @@ def test_normalization_rules_are_versioned_events(speech, manager):
     assert [r["find"] for r in review.current_normalization_rules(speech)] == ["umm", "..."]
     event = assert_recorded("normalization.published", manager, "ellipsis is a comma")
     assert event.before["version"] == 1 and event.after["version"] == 2
-    # the engine's transcript values apply them
-    data = review.load_label_data(speech)
-    assert "um yes please" in data.classes
+    # agreement compares transcripts after them (then case, punctuation, whitespace)
+    texts = review.normalized_transcripts(["Umm... yes please"], project=speech)
+    assert texts == ["um yes please"]
 
 
 def test_normalization_rejects_bad_rules_and_classification_projects(speech, project, manager):
@@ -675,3 +675,21 @@ def test_merge_round_trip_through_the_agreement_engine(demo_project):
     undone = engine_run()
     for key in FIGURES:
         assert undone.results.get(key) == before.results.get(key), key
+
+
+def test_transcription_flags_name_the_transcripts(speech, labelers):
+    run = run_agreement_transcription(speech)
+    flags = review.generate_flags(run)
+    assert {f.kind for f in flags} == {"item_disagreement"}
+    flag = next(f for f in flags if f.items.get().external_id == "c-1")
+    values = {x["labeler"]: x["value"] for x in flag.evidence["labels"]}
+    assert values["labeler1"] == "Umm... yes please"
+    assert "different transcripts" in flag.summary
+    assert not flag.classes.exists()
+
+
+def run_agreement_transcription(project) -> AgreementRun:
+    now = timezone.now()
+    return AgreementRun.objects.create(
+        project=project, status=RunStatus.SUCCEEDED, results={}, started_at=now, finished_at=now
+    )
