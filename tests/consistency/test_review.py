@@ -693,3 +693,56 @@ def run_agreement_transcription(project) -> AgreementRun:
     return AgreementRun.objects.create(
         project=project, status=RunStatus.SUCCEEDED, results={}, started_at=now, finished_at=now
     )
+
+
+def test_demo_loop_merge_borderline_guideline_then_agreement_rises(demo_project):
+    """The issue's "done when": from the top flags, merge the confusable classes, mark
+    the borderline items, publish a clarified guideline, run again — each step recorded."""
+    sme = User.objects.get(username="sme")
+    first = run_agreement(demo_project)
+    review.generate_flags(first)
+    queue = list(review.flag_queue(demo_project))
+    merge = next(f for f in queue if f.kind == "merge_classes")
+    borderline = next(f for f in queue if f.kind == "borderline")
+    camera = next(f for f in queue if f.kind == "unclear_slice")
+
+    review.resolve_flag(
+        flag=merge, actor=sme, action="merge_classes", into="deep_scratch",
+        rationale="depth is not visible in a photo",
+    )  # fmt: skip
+    review.resolve_flag(
+        flag=borderline, actor=sme, action="mark_borderline", rationale="faint marks"
+    )
+    review.resolve_flag(
+        flag=camera,
+        actor=sme,
+        action="publish_guideline",
+        guideline_text="Dark images (cam-4): raise the exposure before judging; if a mark "
+        "is not visible at 100% zoom, choose Borderline.",
+        rationale="cam-4 is under-exposed",
+    )
+    second = run_agreement(demo_project)
+    review.generate_flags(second)
+
+    history = review.agreement_history(demo_project)
+    assert history[-1]["krippendorff_alpha"] > history[0]["krippendorff_alpha"]
+    assert history[-1]["guideline_version"] == 3
+    assert history[-1]["merges"] == [["shallow_scratch", "deep_scratch"]]
+    decided = set(
+        GoldLabel.objects.filter(source=GoldSource.SME, label_class__key="borderline").values_list(
+            "item__external_id", flat=True
+        )
+    )
+    assert decided == set(borderline.items.values_list("external_id", flat=True))
+    # borderline items are decided: not asked again at item level
+    again = Flag.objects.filter(
+        run=second, kind="item_disagreement", items__external_id__in=decided
+    )
+    assert not again.exists()
+    verbs = set(
+        Event.objects.filter(project=demo_project, actor=sme).values_list("verb", flat=True)
+    )
+    assert {
+        "class.merged", "item.marked_borderline", "guideline.published", "flag.resolved",
+        "item.gold_set",
+    } <= verbs  # fmt: skip
