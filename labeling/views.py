@@ -113,6 +113,13 @@ def label(request, project_id: int):
     else:
         handed = assignment_service.next_item_for(project, request.user)
         item = handed.item if handed else None
+        if handed is not None and handed.reason == assignment_service.REASON_RELABEL:
+            # Sent back for relabeling: show the labeler's own label, to confirm or change.
+            own = (
+                Annotation.objects.filter(item=item, labeler=request.user, is_current=True)
+                .select_related("label_class")
+                .first()
+            )
     classes, borderline = _classes_for_ui(project)
     guideline = selectors.current_guideline(project)
     examples = []

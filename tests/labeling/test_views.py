@@ -200,3 +200,27 @@ def test_rating_page_orders_classes_by_rank(client, make_user, manager):
     html = client.get(reverse("label", args=[project.pk])).content.decode()
     assert html.index('value="bad"') < html.index('value="ok"') < html.index('value="good"')
     assert "classes scale" in html
+
+
+def test_relabel_request_shows_my_label_preselected_and_submits_a_revision(
+    client, ana, project, manager
+):
+    from labeling.models import Assignment
+
+    item = text_item(project)
+    services.submit_annotation(item=item, labeler=ana, value="dent")
+    A.request_relabel(
+        project=project, item_ids=[item.pk], labelers=[ana], reason="v2", actor=manager
+    )
+    html = client.get(reverse("label", args=[project.pk])).content.decode()
+    assert "Sent back for relabeling" in html
+    form = html.split('id="label-form"')[1].split("</form>")[0]
+    assert 'value="dent"' in form.split("selected")[0].rsplit("<button", 1)[1]
+    handed = Assignment.objects.get(item=item, labeler=ana, status="active")
+    client.post(
+        reverse("label", args=[project.pk]),
+        {"item": item.pk, "assignment": handed.pk, "value": "dent", "revising": "1"},
+    )
+    handed.refresh_from_db()
+    assert handed.status == "submitted"
+    assert Annotation.objects.filter(item=item, labeler=ana).count() == 2  # confirmed = revision
