@@ -70,9 +70,11 @@ class Command(BaseCommand):
             if stopping:
                 return
             stopping = True
+            # Only the main processes: Celery then stops its pool itself (a warm shutdown
+            # that finishes running tasks) instead of its children dying under it.
             for proc in processes.values():
                 if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
