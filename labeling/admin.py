@@ -28,6 +28,11 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+admin.site.site_header = "Concord administration"
+admin.site.site_title = "Concord admin"
+admin.site.index_title = "Projects, labels, runs and provenance"
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "task_type", "level", "overlap", "item_count", "created_at"]
@@ -96,6 +101,7 @@ class ItemAdmin(admin.ModelAdmin):
     list_filter = ["project", "kind", "stats_status", "tags"]
     search_fields = ["external_id", "content_hash", "perceptual_hash"]
     list_select_related = ["project", "source_batch"]
+    ordering = ["-kind", "project", "id"]
     readonly_fields = [
         "thumbnail_large",
         "width",
