@@ -245,6 +245,7 @@ def main() -> None:
     parser.add_argument("--var-dir", default=os.environ.get("CONCORD_VAR_DIR", "/tmp/bench-export"))
     parser.add_argument("--setup-only", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing bench database")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     args = parser.parse_args()
     var_dir = pathlib.Path(args.var_dir)
     info_path = var_dir / "bench-info.json"
@@ -289,7 +290,7 @@ def main() -> None:
         "--workers",
         "1",
         "--worker-class",
-        "gthread",
+        args.worker_class,
         "--threads",
         "2",
         "--timeout",
@@ -330,7 +331,8 @@ def main() -> None:
                     "worker_rss_before_mb": round(baseline_kb / 1024, 1),
                     "jsonl_reexport_byte_identical": hashes[0] == hashes[1],
                     "parquet_reexport_byte_identical": hashes[2] == hashes[3],
-                    "load_average": os.getloadavg(),
+                    "worker_class": args.worker_class,
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
                 }
             ),
             flush=True,

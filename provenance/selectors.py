@@ -283,9 +283,15 @@ def dataset_diff(a: DatasetVersion, b: DatasetVersion, *, limit: int = 1000) -> 
             if ra[2] != rb[2]:
                 counts["moved_split"] += 1
             ra, rb = next(rows_a, None), next(rows_b, None)
+    params_changed = {
+        key: [a.params.get(key), b.params.get(key)]
+        for key in sorted(set(a.params) | set(b.params))
+        if a.params.get(key) != b.params.get(key)
+    }
     return {
         "from": a.pk,
         "to": b.pk,
+        "params_changed": params_changed,
         "counts": counts,
         "added": added,
         "removed": removed,

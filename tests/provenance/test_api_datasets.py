@@ -110,6 +110,8 @@ def test_diff_lists_added_removed_and_relabeled_items_with_reasons(
     assert relabeled["item-002"]["from"] == "scratch" and relabeled["item-002"]["to"] == "dent"
     assert "class_merge" in kinds["item-002"] and "new_labels" in kinds["item-002"]
     assert kinds["item-004"][0] == "class_merge"
+    assert diff["params_changed"]["class_merges"] == [{}, {"scratch": "dent"}]
+    assert diff["params_changed"]["filters"] == [{"metadata.factory": ["A"]}, {}]
 
 
 def test_diff_of_versions_from_different_projects_is_refused(labeled_project, api, make_user):

@@ -215,3 +215,21 @@ def test_bad_requests_name_the_field(labeled_project, data, field, message):
 def test_without_a_succeeded_run_the_request_says_what_to_do(project):
     with pytest.raises(ValidationError, match="no succeeded agreement run"):
         services.validate_dataset_request(project=project, data={})
+
+
+def test_postgres_triggers_refuse_raw_updates_of_a_published_version(labeled_project):
+    from django.db import DatabaseError, connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the triggers exist on PostgreSQL only; SQLite relies on the ORM guards")
+    version = build(labeled_project["project"])
+    for sql in (
+        "UPDATE provenance_datasetrow SET label='x' WHERE version_id=%s",
+        "UPDATE provenance_datasetversion SET row_count=1 WHERE id=%s",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="immutable"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [version.pk])
