@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,7 +45,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import URLValidator
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
@@ -425,6 +425,26 @@ class ItemRow:
     content_hash: str = ""
 
 
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f<>\"\\^`{|}]")
+
+
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, at most 2000 characters, without whitespace,
+    control characters or characters that are never valid in a URL.
+
+    Lighter than Django's URLValidator (a tenth of the time per row on large imports) and
+    enough here: the URL is only stored, shown escaped, and fetched by ``labeling.fetch``,
+    which checks it again at every hop."""
+    if len(value) > 2000 or _URL_FORBIDDEN.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _clean_external_id(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -473,11 +493,7 @@ def clean_item_row(n: int, raw: Any, *, allow_file: bool = False) -> tuple[ItemR
             errors.append(_error(n, payload_field, f"{payload_field} must be a string"))
         elif payload_field in ("image_url", "audio_url"):
             value = value.strip()
-            try:
-                if len(value) > 2000:
-                    raise ValidationError("too long")
-                _url_validator(value)
-            except ValidationError:
+            if not is_http_url(value):
                 errors.append(
                     _error(n, payload_field, f"{value[:200]!r} is not an http(s) URL (≤ 2000)")
                 )
@@ -779,42 +795,64 @@ def _store_items(
     fetch_image_urls: bool = False,
 ) -> tuple[list[int], list[int], list[int], list[int]]:
     """Create or update ``rows``; returns (created ids, updated ids, ids needing image
-    statistics from an uploaded file, ids with an image URL)."""
+    statistics from an uploaded file, ids with an image URL).
+
+    Rows are written as column dicts (no model instance per row: constructing 100,000
+    instances costs more than writing them). An update rewrites the payload and resets
+    the image statistics (the worker recomputes them); metadata only where the row gives
+    it; tags only where the row gives them."""
     existing = _fetch_by_external_id(project, [r.external_id for r in rows])
     storage = Item._meta.get_field("image").storage
     now = timezone.now()
-    new_items, updates = [], []
+    new_rows, updates = [], []
     for row in rows:
-        item = Item(
-            pk=existing.get(row.external_id),
-            project=project,
-            external_id=row.external_id,
-            kind=row.kind,
-            image_url=row.image_url,
-            text=row.text,
-            audio_url=row.audio_url,
-            metadata=row.metadata if row.metadata is not None else {},
-            content_hash=row.content_hash,
-            stats_status=(
+        values = {
+            "project_id": project.pk,
+            "external_id": row.external_id,
+            "kind": row.kind,
+            "image": "",
+            "image_url": row.image_url,
+            "text": row.text,
+            "audio_url": row.audio_url,
+            "content_hash": row.content_hash,
+            "stats_status": (
                 ImageStatsStatus.PENDING
                 if row.kind == PayloadKind.IMAGE
                 or (row.kind == PayloadKind.IMAGE_URL and fetch_image_urls)
                 else ImageStatsStatus.NOT_APPLICABLE
             ),
-            source_batch=batch,
-            updated_at=now,
-        )
+            "source_batch_id": batch.pk,
+            "updated_at": now,
+        }
+        if row.metadata is not None:
+            values["metadata"] = row.metadata
         if row.image_bytes is not None:
             suffix = row.file.rsplit(".", 1)[-1] if "." in row.file else "bin"
+            stub = Item(project_id=project.pk, content_hash=row.content_hash)
             name = storage.save(
-                item_image_path(item, f"upload.{suffix}"), ContentFile(row.image_bytes)
+                item_image_path(stub, f"upload.{suffix}"), ContentFile(row.image_bytes)
             )
             saved_files.append(name)
-            item.image.name = name
-        (updates if item.pk else new_items).append((row, item))
-    created = Item.objects.bulk_create([i for _, i in new_items], batch_size=BATCH_SIZE)
-    created_ids = [i.pk for i in created]
-    # Updates: payload always; metadata only where the row gave it.
+            values["image"] = name
+        pk = existing.get(row.external_id)
+        if pk is None:
+            values.setdefault("metadata", {})
+            new_rows.append((row, values))
+        else:
+            values["id"] = pk
+            updates.append((row, values))
+    _insert_rows(Item, [v for _, v in new_rows])
+    if new_rows:
+        # Every new item carries this batch: one query reads their ids back (portable,
+        # unlike relying on RETURNING from a many-row insert).
+        ids = dict(
+            Item.objects.filter(source_batch=batch, project=project).values_list(
+                "external_id", "pk"
+            )
+        )
+        for _, values in new_rows:
+            values["id"] = ids[values["external_id"]]
+    created_ids = [v["id"] for _, v in new_rows]
     base_fields = [
         "kind",
         "image",
@@ -832,41 +870,187 @@ def _store_items(
         "thumbnail",
         "stats_error",
     ]
-    with_metadata = [i for r, i in updates if r.metadata is not None]
-    without_metadata = [i for r, i in updates if r.metadata is None]
+    with_metadata = [v for r, v in updates if r.metadata is not None]
+    without_metadata = [v for r, v in updates if r.metadata is None]
     if with_metadata:
-        Item.objects.bulk_update(with_metadata, [*base_fields, "metadata"], batch_size=500)
+        _update_rows(Item, with_metadata, [*base_fields, "metadata"])
     if without_metadata:
-        Item.objects.bulk_update(without_metadata, base_fields, batch_size=500)
-    updated_ids = [i.pk for _, i in updates]
+        _update_rows(Item, without_metadata, base_fields)
+    updated_ids = [v["id"] for _, v in updates]
     _store_tags(
-        project, [(r, i) for r, i in new_items + updates if r.tags is not None], updated_ids
+        project,
+        [(r, v["id"]) for r, v in new_rows + updates if r.tags is not None],
+        updated_ids,
     )
     actor_id = getattr(actor, "pk", None)
-    if created_ids:
-        events.items_imported_bulk(
-            project_id=project.pk,
-            actor_id=actor_id,
-            batch_id=batch.pk,
-            item_ids=created_ids,
-            updated=False,
-        )
-    if updated_ids:
-        events.items_imported_bulk(
-            project_id=project.pk,
-            actor_id=actor_id,
-            batch_id=batch.pk,
-            item_ids=updated_ids,
-            updated=True,
-        )
-    all_items = [i for _, i in new_items + updates]
-    stats_ids = [i.pk for i in all_items if i.kind == PayloadKind.IMAGE]
-    url_ids = [i.pk for i in all_items if i.kind == PayloadKind.IMAGE_URL]
+    _item_events(project.pk, actor_id, batch.pk, created_ids, updated=False)
+    _item_events(project.pk, actor_id, batch.pk, updated_ids, updated=True)
+    written = [v for _, v in new_rows + updates]
+    stats_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE]
+    url_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE_URL]
     return created_ids, updated_ids, stats_ids, url_ids
 
 
-def _store_tags(project: Project, pairs: list[tuple[ItemRow, Item]], updated_ids) -> None:
-    """Replace the tags of items whose row gave tags (bulk, two or three queries)."""
+def _item_events(
+    project_id: int, actor_id: int | None, batch_id: int, item_ids: list[int], *, updated: bool
+) -> None:
+    """One ``item.imported`` / ``item.updated`` event per item: the rows
+    ``provenance.events.items_imported_bulk`` writes, inserted with :func:`_insert_rows`.
+
+    Measured on 20,000 rows, ``items_imported_bulk`` (``bulk_create``) took longer than
+    everything else in the import together; this is the same rows in a fifth of the time.
+    """
+    if not item_ids:
+        return
+    verb = "item.updated" if updated else "item.imported"
+    after = {"source_batch": batch_id}
+    _insert_rows(
+        Event,
+        [
+            {
+                "verb": verb,
+                "subject_type": "item",
+                "subject_id": str(item_id),
+                "project_id": project_id,
+                "actor_id": actor_id,
+                "item_id_ref": item_id,
+                "before": None,
+                "after": after,
+            }
+            for item_id in item_ids
+        ],
+    )
+
+
+# Field types whose Python values (str, int, float, bool, None) the database drivers take
+# as they are: no per-value conversion needed on SQLite or PostgreSQL.
+_PLAIN_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "SlugField",
+        "URLField",
+        "EmailField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "PositiveBigIntegerField",
+        "FloatField",
+        "BooleanField",
+        "ForeignKey",
+    }
+)
+
+
+def _column_converter(field, now: datetime):
+    """A function turning a column value into the value the driver is sent (None: as is)."""
+    kind = field.get_internal_type()
+    if kind in _PLAIN_TYPES:
+        return None
+    if kind == "FileField":
+        return lambda value: (
+            value if isinstance(value, str) else ((value.name or "") if value else "")
+        )
+    if kind == "DateTimeField":
+        cache: dict = {}
+        auto = field.auto_now or field.auto_now_add
+
+        def convert(value):
+            value = now if (value is None and auto) else value
+            if value not in cache:
+                cache[value] = field.get_db_prep_save(value, connection)
+            return cache[value]
+
+        return convert
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def _insert_rows(model, rows: list[dict]) -> None:
+    """``INSERT`` rows given as ``{attname: value}`` (missing columns take the field's
+    default) as one ``executemany`` per few thousand rows; primary keys are not read back.
+
+    ``QuerySet.bulk_create`` compiles every value of every row through the SQL compiler,
+    which dominates a 100,000-row import. Here plain values go to the driver as they are,
+    and JSON, files and dates through their field's ``get_db_prep_save``; an unset
+    ``auto_now``/``auto_now_add`` date becomes the same "now" for the whole insert."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    now = timezone.now()
+    columns = []
+    for f in fields:
+        auto = getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+        default = None if auto or not f.has_default() else f.get_default()
+        if (
+            default is None
+            and not f.null
+            and not auto
+            and f.get_internal_type()
+            in (
+                "CharField",
+                "TextField",
+                "SlugField",
+                "URLField",
+                "FileField",
+            )
+        ):
+            default = ""
+        columns.append((f.attname, default, _column_converter(f, now)))
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    for chunk in _chunks(rows):
+        params = [
+            [
+                row.get(name, default) if convert is None else convert(row.get(name, default))
+                for name, default, convert in columns
+            ]
+            for row in chunk
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def _update_rows(model, rows: list[dict], field_names: list[str]) -> None:
+    """``UPDATE ... SET <fields> WHERE pk = %s`` for each ``{attname: value, "id": pk}``
+    row (a field missing from a row is set to its default), as one ``executemany``.
+
+    ``QuerySet.bulk_update`` builds a ``CASE WHEN pk = ... THEN ...`` expression per field
+    and row, which costs seconds per thousand rows in Python; one prepared statement with
+    many parameter sets costs microseconds per row on SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    now = timezone.now()
+    columns = []
+    for f in fields:
+        default = f.get_default() if f.has_default() else (None if f.null else "")
+        columns.append((f.attname, default, _column_converter(f, now)))
+    sql = (
+        f"UPDATE {qn(model._meta.db_table)} SET "
+        + ", ".join(f"{qn(f.column)} = %s" for f in fields)
+        + f" WHERE {qn(model._meta.pk.column)} = %s"
+    )
+    for chunk in _chunks(rows):
+        params = [
+            [
+                row.get(name, default) if convert is None else convert(row.get(name, default))
+                for name, default, convert in columns
+            ]
+            + [row["id"]]
+            for row in chunk
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def _store_tags(project: Project, pairs: list[tuple[ItemRow, int]], updated_ids) -> None:
+    """Replace the tags of the items (``(row, item id)``) whose row gave tags, in bulk."""
     if not pairs:
         return
     names = sorted({t for r, _ in pairs for t in r.tags})
@@ -877,11 +1061,10 @@ def _store_tags(project: Project, pairs: list[tuple[ItemRow, Item]], updated_ids
         tags = {t.name: t.pk for t in Tag.objects.filter(project=project, name__in=names)}
     through = Item.tags.through
     updated = set(updated_ids)
-    replaced = [i.pk for _, i in pairs if i.pk in updated]
+    replaced = [pk for _, pk in pairs if pk in updated]
     for chunk in _chunks(replaced):
         through.objects.filter(item_id__in=chunk).delete()
-    links = [through(item_id=i.pk, tag_id=tags[t]) for r, i in pairs for t in r.tags]
-    through.objects.bulk_create(links, batch_size=BATCH_SIZE)
+    _insert_rows(through, [{"item_id": pk, "tag_id": tags[t]} for r, pk in pairs for t in r.tags])
 
 
 # --- Annotation rows -------------------------------------------------------------------
