@@ -30,6 +30,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -383,8 +384,13 @@ class ZipArchive:
             raise images.ImageRejected(
                 f"file is {info.file_size} bytes; the limit is {limit} bytes"
             )
-        with self.zf.open(info) as fh:
-            content = fh.read(limit + 1)
+        try:
+            with self.zf.open(info) as fh:
+                content = fh.read(limit + 1)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+            # zipfile stops at the declared size and checks the CRC: a forged header or a
+            # corrupt member ends here, as a row error rather than a server error.
+            raise images.ImageRejected(f"the archive member cannot be read: {exc}") from exc
         if len(content) > limit:
             raise images.ImageRejected(f"file decompresses past the limit of {limit} bytes")
         self.total_read += len(content)
@@ -671,7 +677,8 @@ def import_items(
         try:
             manifest = archive.read(manifest_name, limit=settings.CONCORD_MAX_IMPORT_BYTES)
         except images.ImageRejected as exc:
-            raise ImportRejected(f"manifest: {exc}", status=413) from exc
+            over_limit = "limit" in str(exc)
+            raise ImportRejected(f"manifest: {exc}", status=413 if over_limit else 400) from exc
         raw_rows, errors = parse_rows(manifest, manifest_fmt, csv_required=("external_id", "file"))
         n_rows = len(raw_rows) + len(errors)
         if manifest_fmt == "csv":
