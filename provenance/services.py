@@ -771,7 +771,7 @@ def create_pipeline_token(
 @transaction.atomic
 def revoke_pipeline_token(*, token: PipelineToken, revoked_by: AbstractBaseUser | None) -> None:
     """Revoke a token: it fails with 401 from now on; its service user is deactivated."""
-    token = PipelineToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+    token = PipelineToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is not None:
         return
     token.revoked_at = timezone.now()
