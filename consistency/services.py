@@ -847,6 +847,7 @@ def _slice_entry(key: str, value: str, summary: dict) -> dict:
         "hlp": hlp["value"],
         "hlp_ci": hlp["ci"],
         "hlp_method": hlp["method"],
+        "hlp_n_items": hlp.get("n_items"),
         "reasons": reasons,
     }
 

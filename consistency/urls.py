@@ -1,3 +1,14 @@
 """Web pages of the consistency app (dashboard)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from consistency import views
+
+urlpatterns = [
+    path("projects/<int:project_id>/dashboard/", views.dashboard, name="consistency-dashboard"),
+    path(
+        "projects/<int:project_id>/dashboard/runs/",
+        views.start_run,
+        name="consistency-start-run",
+    ),
+]
