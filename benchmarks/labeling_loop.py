@@ -123,7 +123,8 @@ class Labeler(threading.Thread):
                 response = self.conn.getresponse()
                 payload = response.read()
                 elapsed = time.perf_counter() - started
-                if response.getheader("Connection", "").lower() == "close":
+                closing = getattr(self.args, "new_connection_each_request", False)
+                if closing or response.getheader("Connection", "").lower() == "close":
                     self.conn.close()
                     self.conn = None
                 return response.status, payload, elapsed
@@ -241,7 +242,11 @@ def main() -> None:
         wait_port(args.port, server)
         # Warm every worker and thread (imports, URL modules, first database connections)
         # with a few unmeasured cycles by extra labelers, all at once.
-        warm_args = argparse.Namespace(**{**vars(args), "cycles": 3, "think_ms": 0})
+        # A new connection per warm-up request, so every worker process (not only those
+        # that happen to accept a keep-alive connection) loads its URL modules first.
+        warm_args = argparse.Namespace(
+            **{**vars(args), "cycles": 3, "think_ms": 0, "new_connection_each_request": True}
+        )
         warmers = [
             Labeler(args.port, project_id, t, warm_args, time.monotonic() + 60, seed=1000 + i)
             for i, t in enumerate(warm_tokens)
