@@ -147,3 +147,15 @@ def test_heatmap_colours_are_diverging_and_clamped():
     assert charts.diverging(1.0)[0] == "#1f6feb"
     assert charts.diverging(-1.0)[0] == "#d64545"
     assert charts.diverging(0.0)[0] == "#f4f6f9"
+
+
+def test_admin_lists_runs_with_links_to_their_json(finished_run, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.org", "pw-123")
+    client = web(admin_user)
+    html = get(client, reverse("admin:consistency_agreementrun_changelist")).content.decode()
+    assert f"/api/v1/agreement-runs/{finished_run.pk}/" in html
+    assert f"{finished_run.results['overall']['krippendorff_alpha']:.3f}" in html
+    change = reverse("admin:consistency_agreementrun_change", args=[finished_run.pk])
+    assert get(client, change).status_code == 200
+    consensus = get(client, reverse("admin:consistency_consensus_changelist"))
+    assert consensus.status_code == 200

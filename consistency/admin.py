@@ -1,0 +1,77 @@
+"""Admin for agreement runs and their consensus (read-mostly: runs are written by the worker)."""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from consistency.models import AgreementRun, Consensus
+
+
+@admin.register(AgreementRun)
+class AgreementRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "project",
+        "status",
+        "progress_percent",
+        "alpha",
+        "n_chunks",
+        "created_by",
+        "created_at",
+        "finished_at",
+        "links",
+    ]
+    list_filter = ["status", "project"]
+    list_select_related = ["project", "created_by"]
+    search_fields = ["project__name", "error"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "project",
+        "created_by",
+        "status",
+        "progress",
+        "params",
+        "error",
+        "data_version",
+        "celery_task_id",
+        "n_chunks",
+        "timings",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "links",
+    ]
+    exclude = ["results"]  # large; read it as JSON through the link
+
+    @admin.display(description="progress")
+    def progress_percent(self, run):
+        return f"{run.progress:.0%}"
+
+    @admin.display(description="α")
+    def alpha(self, run):
+        value = ((run.results or {}).get("overall") or {}).get("krippendorff_alpha")
+        return "–" if value is None else f"{value:.3f}"
+
+    @admin.display(description="results")
+    def links(self, run):
+        return format_html(
+            '<a href="{}">JSON</a> · <a href="{}?run={}">dashboard</a>',
+            reverse("api-agreement-run", args=[run.pk]),
+            reverse("consistency-dashboard", args=[run.project_id]),
+            run.pk,
+        )
+
+    def has_add_permission(self, request):
+        return False  # runs are started from the dashboard or the API
+
+
+@admin.register(Consensus)
+class ConsensusAdmin(admin.ModelAdmin):
+    list_display = ["item", "run", "method", "label_class", "status", "support", "confidence"]
+    list_filter = ["method", "status"]
+    list_select_related = ["item", "run", "label_class"]
+    search_fields = ["item__external_id"]
+    raw_id_fields = ["run", "item", "label_class"]
+
+    def has_add_permission(self, request):
+        return False
