@@ -382,6 +382,20 @@ def _transcript_evidence(project: Project, found: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------- resolving
+MAX_RATIONALE_CHARS = 4000
+
+
+def _checked_rationale(rationale: str | None) -> str:
+    rationale = (rationale or "").strip()
+    if not rationale:
+        raise ValidationError({"rationale": "say why in a few words: a rationale is required"})
+    if len(rationale) > MAX_RATIONALE_CHARS:
+        raise ValidationError(
+            {"rationale": f"keep the rationale under {MAX_RATIONALE_CHARS} characters"}
+        )
+    return rationale
+
+
 def check_can_resolve(actor: AbstractBaseUser, project: Project) -> str:
     role = role_in_project(actor, project)
     if role not in SME_ROLES:
@@ -700,9 +714,7 @@ def resolve_flag(
     rationale, beside the action's own events. Raises ValidationError (400) or
     PermissionDenied (403, for a role other than SME / manager).
     """
-    rationale = (rationale or "").strip()
-    if not rationale:
-        raise ValidationError({"rationale": "say why in a few words: a rationale is required"})
+    rationale = _checked_rationale(rationale)
     if action not in ResolutionAction.values:
         raise ValidationError(
             {"action": f"unknown action {action!r}; one of {', '.join(ResolutionAction.values)}"}
@@ -1050,9 +1062,7 @@ def publish_normalization(
     check_can_resolve(actor, project)
     if project.task_type != TaskType.TRANSCRIPTION:
         raise ValidationError({"project": "normalisation rules are for transcription projects"})
-    rationale = (rationale or "").strip()
-    if not rationale:
-        raise ValidationError({"rationale": "say why in a few words: a rationale is required"})
+    rationale = _checked_rationale(rationale)
     checked = _checked_rules(rules)
     Project.objects.select_for_update().filter(pk=project.pk).first()
     latest = _normalization_events(project).first()
