@@ -19,6 +19,7 @@ statistics and every number of a chunked run equals the single-pass number.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import re
@@ -382,6 +383,12 @@ def chunk_to_bytes(chunk: ChunkStats) -> bytes:
     """Serialize a chunk's statistics (numpy npz; a few bytes per label)."""
     s = chunk.stats
     arrays = {name: getattr(s, name) for name in _STATS_ARRAYS}
+    # Labeler codes and class codes are small: int32 halves the payload; restored on load.
+    for name in ("labeler", "pair_a", "pair_b"):
+        arrays[name] = arrays[name].astype(np.int32)
+    if s.categorical:
+        for name in ("value", "pair_va", "pair_vb"):
+            arrays[name] = arrays[name].astype(np.int32)
     arrays["guideline"] = chunk.guideline
     arrays["meta"] = np.array([s.n_labelers, chunk.n_dropped, chunk.n_late_labelers])
     arrays["level"] = np.array(s.level)
@@ -395,11 +402,14 @@ def chunk_from_bytes(payload: bytes) -> ChunkStats:
     attributes (the same arrays ``AgreementStats.from_labels`` would hold)."""
     with np.load(io.BytesIO(bytes(payload)), allow_pickle=False) as z:
         meta = z["meta"]
-        kwargs = {name: z[name] for name in _STATS_ARRAYS}
+        kwargs = {
+            name: z[name] if name == "value_points" else z[name].astype(np.int64)
+            for name in _STATS_ARRAYS
+        }
         names = {f.name for f in fields(AgreementStats)}
         kwargs = {k: v for k, v in kwargs.items() if k in names}
         stats = AgreementStats(level=str(z["level"]), n_labelers=int(meta[0]), **kwargs)
-        return ChunkStats(stats, z["guideline"], int(meta[1]), int(meta[2]))
+        return ChunkStats(stats, z["guideline"].astype(np.int64), int(meta[1]), int(meta[2]))
 
 
 def merge_chunks(chunks: Sequence[ChunkStats]) -> ChunkStats:
@@ -534,15 +544,21 @@ def _item_ranges(project: Project, chunk_items: int) -> list[tuple[int, int, int
 def _single_pass(run: AgreementRun, labeler_ids: list[int]) -> AgreementRun:
     t0 = time.perf_counter()
     project = run.project
-    level = run.params["level"]
     if _is_transcription(project):
-        return _finish(run, None, scan_s=0.0)
+        timings: dict = {}
+        results, consensus = _transcription_results(run, timings)
+        return _complete(run, results, consensus, timings)
+    level = run.params["level"]
     classes = class_map(project, level)
     chunk = _chunk_stats(
         project, level, classes, np.asarray(labeler_ids, dtype=np.int64), None, None
     )
+    timings = {"scan_s": round(time.perf_counter() - t0, 3)}
     _set_progress(run, 0.4)
-    return _finish(run, chunk, scan_s=time.perf_counter() - t0, classes=classes)
+    results, metric_timings = _metrics_part(run, chunk, classes)
+    _set_progress(run, 0.7)
+    consensus, consensus_timings = _consensus_part(run, chunk, classes)
+    return _complete(run, results, consensus, {**timings, **metric_timings, **consensus_timings})
 
 
 def compute_agreement_chunk(
@@ -583,23 +599,116 @@ def compute_agreement_chunk(
         return None
 
 
-def finalize_agreement_run(*, run_id: int) -> AgreementRun:
-    """Merge the stored chunk statistics, compute everything and finish the run."""
+MERGED_INDEX = 1_000_000  # AgreementRunChunk.index of the merged statistics
+PARTS = ("metrics", "consensus")  # the final stage, computed in parallel
+PART_INDEX = {"metrics": 1_000_001, "consensus": 1_000_002}
+
+
+def finalize_agreement_run(
+    *, run_id: int, dispatch_parts: Callable[[int], None] | None = None
+) -> AgreementRun:
+    """Merge the stored chunk statistics, then compute the final stage's parts.
+
+    The parts (metrics + slices, consensus) only read the merged statistics, so
+    ``dispatch_parts(run_id)`` can run them in parallel workers (a chord whose callback
+    calls :func:`complete_agreement_run`); without it they run here one after the other.
+    """
     run = AgreementRun.objects.select_related("project").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
         return run
     try:
         t0 = time.perf_counter()
-        rows = list(AgreementRunChunk.objects.filter(run=run).order_by("index"))
+        rows = list(
+            AgreementRunChunk.objects.filter(run=run, index__lt=MERGED_INDEX).order_by("index")
+        )
         if len(rows) != run.n_chunks:
             raise RuntimeError(f"{len(rows)} of {run.n_chunks} chunks were computed")
         merged = merge_chunks([chunk_from_bytes(r.payload) for r in rows])
+        with transaction.atomic():
+            AgreementRunChunk.objects.filter(run=run).delete()
+            AgreementRunChunk.objects.create(
+                run=run,
+                index=MERGED_INDEX,
+                first_item_id=rows[0].first_item_id,
+                last_item_id=rows[-1].last_item_id,
+                n_annotations=merged.stats.n_annotations,
+                payload=chunk_to_bytes(merged),
+            )
+        timings = {**(run.timings or {}), "merge_s": round(time.perf_counter() - t0, 3)}
+        _save(run, timings=timings, progress=0.55)
+    except Exception as exc:
+        logger.exception("agreement run %s failed while merging", run_id)
+        fail_agreement_run(run_id, _error_message(exc))
+        run.refresh_from_db()
+        return run
+    if dispatch_parts is not None:
+        dispatch_parts(run_id)
+        run.refresh_from_db()
+        return run
+    for part in PARTS:
+        compute_agreement_part(run_id=run_id, part=part)
+    return complete_agreement_run(run_id=run_id)
+
+
+def compute_agreement_part(*, run_id: int, part: str) -> bool:
+    """One part of a chunked run's final stage, from the merged statistics; its output
+    (JSON) is stored for :func:`complete_agreement_run`. Returns False on failure."""
+    run = AgreementRun.objects.select_related("project").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return False
+    try:
+        t0 = time.perf_counter()
+        row = AgreementRunChunk.objects.get(run=run, index=MERGED_INDEX)
+        merged = chunk_from_bytes(row.payload)
         classes = class_map(run.project, run.params["level"])
-        done = _finish(run, merged, scan_s=None, merge_s=time.perf_counter() - t0, classes=classes)
+        load_s = round(time.perf_counter() - t0, 3)
+        if part == "metrics":
+            output, timings = _metrics_part(run, merged, classes)
+        elif part == "consensus":
+            output, timings = _consensus_part(run, merged, classes)
+        else:
+            raise ValueError(f"unknown part {part!r}")
+        timings[f"{part}_load_s"] = load_s
+        payload = json.dumps({"output": output, "timings": timings}, allow_nan=False)
+        AgreementRunChunk.objects.update_or_create(
+            run=run,
+            index=PART_INDEX[part],
+            defaults={
+                "first_item_id": row.first_item_id,
+                "last_item_id": row.last_item_id,
+                "payload": payload.encode(),
+            },
+        )
+        AgreementRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            progress=F("progress") + 0.2
+        )
+        return True
+    except Exception as exc:
+        logger.exception("agreement run %s part %s failed", run_id, part)
+        fail_agreement_run(run_id, f"{part}: " + _error_message(exc))
+        return False
+
+
+def complete_agreement_run(*, run_id: int) -> AgreementRun:
+    """Assemble the parts' outputs into the run's results and finish the run."""
+    run = AgreementRun.objects.select_related("project").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return run
+    try:
+        rows = {
+            r.index: json.loads(bytes(r.payload))
+            for r in AgreementRunChunk.objects.filter(run=run, index__in=PART_INDEX.values())
+        }
+        missing = [p for p in PARTS if PART_INDEX[p] not in rows]
+        if missing:
+            raise RuntimeError(f"parts not computed: {', '.join(missing)}")
+        metrics, consensus = (rows[PART_INDEX[p]] for p in PARTS)
+        timings = {**metrics["timings"], **consensus["timings"]}
+        done = _complete(run, metrics["output"], consensus["output"], timings)
         AgreementRunChunk.objects.filter(run=run).delete()
         return done
     except Exception as exc:
-        logger.exception("agreement run %s failed while merging", run_id)
+        logger.exception("agreement run %s failed while completing", run_id)
         fail_agreement_run(run_id, _error_message(exc))
         run.refresh_from_db()
         return run
@@ -608,29 +717,10 @@ def finalize_agreement_run(*, run_id: int) -> AgreementRun:
 # ------------------------------------------------------------------ results
 
 
-def _finish(
-    run: AgreementRun,
-    chunk: ChunkStats | None,
-    *,
-    scan_s: float | None,
-    merge_s: float | None = None,
-    classes: ClassMap | None = None,
-) -> AgreementRun:
-    timings = dict(run.timings or {})
-    if scan_s is not None:
-        timings["scan_s"] = round(scan_s, 3)
-    if merge_s is not None:
-        timings["merge_s"] = round(merge_s, 3)
-    project = run.project
-    params = run.params
-    if _is_transcription(project):
-        results, consensus_rows = _transcription_results(run, timings)
-    else:
-        results, consensus_rows = _classification_results(run, chunk, classes, timings)
-    t0 = time.perf_counter()
-    _store_consensus(run, consensus_rows)
-    timings["store_consensus_s"] = round(time.perf_counter() - t0, 3)
-    now_version = data_version(project)
+def _complete(run: AgreementRun, results: dict, consensus: dict, timings: dict) -> AgreementRun:
+    """Store the assembled results and mark the run succeeded."""
+    results["consensus"] = consensus
+    now_version = data_version(run.project)
     snapshot = {k: run.data_version.get(k) for k in ("max_annotation_id", "n_annotations")}
     results["data_version"] = {
         **snapshot,
@@ -638,14 +728,14 @@ def _finish(
         "note": "labels the run read: highest current annotation id and count; compare with "
         "the project's current values to tell whether the results are stale",
     }
-    results["params"] = params
+    results["params"] = run.params
     _save(
         run,
         results=results,
         status=RunStatus.SUCCEEDED,
         progress=1.0,
         finished_at=timezone.now(),
-        timings=timings,
+        timings={**(run.timings or {}), **timings},
     )
     return run
 
@@ -674,10 +764,12 @@ def _gold(project: Project, level: str, classes: ClassMap) -> dict:
     return gold
 
 
-def _classification_results(run, chunk: ChunkStats, classes: ClassMap, timings: dict):
+def _metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]:
+    """Every metric, HLP and the slices: (results without consensus, timings)."""
     project, params = run.project, run.params
     level = params["level"]
     stats = chunk.stats
+    timings: dict = {}
     labeler_ids = list(run.data_version.get("labeler_ids", []))
     names = _labeler_names(labeler_ids)
     categorical = level in ("nominal", "ordinal")
@@ -703,7 +795,6 @@ def _classification_results(run, chunk: ChunkStats, classes: ClassMap, timings: 
     for entry in results.get("per_labeler", []):
         entry["labeler_id"] = ids_by_name.get(entry["labeler"])
     timings["metrics_s"] = round(time.perf_counter() - t0, 3)
-    _set_progress(run, 0.65)
 
     t0 = time.perf_counter()
     slices = [] if empty else _slices(run, stats, chunk.guideline, gold or None, names)
@@ -721,14 +812,6 @@ def _classification_results(run, chunk: ChunkStats, classes: ClassMap, timings: 
         for s in slices
     ]
     timings["slices_s"] = round(time.perf_counter() - t0, 3)
-    _set_progress(run, 0.8)
-
-    t0 = time.perf_counter()
-    consensus_summary, rows = ({}, []) if empty else _consensus(run, stats, classes, categorical)
-    results["consensus"] = consensus_summary
-    timings["consensus_s"] = round(time.perf_counter() - t0, 3)
-    _set_progress(run, 0.9)
-
     results["classes"] = [
         {"key": k, "name": n, "is_borderline": bool(b)}
         for k, n, b in zip(classes.keys, classes.names, classes.borderline, strict=True)
@@ -739,7 +822,22 @@ def _classification_results(run, chunk: ChunkStats, classes: ClassMap, timings: 
         "reason": "labels without a value usable at this level (no class, or no number)",
     }
     results["task_type"] = project.task_type
-    return results, rows
+    return results, timings
+
+
+def _consensus_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]:
+    """Consensus by each method, stored as Consensus rows: (summary, timings)."""
+    stats = chunk.stats
+    categorical = run.params["level"] in ("nominal", "ordinal")
+    t0 = time.perf_counter()
+    summary, blocks = (
+        ({}, []) if stats.n_annotations == 0 else _consensus(run, stats, classes, categorical)
+    )
+    timings = {"consensus_s": round(time.perf_counter() - t0, 3)}
+    t0 = time.perf_counter()
+    _store_consensus(run, blocks)
+    timings["store_consensus_s"] = round(time.perf_counter() - t0, 3)
+    return summary, timings
 
 
 def _empty_results(level: str) -> dict:
@@ -1146,12 +1244,12 @@ def _transcription_results(run, timings: dict):
         },
     }
     results["slices"] = []
-    results["consensus"] = {
-        "methods": {},
-        "reasons": {"methods": "consensus for transcripts is not computed by this run"},
-    }
     results["classes"] = []
     results["merges"] = {}
     results["task_type"] = project.task_type
     timings["metrics_s"] = round(time.perf_counter() - t0, 3)
-    return results, []
+    consensus = {
+        "methods": {},
+        "reasons": {"methods": "consensus for transcripts is not computed by this run"},
+    }
+    return results, consensus

@@ -1,4 +1,9 @@
-"""Celery tasks of the consistency app: each loads by id and calls one service."""
+"""Celery tasks of the consistency app: each loads by id and calls one service.
+
+A large run fans out twice: its item-id chunks are computed in parallel (a chord whose
+callback merges them), then the final stage's parts -- metrics with slices, and
+consensus -- run in parallel (a second chord whose callback assembles the results).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,28 @@ from consistency import services
 
 
 def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
-    """Compute the chunks in parallel (a chord); its callback merges and finishes the run."""
+    """Compute the chunks in parallel; the callback merges them."""
     header = [
         compute_agreement_chunk.s(run_id, index, first, last) for index, first, last in ranges
     ]
     chord(header)(finalize_agreement_run.s(run_id))
 
 
+def dispatch_parts(run_id: int) -> None:
+    """Compute the final stage's parts in parallel; the callback assembles the results."""
+    header = [compute_agreement_part.s(run_id, part) for part in services.PARTS]
+    chord(header)(complete_agreement_run.si(run_id))
+
+
 @shared_task(acks_late=True)
 def run_agreement(run_id: int) -> str:
     """Execute an agreement run (single pass, or fan out into chunks)."""
-    run = services.execute_agreement_run(run_id, dispatch_chunks=dispatch_chunks)
-    return run.status
+    return services.execute_agreement_run(run_id, dispatch_chunks=dispatch_chunks).status
 
 
 @shared_task(acks_late=True)
 def compute_agreement_chunk(run_id: int, index: int, first_item_id: int, last_item_id: int):
-    """Statistics of one item-id range; returns its label count (small message)."""
+    """Statistics of one item-id range; returns its label count (a small message)."""
     return services.compute_agreement_chunk(
         run_id=run_id, index=index, first_item_id=first_item_id, last_item_id=last_item_id
     )
@@ -32,5 +42,17 @@ def compute_agreement_chunk(run_id: int, index: int, first_item_id: int, last_it
 
 @shared_task(acks_late=True)
 def finalize_agreement_run(chunk_counts: list, run_id: int) -> str:
-    """Chord callback: merge the chunks' statistics and store the results."""
-    return services.finalize_agreement_run(run_id=run_id).status
+    """Chord callback: merge the chunks' statistics, then fan out the final stage."""
+    return services.finalize_agreement_run(run_id=run_id, dispatch_parts=dispatch_parts).status
+
+
+@shared_task(acks_late=True)
+def compute_agreement_part(run_id: int, part: str) -> bool:
+    """One part of the final stage (metrics + slices, or consensus)."""
+    return services.compute_agreement_part(run_id=run_id, part=part)
+
+
+@shared_task(acks_late=True)
+def complete_agreement_run(run_id: int) -> str:
+    """Chord callback: assemble the parts into the run's results."""
+    return services.complete_agreement_run(run_id=run_id).status

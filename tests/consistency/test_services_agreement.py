@@ -163,15 +163,31 @@ def test_sme_overrides_win_over_every_method(demo, monkeypatch):
 def test_chunked_run_equals_single_pass_exactly(demo):
     single = run_agreement(demo, n_bootstrap=100, seed=3)
     chunked = run_agreement(demo, n_bootstrap=100, seed=3, chunk_items=7)
+    single.refresh_from_db()
+    chunked.refresh_from_db()
+    assert chunked.status == RunStatus.SUCCEEDED, chunked.error
     assert single.n_chunks == 1 and chunked.n_chunks == 9
     single.results.pop("params")
     chunked.results.pop("params")
     assert chunked.results == single.results
     assert not AgreementRunChunk.objects.filter(run=chunked).exists()
+    for method in ("majority", "dawid_skene"):
+        rows = [
+            list(
+                Consensus.objects.filter(run=r, method=method)
+                .order_by("item_id")
+                .values_list(
+                    "item_id", "label_class_id", "support", "confidence", "entropy", "status"
+                )
+            )
+            for r in (single, chunked)
+        ]
+        assert rows[0] == rows[1]
 
 
 def test_chunked_run_through_the_celery_chord_equals_single_pass(demo):
     single = run_agreement(demo, n_bootstrap=50)
+    single.refresh_from_db()
     run = services.start_agreement_run(project=demo, params={"n_bootstrap": 50, "chunk_items": 25})
     tasks.run_agreement.delay(run.pk)  # eager: the chord runs in-process
     run.refresh_from_db()
@@ -246,3 +262,15 @@ def test_empty_project_gives_nulls_with_reasons(project):
     overall = run.results["overall"]
     assert overall["krippendorff_alpha"] is None
     assert overall["reasons"]["krippendorff_alpha"]
+
+
+def test_a_failing_part_of_a_chunked_run_fails_the_run_and_cleans_up(demo, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("Dawid-Skene did not converge")
+
+    monkeypatch.setattr(services, "dawid_skene", boom)
+    run = run_agreement(demo, n_bootstrap=0, chunk_items=20)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "consensus: RuntimeError: Dawid-Skene did not converge" in run.error
+    assert not AgreementRunChunk.objects.filter(run=run).exists()
