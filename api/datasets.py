@@ -286,6 +286,7 @@ class TokenDetailApi(APIView):
 
     authentication_classes = AUTHENTICATION
 
+    @extend_schema(request=None, responses={204: None})
     def delete(self, request, token_id: int):
         _refuse_pipeline_tokens(request)
         token = get_object_or_404(PipelineToken.objects.select_related("project"), pk=token_id)

@@ -14,6 +14,7 @@ Put this class *first* in ``DEFAULT_AUTHENTICATION_CLASSES``: DRF's own
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS
@@ -56,3 +57,17 @@ class PipelineTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class PipelineTokenScheme(OpenApiAuthenticationExtension):
+    """Documents pipeline tokens in the OpenAPI schema (``bearerAuth``)."""
+
+    target_class = "provenance.authentication.PipelineTokenAuthentication"
+    name = "pipelineToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A project pipeline token: `Authorization: Bearer cnc_…`.",
+        }

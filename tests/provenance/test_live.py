@@ -53,6 +53,11 @@ README_EXAMPLE = textwrap.dedent(
         timeout=300,
     )
     test = pd.read_parquet(io.BytesIO(response.content))
+
+    # Or straight from the URL: pandas sends storage_options as HTTP headers.
+    dev = pd.read_csv(
+        f"{BASE}/datasets/{DATASET}/export/?format=csv&split=dev", storage_options=HEADERS
+    )
     """
 )
 
@@ -98,6 +103,9 @@ def test_the_readme_pipeline_example_runs_against_a_live_server(live, published,
     assert len(test) == published.split_counts["test"]
     assert "metadata.factory" in test.columns
     assert list(test["labelers"].iloc[0]) == ["labeler1", "labeler2", "labeler3"]
+    dev = namespace["dev"]
+    assert len(dev) == published.split_counts["dev"]
+    assert dev["labelers"].iloc[0] == "labeler1;labeler2;labeler3"
 
 
 @pytest.mark.integration
