@@ -365,7 +365,13 @@ def normalization_page(request, project_id: int):
             preview = review.preview_normalization(project, rules=rules)
         except ValidationError as exc:
             error = "; ".join(exc.messages)
-    blank = {"find": "", "replace": "", "regex": False, "case_sensitive": True, "whole_word": False}
+    blank = {
+        "find": "",
+        "replace": "",
+        "regex": False,
+        "case_sensitive": False,
+        "whole_word": False,
+    }
     context = {
         "project": project,
         "role": role,

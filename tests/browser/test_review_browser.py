@@ -105,3 +105,52 @@ def test_group_flags_show_an_item_grid_and_their_evidence(
     page.goto(f"{http_live_server.url}/flags/{labeler.pk}/")
     assert page.locator("table.confusion").count() == 1
     page.screenshot(path=str(screenshot_dir / "review-labeler.png"), full_page=True)
+
+
+def test_sme_previews_and_publishes_transcript_rules(
+    http_live_server, page, transactional_db, settings, screenshot_dir
+):
+    from django.contrib.auth import get_user_model
+
+    from labeling import services
+    from labeling.models import Item, PayloadKind, Role, TaskType
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    users = get_user_model().objects
+    sme = users.create_user("sme", password=PASSWORD)
+    project = services.create_project(
+        name="Call-centre snippets", task_type=TaskType.TRANSCRIPTION, created_by=sme
+    )
+    services.set_membership(project=project, user=sme, role=Role.SME)
+    texts = {
+        "call-1": ["Umm... I'd like to cancel", "Um, I'd like to cancel", "umm I'd like to cancel"],
+        "call-2": ["Yes... that's right", "Yes, that's right", "yes that's right"],
+    }
+    for ext, values in texts.items():
+        item = Item.objects.create(project=project, external_id=ext, kind=PayloadKind.TEXT)
+        for j, value in enumerate(values):
+            labeler = users.get_or_create(username=f"transcriber{j}")[0]
+            services.submit_annotation(item=item, labeler=labeler, value=value)
+
+    page.goto(f"{http_live_server.url}/login/")
+    page.fill("input[name=username]", "sme")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.goto(f"{http_live_server.url}/projects/{project.pk}/normalization/")
+    page.locator("input[name=find]").first.fill("Umm")
+    page.locator("input[name=replace]").first.fill("Um")
+    page.check("input[name=word-0]")
+    with page.expect_navigation():
+        page.click("button[name=preview]")
+    assert "Preview: 2 of 6 transcripts change" in page.content()
+    page.locator("input[name=find]").nth(1).fill("...")
+    page.locator("input[name=replace]").nth(1).fill(",")
+    with page.expect_navigation():
+        page.click("button[name=preview]")
+    page.screenshot(path=str(screenshot_dir / "review-normalization.png"), full_page=True)
+    page.fill("input[name=rationale]", "One spelling for the filler; an ellipsis is a comma")
+    with page.expect_navigation():
+        page.click("button[name=publish]")
+    assert "Published rule set v1" in page.content()
+    assert [r["find"] for r in review.current_normalization_rules(project)] == ["Umm", "..."]
