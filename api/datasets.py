@@ -8,6 +8,7 @@ are managed by managers. Pipeline tokens authenticate as a viewer of their one p
 
 from __future__ import annotations
 
+from django.http import HttpResponseNotModified, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
@@ -188,8 +189,6 @@ class DatasetExportApi(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
     )
     def get(self, request, dataset_id: int):
-        from django.http import HttpResponseNotModified, StreamingHttpResponse
-
         version = _published(_version_for(request, dataset_id))
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in exporters.FORMATS:
