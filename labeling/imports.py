@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -46,7 +47,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import URLValidator
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
@@ -159,6 +160,24 @@ class ImportResult:
             "errors": self.errors[:MAX_REPORTED_ERRORS],
             **self.extra,
         }
+
+
+def _conflicts_rejected(function):
+    """A unique constraint hit while writing means a concurrent writer stored the same
+    external ids (or accounts) first: nothing of this import was kept; say so (409)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except IntegrityError as exc:
+            raise ImportRejected(
+                "another import changed the same items or accounts at the same time; "
+                "nothing of this file was stored — send it again",
+                status=409,
+            ) from exc
+
+    return wrapper
 
 
 def _error(row: int | None, field_name: str, message: str) -> dict:
@@ -635,6 +654,7 @@ def _sort_errors(errors: list[dict]) -> list[dict]:
     return sorted(errors, key=lambda e: (e["row"] is None, e["row"] or 0))
 
 
+@_conflicts_rejected
 def import_items(
     *,
     project: Project,
@@ -1324,6 +1344,7 @@ def _fields_key(fields: dict) -> tuple:
     )
 
 
+@_conflicts_rejected
 def import_annotations(
     *,
     project: Project,
@@ -1426,7 +1447,12 @@ def _ensure_labelers(
     for chunk in _chunks(names):
         users.update(User.objects.filter(username__in=chunk).values_list("username", "pk"))
     new_users = [
-        User(username=name, is_active=False, password=make_password(None))
+        User(
+            username=name,
+            email=name if "@" in name else "",  # Label Studio labelers are named by email
+            is_active=False,
+            password=make_password(None),
+        )
         for name in names
         if name not in users
     ]
@@ -1771,6 +1797,7 @@ def label_studio_rows(
     return item_rows, label_rows, errors, n_cancelled
 
 
+@_conflicts_rejected
 def import_label_studio(
     *,
     project: Project,

@@ -323,3 +323,9 @@ def test_label_studio_unknown_choice_is_refused_naming_task_and_annotation(
     assert (error["row"], error["field"]) == (2, "annotations[2].value")
     assert "unknown class 'Crack'" in error["message"]
     assert db_counts() == before
+
+
+def test_label_studio_labelers_named_by_email_keep_it_as_their_email(manager_api, project):
+    assert post(manager_api, project, LABEL_STUDIO_EXPORT.read_bytes()).status_code == 201
+    assert User.objects.get(username="chen@example.org").email == "chen@example.org"
+    assert User.objects.get(username="ls-user-7").email == ""

@@ -383,3 +383,16 @@ def test_image_url_items_are_fetched_only_when_asked(
         )
     assert response.status_code == 201
     assert fetched == [Item.objects.get(external_id="img-1").pk]
+
+
+def test_a_concurrent_import_of_the_same_ids_is_a_409_and_stores_nothing(
+    manager_api, project, db_counts, monkeypatch
+):
+    assert post(manager_api, project, json.dumps(ROWS), "application/json").status_code == 201
+    before = db_counts()
+    # As if another import created these items between our lookup and our insert.
+    monkeypatch.setattr("labeling.imports._fetch_by_external_id", lambda project, ids: {})
+    response = post(manager_api, project, json.dumps(ROWS), "application/json")
+    assert response.status_code == 409, response.json()
+    assert "send it again" in response.json()["detail"]
+    assert db_counts() == before
