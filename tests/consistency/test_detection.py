@@ -289,3 +289,26 @@ def test_empty_input_gives_no_flags():
         labeler_names=[],
     )
     assert detect_flags(data) == []
+
+
+def test_on_an_ordinal_scale_adjacent_grades_are_borderline_not_merge():
+    data, _, df = synthetic()
+    ordinal = LabelData.from_frame(
+        df,
+        classes=CLASSES,
+        negative_class="none",
+        borderline_class="borderline",
+        class_ranks=[0, 1, 2, 3, 4, None],  # a and b are adjacent grades
+        ordinal=True,
+    )
+    flags = detect_flags(ordinal)
+    assert not any(set(f["classes"]) == {"a", "b"} for f in of_kind(flags, "merge_classes"))
+    assert any(set(f["classes"][:2]) == {"a", "b"} for f in of_kind(flags, "borderline"))
+
+
+def test_kinds_restricts_the_detectors():
+    data, _, _ = synthetic()
+    flags = detect_flags(data, kinds={"labeler"})
+    assert flags and {f["kind"] for f in flags} == {"labeler"}
+    with pytest.raises(ValueError, match="unknown flag kinds"):
+        detect_flags(data, kinds={"nope"})
