@@ -69,7 +69,8 @@ def test_labeler_labels_five_items_and_revises_one_with_the_keyboard_only(
 ):
     project, labeler = labeling_project
     page.goto(f"{http_live_server.url}/login/")
-    page.keyboard.type("ana")  # the username box has autofocus
+    page.wait_for_selector("#id_username:focus")  # autofocus lands after the load event
+    page.keyboard.type("ana")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     with page.expect_navigation():
@@ -90,12 +91,28 @@ def test_labeler_labels_five_items_and_revises_one_with_the_keyboard_only(
     page.wait_for_selector("#item-image")
     page.screenshot(path=str(screenshot_dir / "label.png"))
 
+    # Zoom with the keyboard, toggle the guideline, write a comment: all without a mouse.
+    page.keyboard.press("+")
+    assert page.inner_text("#zoom-level") == "125%"
+    page.keyboard.press("0")
+    assert page.inner_text("#zoom-level") == "100%"
+    page.keyboard.press("g")
+    assert "guideline-hidden" in page.get_attribute("#label-layout", "class")
+    page.keyboard.press("g")
+    assert "guideline-hidden" not in page.get_attribute("#label-layout", "class")
+    page.keyboard.press("c")
+    page.keyboard.type("faint mark near the camera, 2 of them")  # digits typed, not keys
+    page.keyboard.press("Escape")
+
     seen = []
     for key in ["1", "2", "3", "4", "2"]:
         seen.append(page.inner_text(".item-id"))
         with page.expect_navigation():
             page.keyboard.press(key)
     assert len(set(seen)) == 5
+    first = Annotation.objects.get(labeler=labeler, item__external_id=seen[0])
+    assert first.comment == "faint mark near the camera, 2 of them"
+    assert first.label_class.key == "no_defect"
 
     # Undo: U reopens the last item with the labeler's own label preselected.
     with page.expect_navigation():
@@ -137,6 +154,7 @@ def test_transcription_with_keyboard_and_escaped_payload(
     labeler = make_user("tina", password=PASSWORD)
     services.set_membership(project=project, user=labeler, role=Role.LABELER)
     page.goto(f"{http_live_server.url}/login/?next=/projects/{project.pk}/label/")
+    page.wait_for_selector("#id_username:focus")
     page.keyboard.type("tina")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
