@@ -63,6 +63,7 @@ DEFAULT_THRESHOLDS: dict = {
     "labeler_drift_min_labels": 10,
     # all
     "max_examples": 12,
+    "flag_max_items": 1000,  # items attached to one group flag (most split first)
 }
 
 NEGATIVE_CLASS_NAMES = ("no_defect", "none", "negative", "normal", "ok", "clean", "no_finding")
@@ -473,17 +474,19 @@ def detect_borderline(p: _Prepared, thresholds: Mapping | None = None) -> list[d
                     "mean_minority_share": _r(mean_split),
                     "borderline_class": data.borderline_class,
                     "has_borderline_class": bl is not None,
-                    "item_splits": {
+                    "item_splits": {  # the 100 most split
                         str(data.item_keys[i]): {
                             cname: int(nc[i]),
                             kname: int(nk[i]),
                             **({data.borderline_class: int(nb[i])} if bl is not None else {}),
                         }
-                        for i in order
+                        for i in order[:100]
                     },
                     "example_items": [data.item_keys[i] for i in order[:max_ex]],
                 },
-                "items": [data.item_keys[i] for i in order],
+                "items": [
+                    data.item_keys[i] for i in order[: int(threshold(thresholds, "flag_max_items"))]
+                ],
                 "classes": [cname, kname] + ([data.borderline_class] if bl is not None else []),
                 "labeler": None,
                 "slice": None,
