@@ -13,7 +13,8 @@ Hooks for the consistency engine
   computed consensus (class ids already mapped through merges).
 * ``effective_class_map(project) -> {class_id: class_id}`` — merges in force.
 * ``current_normalization_rules(project) -> [rule dicts]`` — apply to transcripts with
-  ``consistency.normalization.normalize_texts(texts, rules)`` before agreement.
+  ``consistency.normalization.normalize_texts(texts, rules)`` before agreement
+  (``current_normalization(project)`` adds the version, to record in the run).
 * ``agreement_history(project)`` — runs with alpha, guideline version and merges in force.
 """
 
@@ -992,6 +993,19 @@ def current_normalization_rules(project: Project | int) -> list[dict]:
         .first()
     )
     return list((event.after or {}).get("rules", [])) if event else []
+
+
+def current_normalization(project: Project | int) -> dict:
+    """``{"version": n, "rules": [...]}`` of the latest published rule set (version 0 and
+    no rules when none): what a run should record beside its transcription results."""
+    project_id = project.pk if isinstance(project, Project) else project
+    event = (
+        Event.objects.filter(project_id=project_id, verb=NORMALIZATION_VERB)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    after = (event.after or {}) if event else {}
+    return {"version": after.get("version", 0), "rules": list(after.get("rules", []))}
 
 
 def normalization_versions(project: Project) -> list[dict]:

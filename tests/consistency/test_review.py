@@ -602,6 +602,7 @@ def test_normalization_rules_are_versioned_events(speech, manager):
     )
     assert (first["version"], second["version"]) == (1, 2)
     assert [r["find"] for r in review.current_normalization_rules(speech)] == ["umm", "..."]
+    assert review.current_normalization(speech)["version"] == 2
     event = assert_recorded("normalization.published", manager, "ellipsis is a comma")
     assert event.before["version"] == 1 and event.after["version"] == 2
     # agreement compares transcripts after them (then case, punctuation, whitespace)
