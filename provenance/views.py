@@ -114,6 +114,10 @@ def _page(request, project: Project, role: str, **extra):
         "formats": [f for f in exporters.FORMATS],
         "form": request.POST if request.method == "POST" else {},
         "api_base": request.build_absolute_uri("/api/v1/"),
+        # While a version is being built the page reloads itself (no JavaScript needed).
+        "building": any(
+            r["version"].status in (DatasetStatus.QUEUED, DatasetStatus.BUILDING) for r in rows
+        ),
         **extra,
     }
     return render(request, "provenance/datasets.html", context)
