@@ -163,7 +163,7 @@ class ProjectListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         task_type = serializers.ChoiceField(TaskType.choices, default=TaskType.CLASSIFICATION)
-        level = serializers.ChoiceField(MeasurementLevel.choices, default=MeasurementLevel.NOMINAL)
+        level = serializers.ChoiceField(MeasurementLevel.values, default=MeasurementLevel.NOMINAL)
         overlap = serializers.IntegerField(min_value=1, max_value=100, default=3)
         classes = ClassInputSerializer(many=True, required=False, default=list)
         dynamic_overlap = serializers.BooleanField(required=False)
@@ -208,7 +208,7 @@ class ProjectDetailApi(ProjectScopedMixin, APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(required=False, allow_blank=True)
-        level = serializers.ChoiceField(MeasurementLevel.choices, required=False)
+        level = serializers.ChoiceField(MeasurementLevel.values, required=False)
         overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
         dynamic_overlap = serializers.BooleanField(required=False)
         min_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
@@ -455,6 +455,7 @@ class MemberDetailApi(ProjectScopedMixin, APIView):
 
     allowed_roles = {"DELETE": MANAGER_ROLES}
 
+    @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, username: str):
         membership = (
             ProjectMembership.objects.filter(project=self.project, user__username=username)
@@ -520,7 +521,9 @@ class ItemListApi(ProjectScopedMixin, APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("tag", str),
-            OpenApiParameter("status", str, enum=list(selectors.ITEM_STATUSES)),
+            OpenApiParameter(
+                "status", str, description="unlabeled | in_progress | complete (vs. overlap)"
+            ),
             OpenApiParameter("external_id", str),
             OpenApiParameter("kind", str),
             OpenApiParameter("page_size", int),
