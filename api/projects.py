@@ -367,7 +367,8 @@ class UserCreateApi(APIView):
 class UserDetailApi(APIView):
     """``PATCH /users/{username}/`` ``{is_active}``: activate an account (e.g. a labeler
     created by a label import). A superuser may change any account; a manager only the
-    non-staff members of projects they manage (others are 404 to them)."""
+    non-staff members of projects they manage (others are 404 to them), and never another
+    manager's account (403)."""
 
     class InputSerializer(serializers.Serializer):
         is_active = serializers.BooleanField()
@@ -386,6 +387,8 @@ class UserDetailApi(APIView):
         visible = ProjectMembership.objects.filter(user_id=target.pk, project_id__in=managed)
         if target.is_staff or target.is_superuser or not visible.exists():
             raise NotFound("no such user")
+        if ProjectMembership.objects.filter(user_id=target.pk, role=Role.MANAGER).exists():
+            raise PermissionDenied("only a superuser may change a manager's account")
         return target
 
     @extend_schema(request=InputSerializer, responses=UserOutputSerializer)

@@ -223,3 +223,15 @@ def test_labeler_progress_shows_only_their_own_row(api, world, project):
     assert body["project"]["n_items"] == Item.objects.filter(project=project).count()
     everyone = api.as_user(world["users"][MAN]).get(f"/api/v1/projects/{project.pk}/progress/")
     assert len(everyone.json()["labelers"]) >= 5
+
+
+def test_manager_cannot_deactivate_a_fellow_manager(api, world, project, make_user):
+    fellow = make_user("fellow")
+    services.set_membership(project=project, user=fellow, role=Role.MANAGER)
+    client = api.as_user(world["users"][MAN])
+    response = client.patch(
+        "/api/v1/users/fellow/", data={"is_active": False}, content_type="application/json"
+    )
+    assert response.status_code == 403
+    fellow.refresh_from_db()
+    assert fellow.is_active
