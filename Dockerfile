@@ -21,4 +21,4 @@ RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput \
     && mkdir -p /var/lib/concord/media && chown -R concord /var/lib/concord
 USER concord
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "gthread", "--threads", "4", "--timeout", "600"]

@@ -223,6 +223,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- REST -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Project-scoped pipeline tokens (cnc_...) first: TokenAuthentication would refuse
+        # them as unknown personal tokens.
+        "provenance.authentication.PipelineTokenAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

@@ -51,6 +51,13 @@ class Command(BaseCommand):
                 f"{host}:{port}",
                 "--workers",
                 "3",
+                # Threads, and a long timeout: dataset exports stream for minutes.
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+                "--timeout",
+                "600",
             ]
         processes = {
             "worker": subprocess.Popen(worker_cmd, start_new_session=True),
