@@ -110,6 +110,7 @@ ANNOTATION_FIELDS = frozenset(
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv", "manifest.json")
 METADATA_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}")
 MAX_REPORTED_ERRORS = 1000
+MAX_ZIP_MEMBERS = 200_000
 BATCH_SIZE = 2000
 # Up to this many ids are looked up with one ``IN (...)`` query; above it the project's
 # whole id index is read in one query (cheaper than a huge parameter list, and SQLite
@@ -377,6 +378,11 @@ class ZipArchive:
         self.max_member_bytes = max_member_bytes
         self.max_total_bytes = max_total_bytes
         self.members: dict[str, zipfile.ZipInfo] = {}
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise ImportRejected(
+                f"the archive holds {len(infos)} files; the limit is {MAX_ZIP_MEMBERS}",
+                status=413,
+            )
         bad = [i.filename for i in infos if _safe_member_name(i.filename) is None]
         if bad:
             raise ImportRejected(
@@ -406,7 +412,14 @@ class ZipArchive:
         try:
             with self.zf.open(info) as fh:
                 content = fh.read(limit + 1)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            OSError,
+            EOFError,
+            NotImplementedError,
+            RuntimeError,  # an encrypted member
+        ) as exc:
             # zipfile stops at the declared size and checks the CRC: a forged header or a
             # corrupt member ends here, as a row error rather than a server error.
             raise images.ImageRejected(f"the archive member cannot be read: {exc}") from exc

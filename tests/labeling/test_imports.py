@@ -135,3 +135,14 @@ def test_label_studio_detection_needs_data_and_annotations_in_every_task():
     assert imports.is_label_studio_export([{"data": {}, "annotations": []}])
     assert not imports.is_label_studio_export([{"item": "a", "labeler": "b", "value": "c"}])
     assert not imports.is_label_studio_export([])
+
+
+def test_zip_with_too_many_members_is_refused(monkeypatch):
+    monkeypatch.setattr(imports, "MAX_ZIP_MEMBERS", 3)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for n in range(4):
+            zf.writestr(f"{n}.png", b"x")
+    with pytest.raises(imports.ImportRejected, match="holds 4 files; the limit is 3") as info:
+        imports.ZipArchive(buffer.getvalue(), max_member_bytes=100, max_total_bytes=10**6)
+    assert info.value.status == 413
