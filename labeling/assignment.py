@@ -161,7 +161,7 @@ def _candidate_query(
     ORM would spend longer building the query than the database spends running it."""
     item, ann, asg = Item._meta.db_table, Annotation._meta.db_table, Assignment._meta.db_table
     when = connection.ops.adapt_datetimefield_value(now)
-    bound = project.max_overlap if project.dynamic_overlap else project.overlap
+    bound = project.overlap
     load = "(COALESCE(la.c, 0) + COALESCE(ls.c, 0))"
     joins = (
         f"LEFT JOIN (SELECT item_id, COUNT(*) AS c FROM {ann} WHERE project_id = %s"
@@ -173,14 +173,35 @@ def _candidate_query(
         " GROUP BY s.item_id) ls ON ls.item_id = i.id"
     )
     params: list = [project.pk, project.pk, when, labeler_id]
+    target, target_params = "%s", [bound]
+    if project.dynamic_overlap:
+        # The per-item target in SQL, so items already done do not crowd the top of the
+        # order: n labels, the largest number that agree (top); done at max, or from min
+        # on once a strict majority agrees; below min the target is min; otherwise one
+        # more label. (``dynamic_target`` also stops when the first min labels agree,
+        # which this implies unless extra labels came later; the re-check under the lock
+        # uses ``dynamic_target`` itself.)
+        joins += (
+            " LEFT JOIN (SELECT item_id, MAX(c) AS top FROM (SELECT item_id, COUNT(*) AS c"
+            f" FROM {ann} WHERE project_id = %s AND is_current GROUP BY item_id,"
+            " label_class_id, value_number, LOWER(TRIM(value_text))) t GROUP BY item_id)"
+            " lt ON lt.item_id = i.id"
+        )
+        params.append(project.pk)
+        n = "COALESCE(la.c, 0)"
+        target = (
+            f"(CASE WHEN {n} >= %s THEN {n} WHEN {n} < %s THEN %s"
+            f" WHEN COALESCE(lt.top, 0) * 2 > {n} THEN {n} ELSE {n} + 1 END)"
+        )
+        target_params = [project.max_overlap, project.min_overlap, project.min_overlap]
     where = [
         "i.project_id = %s",
         f"NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id AND m.labeler_id = %s"
         " AND m.is_current)",
         f"NOT EXISTS (SELECT 1 FROM {asg} h WHERE h.item_id = i.id AND h.labeler_id = %s)",
-        f"{load} < %s",
+        f"{load} < {target}",
     ]
-    params += [project.pk, labeler_id, labeler_id, bound]
+    params += [project.pk, labeler_id, labeler_id, *target_params]
     if exclude_ids:
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
         params += list(exclude_ids)
@@ -220,9 +241,8 @@ def best_candidate(
     """``(item id, load)`` of the item ``labeler`` should get next, or None.
 
     Excludes items the labeler labeled or was ever handed, and items whose load reached
-    the bound (``overlap``, or ``max_overlap`` under dynamic overlap, where the caller
-    checks the per-item target). Highest load first, then oldest. With ``lock`` the row
-    is locked with SKIP LOCKED (PostgreSQL).
+    their target (``overlap``, or the dynamic target computed in SQL). Highest load
+    first, then oldest. With ``lock`` the row is locked with SKIP LOCKED (PostgreSQL).
     """
     sql, params = _candidate_query(
         project, labeler.pk, now or timezone.now(), lock=lock, exclude_ids=exclude_ids

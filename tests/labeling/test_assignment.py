@@ -238,3 +238,42 @@ def test_previous_label_walks_back_through_own_labels(project, labelers):
     services.submit_annotation(item=items[0], labeler=labelers[1], value="dent")
     assert A.previous_label(project, labelers[0]).item_id == items[2].pk
     assert A.previous_label(project, labelers[0], before_item_id=items[2].pk).item_id == items[1].pk
+
+
+def test_dynamic_overlap_skips_many_done_items_to_reach_a_fresh_one(project, make_user):
+    """Items done at min_overlap must not crowd the top of the order (they have the
+    highest load): the hand-out filters them in the query, not by trying each."""
+    project.dynamic_overlap, project.min_overlap, project.max_overlap = True, 2, 5
+    project.save(update_fields=["dynamic_overlap", "min_overlap", "max_overlap"])
+    items = make_items(project, A.MAX_TRIES + 10)
+    ana, ben, cy = add_labelers(project, make_user, 3)
+    done, fresh = items[:-1], items[-1]
+    for item in done:
+        services.submit_annotation(item=item, labeler=ana, value="dent")
+        services.submit_annotation(item=item, labeler=ben, value="dent")
+    assert A.count_candidates(project, cy) == 1
+    assert A.next_item_for(project, cy).item_id == fresh.pk
+
+
+def test_dynamic_target_in_sql_agrees_with_dynamic_target(project, make_user):
+    """The SQL filter and the Python rule give the same open items, on label sequences
+    grown the way the hand-out grows them (a label is added only while not done)."""
+    import random
+
+    project.dynamic_overlap, project.min_overlap, project.max_overlap = True, 2, 5
+    project.save(update_fields=["dynamic_overlap", "min_overlap", "max_overlap"])
+    rng = random.Random(4)
+    team = add_labelers(project, make_user, 6)
+    items = make_items(project, 40)
+    expected_open = 0
+    for item in items:
+        labels: list[str] = []
+        stop_at = rng.randint(0, 5)
+        while len(labels) < stop_at and A.dynamic_target(
+            labels, min_overlap=2, max_overlap=5
+        ) > len(labels):
+            labels.append(rng.choice(["dent", "scratch", "no_defect"]))
+        for labeler, value in zip(team, labels, strict=False):
+            services.submit_annotation(item=item, labeler=labeler, value=value)
+        expected_open += A.dynamic_target(labels, min_overlap=2, max_overlap=5) > len(labels)
+    assert A.count_candidates(project, team[5]) == expected_open
