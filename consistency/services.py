@@ -897,7 +897,7 @@ def _item_groups(
 ) -> dict[str, np.ndarray]:
     """``{slice value: item ids}`` for an item-level slice key."""
     project = run.project
-    item_ids = np.unique(stats.item)
+    item_ids = stats.item[np.r_[True, stats.item[1:] != stats.item[:-1]]]  # sorted by item
     if key == "tag":
         through = Item.tags.through
         rows = through.objects.filter(item__project=project).values_list("item_id", "tag__name")
