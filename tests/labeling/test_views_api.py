@@ -149,3 +149,31 @@ def test_relabel_is_for_managers(project, labelers, manager):
     assert nxt["item"]["external_id"] == "t0" and nxt["assignment"]["reason"] == "relabel"
     bad = api(manager).post(url, {"items": ["nope"], "reason": "x"}, format="json")
     assert bad.status_code == 400 and "nope" in bad.json()["detail"]
+
+
+def test_query_counts_of_the_loop_do_not_grow_with_the_project(project, labelers):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def cycle_queries(labeler):
+        client = api(labeler)
+        with CaptureQueriesContext(connection) as nxt:
+            body = client.get(next_url(project)).json()
+        with CaptureQueriesContext(connection) as sub:
+            response = client.post(
+                f"/api/v1/items/{body['item']['id']}/annotations/",
+                {"value": "dent", "assignment": body["assignment"]["id"]},
+                format="json",
+            )
+        assert response.status_code == 201
+        return len(nxt), len(sub)
+
+    text_items(project, 3)
+    small = cycle_queries(labelers[0])
+    Item.objects.bulk_create(
+        Item(project=project, external_id=f"more{i}", kind=PayloadKind.TEXT, text="x")
+        for i in range(60)
+    )
+    large = cycle_queries(labelers[1])
+    assert small == large
+    assert large[0] <= 20 and large[1] <= 16, large
