@@ -163,15 +163,19 @@ def _candidate_query(
     when = connection.ops.adapt_datetimefield_value(now)
     bound = project.overlap
     load = "(COALESCE(la.c, 0) + COALESCE(ls.c, 0))"
-    joins = (
-        f"LEFT JOIN (SELECT item_id, COUNT(*) AS c FROM {ann} WHERE project_id = %s"
-        " AND is_current GROUP BY item_id) la ON la.item_id = i.id "
-        f"LEFT JOIN (SELECT s.item_id, COUNT(*) AS c FROM {asg} s WHERE s.project_id = %s"
-        " AND s.status = 'active' AND s.expires_at > %s AND s.labeler_id <> %s"
-        f" AND NOT EXISTS (SELECT 1 FROM {ann} a2 WHERE a2.item_id = s.item_id"
-        " AND a2.labeler_id = s.labeler_id AND a2.is_current)"
-        " GROUP BY s.item_id) ls ON ls.item_id = i.id"
-    )
+    # Each aggregate is a MATERIALIZED CTE: computed once per statement whatever the
+    # planner believes. With fresh statistics (a new project, a bulk import) PostgreSQL
+    # otherwise picks nested loops that re-run the aggregate for every item.
+    ctes = [
+        f"la AS MATERIALIZED (SELECT item_id, COUNT(*) AS c FROM {ann} WHERE project_id = %s"
+        " AND is_current GROUP BY item_id)",
+        f"ls AS MATERIALIZED (SELECT s.item_id, COUNT(*) AS c FROM {asg} s"
+        " WHERE s.project_id = %s AND s.status = 'active' AND s.expires_at > %s"
+        f" AND s.labeler_id <> %s AND NOT EXISTS (SELECT 1 FROM {ann} a2"
+        " WHERE a2.item_id = s.item_id AND a2.labeler_id = s.labeler_id AND a2.is_current)"
+        " GROUP BY s.item_id)",
+    ]
+    joins = "LEFT JOIN la ON la.item_id = i.id LEFT JOIN ls ON ls.item_id = i.id"
     params: list = [project.pk, project.pk, when, labeler_id]
     target, target_params = "%s", [bound]
     if project.dynamic_overlap:
@@ -181,12 +185,12 @@ def _candidate_query(
         # more label. (``dynamic_target`` also stops when the first min labels agree,
         # which this implies unless extra labels came later; the re-check under the lock
         # uses ``dynamic_target`` itself.)
-        joins += (
-            " LEFT JOIN (SELECT item_id, MAX(c) AS top FROM (SELECT item_id, COUNT(*) AS c"
-            f" FROM {ann} WHERE project_id = %s AND is_current GROUP BY item_id,"
+        ctes.append(
+            "lt AS MATERIALIZED (SELECT item_id, MAX(c) AS top FROM (SELECT item_id,"
+            f" COUNT(*) AS c FROM {ann} WHERE project_id = %s AND is_current GROUP BY item_id,"
             " label_class_id, value_number, LOWER(TRIM(value_text))) t GROUP BY item_id)"
-            " lt ON lt.item_id = i.id"
         )
+        joins += " LEFT JOIN lt ON lt.item_id = i.id"
         params.append(project.pk)
         n = "COALESCE(la.c, 0)"
         target = (
@@ -194,6 +198,7 @@ def _candidate_query(
             f" WHEN COALESCE(lt.top, 0) * 2 > {n} THEN {n} ELSE {n} + 1 END)"
         )
         target_params = [project.max_overlap, project.min_overlap, project.min_overlap]
+    with_clause = "WITH " + ", ".join(ctes)
     where = [
         "i.project_id = %s",
         f"NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id AND m.labeler_id = %s"
@@ -207,9 +212,9 @@ def _candidate_query(
         params += list(exclude_ids)
     condition = " AND ".join(where)
     if count:
-        return f"SELECT COUNT(*) FROM {item} i {joins} WHERE {condition}", params
+        return f"{with_clause} SELECT COUNT(*) FROM {item} i {joins} WHERE {condition}", params
     sql = (
-        f"SELECT i.id, {load} AS load FROM {item} i {joins} WHERE {condition}"
+        f"{with_clause} SELECT i.id, {load} AS load FROM {item} i {joins} WHERE {condition}"
         " ORDER BY 2 DESC, 1 LIMIT 1"
     )
     if lock and connection.features.has_select_for_update_skip_locked:
@@ -217,7 +222,21 @@ def _candidate_query(
     return sql, params
 
 
-def _fetchone(sql: str, params: list):
+def _fetchone(sql: str, params: list, *, hash_joins: bool = False):
+    """Run one statement. ``hash_joins`` (PostgreSQL): the candidate statements join
+    every item of the project to small aggregates; with fresh statistics (a new project,
+    a bulk import, labels added since the last ANALYZE) the planner estimates one row
+    each and picks nested loops that rescan the aggregate per item (measured 300 ms on
+    2,000 items instead of 2 ms). Hash joins are right for this statement at any size,
+    so nested loops are turned off for it alone (SET LOCAL, inside its own savepoint
+    or transaction)."""
+    if hash_joins and connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_nestloop = off")
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            cursor.execute("SET LOCAL enable_nestloop = on")
+            return row
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -247,7 +266,7 @@ def best_candidate(
     sql, params = _candidate_query(
         project, labeler.pk, now or timezone.now(), lock=lock, exclude_ids=exclude_ids
     )
-    row = _fetchone(sql, params)
+    row = _fetchone(sql, params, hash_joins=True)
     return (int(row[0]), int(row[1])) if row else None
 
 
@@ -256,7 +275,7 @@ def count_candidates(
 ) -> int:
     """How many items ``labeler`` could still be handed (same rules as the hand-out)."""
     sql, params = _candidate_query(project, labeler.pk, now or timezone.now(), count=True)
-    return int(_fetchone(sql, params)[0])
+    return int(_fetchone(sql, params, hash_joins=True)[0])
 
 
 def held_assignment(

@@ -176,4 +176,5 @@ def test_query_counts_of_the_loop_do_not_grow_with_the_project(project, labelers
     )
     large = cycle_queries(labelers[1])
     assert small == large
-    assert large[0] <= 20 and large[1] <= 16, large
+    # PostgreSQL adds SET LOCAL and savepoint statements around the two candidate queries.
+    assert large[0] <= 26 and large[1] <= 16, large
