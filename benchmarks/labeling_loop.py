@@ -138,6 +138,9 @@ class Labeler(threading.Thread):
 
     def run(self):
         try:
+            if self.args.think_ms and not getattr(self.args, "new_connection_each_request", 0):
+                # People do not start in the same millisecond: spread the first requests.
+                time.sleep(self.rng.uniform(0, self.args.think_ms / 1000))
             for _ in range(self.args.cycles):
                 if time.monotonic() > self.deadline:
                     break

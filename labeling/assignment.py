@@ -234,9 +234,9 @@ def _fetchone(sql: str, params: list, *, hash_joins: bool = False):
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_nestloop = off")
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-            cursor.execute("SET LOCAL enable_nestloop = on")
-            return row
+            # Left off until the transaction ends: what follows in a hand-out is a few
+            # primary-key reads and one insert, for which the setting does not matter.
+            return cursor.fetchone()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
