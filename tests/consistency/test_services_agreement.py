@@ -274,3 +274,42 @@ def test_a_failing_part_of_a_chunked_run_fails_the_run_and_cleans_up(demo, monke
     assert run.status == RunStatus.FAILED
     assert "consensus: RuntimeError: Dawid-Skene did not converge" in run.error
     assert not AgreementRunChunk.objects.filter(run=run).exists()
+
+
+def test_ordinal_level_orders_classes_by_rank(demo):
+    results = run_agreement(demo, n_bootstrap=0, level="ordinal", slices=[]).results
+    ranked = sorted(
+        LabelClass.objects.filter(project=demo),
+        key=lambda c: (c.rank is None, c.rank or 0),
+    )
+    order = [c.key for c in ranked]
+    assert [c["class"] for c in results["per_class"]] == order
+    rows = Annotation.objects.filter(project=demo, is_current=True).values_list(
+        "item_id", "labeler_id", "label_class__key"
+    )
+    items = sorted({r[0] for r in rows})
+    labelers = sorted({r[1] for r in rows})
+    matrix = np.full((len(labelers), len(items)), np.nan)
+    for item, labeler, key in rows:
+        matrix[labelers.index(labeler), items.index(item)] = order.index(key)
+    expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal")
+    assert results["overall"]["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_interval_rating_project_uses_the_numbers(project, labelers):
+    rating = labeling_services.create_project(
+        name="Image quality", task_type="rating", level="interval", overlap=3
+    )
+    scores = {"p": (1, 2, 1), "q": (4, 4, 5), "r": (3, 2, 3), "s": (5, 5, 5), "t": (2, 4, 3)}
+    for external_id, values in scores.items():
+        item = rating.items.create(external_id=external_id, kind="text", text=external_id)
+        for labeler, value in zip(labelers, values, strict=True):
+            labeling_services.submit_annotation(item=item, labeler=labeler, value=float(value))
+    run = run_agreement(rating, n_bootstrap=0, slices=[])
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    matrix = np.array([[v[i] for v in scores.values()] for i in range(3)], dtype=float)
+    expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="interval")
+    overall = run.results["overall"]
+    assert overall["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
+    assert overall["fleiss_kappa"] is None and overall["reasons"]["fleiss_kappa"]
+    assert run.results["consensus"]["reasons"]["methods"]
