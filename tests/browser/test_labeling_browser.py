@@ -169,3 +169,9 @@ def test_transcription_with_keyboard_and_escaped_payload(
     assert page.inner_text("#item-text") == "<script>alert(1)</script>"
     annotation = Annotation.objects.get(labeler=labeler)
     assert annotation.value_text == "i want to cancel my order"
+    page.wait_for_selector("#transcript:focus")
+    page.keyboard.type("[noise]")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    assert "Nothing left for you here" in page.inner_text("main")
+    page.screenshot(path=str(screenshot_dir / "done.png"))
