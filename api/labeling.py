@@ -59,6 +59,19 @@ def item_payload(request, item: Item) -> dict:
     }
 
 
+class OwnAnnotationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField()
+    labeler = serializers.CharField()
+    value = serializers.JSONField(help_text="class key, number or text")
+    guideline_version = serializers.IntegerField(allow_null=True)
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    is_current = serializers.BooleanField()
+    supersedes = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
 def annotation_payload(annotation) -> dict:
     return {
         "id": annotation.pk,
@@ -118,7 +131,7 @@ class SubmitAnnotationApi(APIView):
         comment = serializers.CharField(required=False, allow_blank=True, default="")
         assignment = serializers.IntegerField(required=False, allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={201: serializers.DictField()})
+    @extend_schema(request=InputSerializer, responses={201: OwnAnnotationSerializer})
     def post(self, request, item_id: int):
         item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
         project_for_object(request, item.project, LABEL_ROLES)
@@ -171,7 +184,11 @@ class RelabelApi(ProjectScopedMixin, APIView):
         )
         reason = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={201: serializers.DictField()})
+    class OutputSerializer(serializers.Serializer):
+        assignments = serializers.ListField(child=serializers.DictField())
+        n_assignments = serializers.IntegerField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, project_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
