@@ -1,0 +1,99 @@
+"""Concurrent hand-outs on PostgreSQL: 8 labelers x 50 next-item/submit cycles, overlap 3.
+
+Each thread has its own database connection (Django connections are per thread), so
+the hand-outs really race: SELECT ... FOR UPDATE SKIP LOCKED plus the re-count under
+the lock must keep every invariant. SQLite serialises writers, so this test needs
+PostgreSQL (CI's second leg); the same invariants are checked sequentially on SQLite in
+test_assignment.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from labeling import assignment as A
+from labeling import services
+from labeling.models import Annotation, Assignment, AssignmentStatus, Item, PayloadKind, Role
+
+pytestmark = [pytest.mark.postgres]
+
+N_LABELERS = 8
+N_CYCLES = 50
+N_ITEMS = 120  # 360 slots for 400 attempts: the last items are fought over
+
+
+@pytest.fixture
+def postgres_only(transactional_db):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (row locks with SKIP LOCKED); SQLite runs one writer")
+
+
+def test_concurrent_handouts_keep_overlap_and_never_repeat(postgres_only, make_user, manager):
+    project = services.create_project(
+        name="Race",
+        classes=[{"key": "a"}, {"key": "b"}],
+        overlap=3,
+        created_by=manager,
+    )
+    Item.objects.bulk_create(
+        Item(project=project, external_id=f"r{i}", kind=PayloadKind.TEXT, text=str(i))
+        for i in range(N_ITEMS)
+    )
+    team = [make_user(f"racer{i}") for i in range(N_LABELERS)]
+    for user in team:
+        services.set_membership(project=project, user=user, role=Role.LABELER)
+
+    handed: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(N_LABELERS)
+
+    def work(user):
+        try:
+            start.wait()
+            for cycle in range(N_CYCLES):
+                got = A.next_item_for(project, user)
+                if got is None:
+                    break
+                with lock:
+                    handed.append((got.item_id, user.pk))
+                A.submit_label(
+                    item=got.item,
+                    labeler=user,
+                    value="a" if cycle % 2 else "b",
+                    assignment_id=got.pk,
+                )
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in team]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    assert not errors, errors
+
+    # Never handed to the same labeler twice.
+    assert len(handed) == len(set(handed))
+    # None labeled by more than 3; none lost: every slot filled, every hand-out labeled.
+    per_item = Counter(
+        Annotation.objects.filter(project=project, is_current=True).values_list(
+            "item_id", flat=True
+        )
+    )
+    assert max(per_item.values()) == 3
+    assert len(per_item) == N_ITEMS and set(per_item.values()) == {3}
+    assert len(handed) == N_ITEMS * 3
+    assert not Assignment.objects.filter(project=project, status=AssignmentStatus.ACTIVE).exists()
+    assert (
+        Assignment.objects.filter(project=project, status=AssignmentStatus.SUBMITTED).count()
+        == N_ITEMS * 3
+    )
+    assert Annotation.objects.filter(project=project, is_current=False).count() == 0
