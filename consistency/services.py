@@ -1034,33 +1034,32 @@ class ConsensusBlock:
     status: np.ndarray  # of str
 
 
-CONSENSUS_INSERT_BATCH = 50_000
+CONSENSUS_INSERT_BATCH = 100_000
 
 
 def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> None:
     """Replace the run's Consensus rows.
 
-    A raw multi-row INSERT rather than ``bulk_create``: a million-label project has
-    400,000 consensus rows (two methods), and building that many model instances took
-    ~30 s of a ~100 s benchmark run, against ~2 s for the INSERT itself.
+    Not ``bulk_create``: a million-label project has 400,000 consensus rows (two
+    methods), and building that many model instances took ~30 s of a ~100 s benchmark
+    run. On SQLite >= 3.38 each block is one ``INSERT ... SELECT`` over ``json_each`` of
+    a single JSON parameter (the rows are parsed in C, ~40% faster than binding them one
+    by one); elsewhere a plain ``executemany``.
     """
     table = connection.ops.quote_name(Consensus._meta.db_table)
-    sql = (
+    columns_sql = (
         f"INSERT INTO {table} (run_id, item_id, method, label_class_id, value_text, "  # noqa: S608
         "support, confidence, entropy, n_labels, status) "
-        "VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s)"
     )
+    use_json = connection.vendor == "sqlite" and _sqlite_has_json_arrows()
     with transaction.atomic():
         Consensus.objects.filter(run=run).delete()
         with connection.cursor() as cursor:
             for b in blocks:
-                n = b.item_ids.size
                 class_ids = b.class_ids.astype(object)
                 class_ids[b.class_ids < 0] = None
                 columns = (
-                    [run.pk] * n,
                     b.item_ids.tolist(),
-                    [b.method] * n,
                     class_ids.tolist(),
                     b.support.tolist(),
                     b.confidence.tolist(),
@@ -1069,8 +1068,26 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
                     [str(x) for x in b.status],
                 )
                 rows = list(zip(*columns, strict=True))
-                for lo in range(0, n, CONSENSUS_INSERT_BATCH):
-                    cursor.executemany(sql, rows[lo : lo + CONSENSUS_INSERT_BATCH])
+                for lo in range(0, len(rows), CONSENSUS_INSERT_BATCH):
+                    batch = rows[lo : lo + CONSENSUS_INSERT_BATCH]
+                    if use_json:
+                        cursor.execute(
+                            columns_sql + "SELECT %s, r.value->>0, %s, r.value->>1, '', "
+                            "r.value->>2, r.value->>3, r.value->>4, r.value->>5, r.value->>6 "
+                            "FROM json_each(%s) AS r",
+                            [run.pk, b.method, json.dumps(batch, allow_nan=False)],
+                        )
+                    else:
+                        cursor.executemany(
+                            columns_sql + "VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s)",
+                            [(run.pk, r[0], b.method, *r[1:]) for r in batch],
+                        )
+
+
+def _sqlite_has_json_arrows() -> bool:
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 38, 0)
 
 
 def _item_entropy_support(stats: AgreementStats, labels: np.ndarray, item_ids: np.ndarray):
