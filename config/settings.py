@@ -241,6 +241,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Labeling, agreement, SME resolution and versioned datasets.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several nouns have a "status": give each choice set its own schema name.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "consistency.models.RunStatus",
+        "ConsensusStatusEnum": "consistency.models.ConsensusStatus",
+        "FlagStatusEnum": "consistency.models.FlagStatus",
+    },
     # Swagger UI and Redoc served from our own static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -1,15 +1,16 @@
 """Production settings pass Django's deployment checks; migrations match the models."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args, **env):
-    full_env = {**os.environ, **env}
+    full_env = subprocess_env(**env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -37,7 +38,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
 
 def test_production_without_secret_key_refuses_to_start(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env = {k: v for k, v in subprocess_env().items() if k != "SECRET_KEY"}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,

@@ -38,6 +38,7 @@ Wiring into Django (``manage.py seed_demo``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -560,8 +561,13 @@ def _users() -> list[DemoUser]:
     return users
 
 
+@functools.lru_cache(maxsize=4)
 def build_demo(seed: int = 7, n_images: int = 320) -> DemoData:
-    """Build both demo projects and their users; identical output for the same seed."""
+    """Build both demo projects and their users; identical output for the same seed.
+
+    Drawing the images takes seconds, so results are cached per (seed, n_images): treat
+    the returned data as read-only.
+    """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError("seed must be a non-negative int")
     if n_images < MIN_IMAGES:
