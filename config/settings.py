@@ -277,3 +277,17 @@ LOGGING = {
 
 # --- Concord --------------------------------------------------------------------------
 CONCORD_ASSIGNMENT_TTL_MINUTES = env_int("CONCORD_ASSIGNMENT_TTL_MINUTES", 30)
+# Agreement runs over more items than this are split into chunks computed in parallel.
+CONCORD_AGREEMENT_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_CHUNK_ITEMS", 50_000)
+CONCORD_FETCH_TIMEOUT_SECONDS = env_int("CONCORD_FETCH_TIMEOUT_SECONDS", 10)
+CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES = env_int(
+    "CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES", 4 * CONCORD_MAX_IMPORT_BYTES
+)
+
+# Periodic housekeeping (run by `celery beat`; `make run` embeds it in its one worker).
+CELERY_BEAT_SCHEDULE = {
+    "expire-stale-assignments": {
+        "task": "labeling.tasks.expire_stale_assignments",
+        "schedule": 300.0,
+    },
+}

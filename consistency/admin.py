@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from consistency.models import AgreementRun, Consensus
+from consistency.models import AgreementRun, Consensus, Flag, Resolution
 
 
 @admin.register(AgreementRun)
@@ -74,4 +74,36 @@ class ConsensusAdmin(admin.ModelAdmin):
     raw_id_fields = ["run", "item", "label_class"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "impact", "suggested_action", "summary"]
+    list_filter = ["kind", "status", "project"]
+    search_fields = ["summary"]
+    raw_id_fields = ["run", "labeler"]
+    filter_horizontal = ["classes"]
+    readonly_fields = ["evidence", "created_at", "closed_at"]
+    autocomplete_fields: list = []
+
+    def has_add_permission(self, request):
+        return False  # flags come from agreement runs
+
+
+@admin.register(Resolution)
+class ResolutionAdmin(admin.ModelAdmin):
+    """Decisions are recorded, never edited: they change labels through services."""
+
+    list_display = ["created_at", "project", "action", "decided_by", "flag", "rationale"]
+    list_filter = ["action", "project"]
+    search_fields = ["rationale"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -38,6 +38,7 @@ from django.db.models import Count, F, Max
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from consistency import normalization, review
 from consistency.metrics import (
     LEVELS,
     AgreementStats,
@@ -66,6 +67,7 @@ from labeling.models import (
     Project,
     TaskType,
 )
+from provenance import lineage
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -202,12 +204,22 @@ def start_agreement_run(
 
 
 def sme_overrides(project: Project) -> dict[int, int]:
-    """``{item_id: label_class_id}`` decided by an SME; they override every consensus.
+    """``{item_id: label_class_id}`` decided by an SME (already mapped through merges);
+    they override every consensus method."""
+    return review.sme_overrides(project)
 
-    Issue 6 (SME resolutions) fills this in from its resolutions; until then no item is
-    resolved.
-    """
-    return {}
+
+def _lineage(run: AgreementRun, event_type: str, error: str | None = None) -> None:
+    """OpenLineage run event, when an OpenLineage endpoint or file is configured."""
+    lineage.emit_run_event(
+        event_type=event_type,
+        job_name="agreement_run",
+        run_key=f"agreement_run:{run.pk}",
+        namespace_suffix=run.project.slug,
+        inputs=[f"project/{run.project.slug}/annotations"],
+        outputs=[f"agreement_run/{run.pk}"],
+        error=error,
+    )
 
 
 # ------------------------------------------------------------------ classes and labelers
@@ -459,6 +471,9 @@ def fail_agreement_run(run_id: int, message: str) -> None:
         status=RunStatus.FAILED, error=message[:4000], finished_at=timezone.now()
     )
     AgreementRunChunk.objects.filter(run_id=run_id).delete()
+    run = AgreementRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is not None:
+        _lineage(run, "FAIL", error=message)
 
 
 def _error_message(exc: BaseException) -> str:
@@ -493,6 +508,7 @@ def execute_agreement_run(
             progress=0.01,
             error="",
         )
+        _lineage(run, "START")
         labeler_ids, version = _labelers_and_version(project.pk)
         chunk_items = run.params.get("chunk_items") or chunk_items_setting()
         ranges = [] if _is_transcription(project) else _item_ranges(project, chunk_items)
@@ -737,6 +753,12 @@ def _complete(run: AgreementRun, results: dict, consensus: dict, timings: dict) 
         finished_at=timezone.now(),
         timings={**(run.timings or {}), **timings},
     )
+    _lineage(run, "COMPLETE")
+    try:
+        # Flags are advice on top of the results: a fault here must not fail the run.
+        review.generate_flags(run)
+    except Exception:
+        logger.exception("flag generation failed for agreement run %s", run.pk)
     return run
 
 
@@ -1200,6 +1222,11 @@ def _consensus(run, stats: AgreementStats, classes: ClassMap, categorical: bool)
 # ------------------------------------------------------------------ transcription
 
 
+def _describe_rule(rule: dict) -> str:
+    kind = "regex" if rule.get("regex") else "text"
+    return f"{kind} {rule.get('find', '')!r} -> {rule.get('replace', '')!r}"
+
+
 def _transcription_results(run, timings: dict):
     """Transcripts: nominal agreement on normalised text, WER between labelers."""
     project, params = run.project, run.params
@@ -1213,6 +1240,10 @@ def _transcription_results(run, timings: dict):
     texts = [t for t, k in zip(cols.text, keep, strict=True) if k]
     items = cols.item[keep]
     labs = np.searchsorted(labeler_ids, cols.labeler[keep])
+    # The project's published standardisation rules first (e.g. "Umm" -> "Um"), then the
+    # built-in normalisation (case, punctuation, white space).
+    project_rules = review.current_normalization(project)
+    texts = normalization.normalize_texts(texts, project_rules["rules"])
     normalised = [normalize_transcript(t) for t in texts]
     codes, uniques = pd.factorize(pd.Series(normalised, dtype=object), sort=True)
     order = np.lexsort((labs, items))
@@ -1236,7 +1267,14 @@ def _transcription_results(run, timings: dict):
     for entry in results["per_labeler"]:
         entry["labeler_id"] = ids_by_name.get(entry["labeler"])
     trans = transcription_agreement(items, texts)
-    trans["rules"] = normalization_rules()
+    trans["rules"] = [
+        *(
+            f"project rule v{project_rules['version']}: {_describe_rule(r)}"
+            for r in project_rules["rules"]
+        ),
+        *normalization_rules(),
+    ]
+    trans["project_rules_version"] = project_rules["version"]
     results["transcription"] = trans
     results["per_class"] = []
     results["confusion"] = {

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from labeling import services
+from labeling import assignment, services
 
 
 @shared_task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
@@ -21,3 +21,9 @@ def compute_remote_image_stats(self, item_id: int) -> dict:
     """Fetch an image-URL item's image safely and compute its statistics (see the service)."""
     item = services.compute_remote_item_image_stats(item_id=item_id)
     return {"item": item.pk, "status": item.stats_status}
+
+
+@shared_task(acks_late=True)
+def expire_stale_assignments() -> dict:
+    """Periodic: mark abandoned assignments expired (counts already ignore them)."""
+    return {"expired": assignment.expire_stale_assignments()}

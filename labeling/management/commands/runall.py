@@ -35,6 +35,10 @@ class Command(BaseCommand):
             str(concurrency),
             "--hostname",
             f"concord@{os.uname().nodename}",
+            # One machine, one worker: it also runs the periodic schedule (celery beat).
+            "--beat",
+            "--schedule",
+            str(settings.VAR_DIR / "celerybeat-schedule"),
         ]
         if not settings.REDIS_URL:
             # The filesystem broker has no fan-out for worker-to-worker chatter.
