@@ -12,8 +12,12 @@ from pathlib import Path
 
 _root = Path(__file__).resolve().parent.parent
 _run_dir = _root / "var" / "test" / f"run-{os.getpid()}"
-_owns_run_dir = "CONCORD_VAR_DIR" not in os.environ
-os.environ.setdefault("CONCORD_VAR_DIR", str(_run_dir))
+# A folder set by a parent test process (pytest-xdist's controller) is not ours to share:
+# each test process gets its own. A folder set by the caller (CONCORD_VAR_DIR) is kept.
+_owns_run_dir = "CONCORD_VAR_DIR" not in os.environ or "CONCORD_TEST_RUN_OWNER" in os.environ
+if _owns_run_dir:
+    os.environ["CONCORD_VAR_DIR"] = str(_run_dir)
+    os.environ["CONCORD_TEST_RUN_OWNER"] = str(os.getpid())
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Tests render templates without running collectstatic first.
 os.environ.setdefault("CONCORD_STATIC_MANIFEST", "0")
