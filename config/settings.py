@@ -205,6 +205,9 @@ else:
         "store_processed": False,
         "polling_interval": 0.1,
     }
+# One queue name per deployment; tests give each test process its own (config.testing), so
+# parallel test processes sharing one Redis never take each other's tasks.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CONCORD_QUEUE", "celery")
 # Task state and results live in the database so pages and the API can show them.
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True

@@ -18,6 +18,7 @@ _owns_run_dir = "CONCORD_VAR_DIR" not in os.environ or "CONCORD_TEST_RUN_OWNER" 
 if _owns_run_dir:
     os.environ["CONCORD_VAR_DIR"] = str(_run_dir)
     os.environ["CONCORD_TEST_RUN_OWNER"] = str(os.getpid())
+    os.environ["CONCORD_QUEUE"] = f"concord-test-{os.getpid()}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Tests render templates without running collectstatic first.
 os.environ.setdefault("CONCORD_STATIC_MANIFEST", "0")

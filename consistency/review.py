@@ -720,7 +720,11 @@ def resolve_flag(
         raise ValidationError(
             {"action": f"unknown action {action!r}; one of {', '.join(ResolutionAction.values)}"}
         )
-    flag = Flag.objects.select_for_update().select_related("project", "labeler").get(pk=flag.pk)
+    flag = (
+        Flag.objects.select_for_update(of=("self",))
+        .select_related("project", "labeler")
+        .get(pk=flag.pk)
+    )
     project = flag.project
     check_can_resolve(actor, project)
     undoing = action == ResolutionAction.UNMERGE_CLASSES

@@ -1059,7 +1059,9 @@ def _insert_rows(model, rows: list[dict]) -> None:
                     f"COPY {qn(model._meta.db_table)} "
                     f"({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
                 )
-                with cursor.cursor.copy(copy_sql) as copy:
+                # The raw psycopg cursor bypasses Django's error translation: restore it,
+                # so a unique-key race surfaces as IntegrityError (409) like elsewhere.
+                with connection.wrap_database_errors, cursor.cursor.copy(copy_sql) as copy:
                     for row in params:
                         copy.write_row(row)
             else:

@@ -9,8 +9,13 @@ from tests.conftest import subprocess_env
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Production defaults for the deploy check, whatever the calling shell (CI's PostgreSQL leg
+# turns HTTPS redirects off for the test client) has set.
+PRODUCTION_SECURITY = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+
+
 def _manage(*args, **env):
-    full_env = subprocess_env(**env)
+    full_env = {k: v for k, v in subprocess_env(**env).items() if k not in PRODUCTION_SECURITY}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
