@@ -605,7 +605,7 @@ def unmerge_classes(
     Raises ValidationError when none of them is merged. One ``class.unmerged`` event each."""
     classes = [_class_by_key(project, k, "classes") for k in sorted(set(class_keys))]
     locked = list(
-        LabelClass.objects.select_for_update()
+        LabelClass.objects.select_for_update(of=("self",))
         .filter(pk__in=[c.pk for c in classes])
         .select_related("merged_into")
         .order_by("pk")
