@@ -304,10 +304,7 @@ def compute_item_image_stats(*, item_id: int) -> Item:
         with item.image.open("rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        item.stats_status = ImageStatsStatus.FAILED
-        item.stats_error = "the stored image file is missing"
-        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
-        return item
+        return _mark_image_stats_failed(item, "the stored image file is missing")
     limits = {
         "max_bytes": settings.CONCORD_MAX_IMAGE_BYTES,
         "max_pixels": settings.CONCORD_MAX_IMAGE_PIXELS,
@@ -316,44 +313,55 @@ def compute_item_image_stats(*, item_id: int) -> Item:
         stats = images.compute_stats(data, **limits)
         thumb = images.make_thumbnail(data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
     except images.ImageRejected as exc:
-        item.stats_status = ImageStatsStatus.FAILED
-        item.stats_error = str(exc)[:500]
-        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
-        return item
-    with transaction.atomic():
-        if item.thumbnail:
-            item.thumbnail.delete(save=False)
-        item.thumbnail.save(f"{item.pk}.jpg", ContentFile(thumb), save=False)
-        item.width, item.height = stats.width, stats.height
-        item.mean_brightness = stats.mean_brightness
-        item.perceptual_hash = stats.perceptual_hash
-        item.content_hash = stats.content_hash
-        item.stats_status = ImageStatsStatus.DONE
-        item.stats_error = ""
-        item.save(
-            update_fields=[
-                "thumbnail",
-                "width",
-                "height",
-                "mean_brightness",
-                "perceptual_hash",
-                "content_hash",
-                "stats_status",
-                "stats_error",
-                "updated_at",
-            ]
-        )
-        events.image_stats_computed(
-            project_id=item.project_id,
-            item_id=item.pk,
-            after={
-                "width": stats.width,
-                "height": stats.height,
-                "mean_brightness": stats.mean_brightness,
-                "perceptual_hash": stats.perceptual_hash,
-            },
-        )
+        return _mark_image_stats_failed(item, str(exc))
+    _store_image_stats(item, stats, thumb)
     return item
+
+
+def _mark_image_stats_failed(item: Item, message: str) -> Item:
+    """Record why an item's statistics could not be computed (shown in the admin)."""
+    item.stats_status = ImageStatsStatus.FAILED
+    item.stats_error = message[:500]
+    item.save(update_fields=["stats_status", "stats_error", "updated_at"])
+    return item
+
+
+@transaction.atomic
+def _store_image_stats(
+    item: Item, stats: images.ImageStats, thumbnail: bytes, *, source_url: str = ""
+) -> None:
+    """Save an item's statistics and thumbnail and record the event, together."""
+    if item.thumbnail:
+        item.thumbnail.delete(save=False)
+    item.thumbnail.save(f"{item.pk}.jpg", ContentFile(thumbnail), save=False)
+    item.width, item.height = stats.width, stats.height
+    item.mean_brightness = stats.mean_brightness
+    item.perceptual_hash = stats.perceptual_hash
+    item.content_hash = stats.content_hash
+    item.stats_status = ImageStatsStatus.DONE
+    item.stats_error = ""
+    item.save(
+        update_fields=[
+            "thumbnail",
+            "width",
+            "height",
+            "mean_brightness",
+            "perceptual_hash",
+            "content_hash",
+            "stats_status",
+            "stats_error",
+            "updated_at",
+        ]
+    )
+    after = {
+        "width": stats.width,
+        "height": stats.height,
+        "mean_brightness": stats.mean_brightness,
+        "perceptual_hash": stats.perceptual_hash,
+    }
+    if source_url:
+        after["url"] = source_url
+    events.image_stats_computed(project_id=item.project_id, item_id=item.pk, after=after)
 
 
 # --- Annotations ----------------------------------------------------------------------
@@ -657,10 +665,9 @@ def compute_remote_item_image_stats(*, item_id: int) -> Item:
         stats = images.compute_stats(fetched.data, **limits)
         thumb = images.make_thumbnail(fetched.data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
     except (fetch.FetchRefused, images.ImageRejected) as exc:
-        item.stats_status = ImageStatsStatus.FAILED
-        item.stats_error = str(exc)[:500]
-        item.save(update_fields=["stats_status", "stats_error", "updated_at"])
-        return item
+        return _mark_image_stats_failed(item, str(exc))
+    _store_image_stats(item, stats, thumb, source_url=fetched.url)
+    return item
     with transaction.atomic():
         if item.thumbnail:
             item.thumbnail.delete(save=False)
