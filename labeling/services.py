@@ -668,41 +668,6 @@ def compute_remote_item_image_stats(*, item_id: int) -> Item:
         return _mark_image_stats_failed(item, str(exc))
     _store_image_stats(item, stats, thumb, source_url=fetched.url)
     return item
-    with transaction.atomic():
-        if item.thumbnail:
-            item.thumbnail.delete(save=False)
-        item.thumbnail.save(f"{item.pk}.jpg", ContentFile(thumb), save=False)
-        item.width, item.height = stats.width, stats.height
-        item.mean_brightness = stats.mean_brightness
-        item.perceptual_hash = stats.perceptual_hash
-        item.content_hash = stats.content_hash
-        item.stats_status = ImageStatsStatus.DONE
-        item.stats_error = ""
-        item.save(
-            update_fields=[
-                "thumbnail",
-                "width",
-                "height",
-                "mean_brightness",
-                "perceptual_hash",
-                "content_hash",
-                "stats_status",
-                "stats_error",
-                "updated_at",
-            ]
-        )
-        events.image_stats_computed(
-            project_id=item.project_id,
-            item_id=item.pk,
-            after={
-                "width": stats.width,
-                "height": stats.height,
-                "mean_brightness": stats.mean_brightness,
-                "perceptual_hash": stats.perceptual_hash,
-                "url": fetched.url,
-            },
-        )
-    return item
 
 
 @transaction.atomic
