@@ -21,6 +21,7 @@ for module_name in (
     "api.consistency",
     "api.review",
     "api.datasets",
+    "api.model_runs",
 ):
     try:
         module = import_module(module_name)

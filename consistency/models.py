@@ -209,3 +209,47 @@ class Resolution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.decided_by_id}"
+
+
+class ModelRun(models.Model):
+    """Predictions uploaded by a pipeline, set beside HLP per slice and tag (error analysis)."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="model_runs"
+    )
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    params = models.JSONField(default=dict, blank=True)
+    n_predictions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"model run {self.pk} ({self.name})"
+
+
+class Prediction(models.Model):
+    """One model prediction for one item (a class, a number or a text)."""
+
+    model_run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="predictions")
+    item = models.ForeignKey("labeling.Item", on_delete=models.CASCADE, related_name="predictions")
+    label_class = models.ForeignKey(
+        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    value_number = models.FloatField(null=True, blank=True)
+    value_text = models.TextField(blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_run", "item"], name="one_prediction_per_run_item"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.label_class_id or self.value_number or self.value_text}"

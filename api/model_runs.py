@@ -1,0 +1,155 @@
+"""REST for model runs: a pipeline uploads predictions; the response sets the model's
+accuracy beside HLP per slice and per tag (error analysis).
+
+Thin: validation and work live in ``consistency.model_runs``. Uploading is for managers
+and SMEs; reading for the review roles. Labelers get 403, non-members 404.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.base import REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from consistency import model_runs
+from consistency.models import ModelRun
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ErrorAnalysisEntrySerializer(serializers.Serializer):
+    key = serializers.CharField(allow_null=True, help_text="metadata key or `tag`; null overall")
+    value = serializers.CharField(allow_null=True)
+    n_items = serializers.IntegerField(help_text="predicted items with a reference label")
+    model_accuracy = serializers.FloatField(allow_null=True)
+    hlp = serializers.FloatField(
+        allow_null=True, help_text="from the latest succeeded agreement run, when present"
+    )
+    reasons = serializers.DictField(child=serializers.CharField(), help_text="why a metric is null")
+
+
+class ErrorAnalysisReferenceSerializer(serializers.Serializer):
+    agreement_run = serializers.IntegerField(allow_null=True)
+    n_gold = serializers.IntegerField()
+    n_consensus = serializers.IntegerField()
+    n_without_reference = serializers.IntegerField()
+
+
+class ErrorAnalysisSerializer(serializers.Serializer):
+    reference = ErrorAnalysisReferenceSerializer(allow_null=True)
+    overall = ErrorAnalysisEntrySerializer()
+    slices = ErrorAnalysisEntrySerializer(many=True)
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class ModelRunOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    name = serializers.CharField()
+    params = serializers.DictField(child=serializers.JSONField())
+    n_predictions = serializers.IntegerField()
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    url = serializers.URLField()
+    error_analysis = ErrorAnalysisSerializer()
+
+
+class PredictionRowSerializer(serializers.Serializer):
+    item = serializers.CharField(help_text="the item's external id")
+    value = serializers.JSONField(
+        help_text="class key (classification), number (rating) or text (transcription)"
+    )
+    confidence = serializers.FloatField(required=False, allow_null=True)
+
+
+def payload(request, run: ModelRun) -> dict:
+    return {
+        "id": run.pk,
+        "project": run.project_id,
+        "name": run.name,
+        "params": run.params,
+        "n_predictions": run.n_predictions,
+        "created_by": run.created_by.get_username() if run.created_by_id else None,
+        "created_at": run.created_at,
+        "url": request.build_absolute_uri(reverse("api-model-run", args=[run.pk])),
+        "error_analysis": model_runs.error_analysis(run),
+    }
+
+
+class ModelRunsApi(ProjectScopedMixin, APIView):
+    """``POST /projects/{id}/model-runs/`` uploads a model's predictions (201, with the
+    error analysis); ``GET`` lists the project's model runs, newest first (paginated)."""
+
+    allowed_roles = {"GET": REVIEW_ROLES, "POST": SME_ROLES}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        predictions = PredictionRowSerializer(many=True)
+        params = serializers.DictField(required=False)
+
+    @extend_schema(
+        request={"application/json": InputSerializer},
+        responses={201: ModelRunOutputSerializer},
+        summary="Upload a model run's predictions",
+        description="Rows are {item: <external id>, value, confidence?}. An unknown item, "
+        "an unknown class or a duplicate item is a 400 naming the row numbers (1-based); "
+        "then nothing is stored.",
+    )
+    def post(self, request, project_id: int):
+        data = request.data
+        if not isinstance(data, dict):
+            raise ValidationError({"detail": "the request body must be a JSON object"})
+        unknown = sorted(set(data) - {"name", "predictions", "params"})
+        if unknown:
+            raise ValidationError({k: ["unknown field"] for k in unknown})
+        run = model_runs.upload_model_run(
+            project=self.project,
+            name=data.get("name"),
+            predictions=data.get("predictions"),
+            params=data.get("params"),
+            created_by=request.user,
+        )
+        return Response(payload(request, run), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: ModelRunOutputSerializer(many=True)},
+        summary="List model runs with their error analysis",
+    )
+    def get(self, request, project_id: int):
+        paginator = Pagination()
+        runs = (
+            ModelRun.objects.filter(project=self.project)
+            .select_related("project", "created_by")
+            .order_by("-created_at", "-id")
+        )
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response([payload(request, r) for r in page])
+
+
+class ModelRunApi(APIView):
+    """``GET /model-runs/{id}/``: the run and its error analysis."""
+
+    @extend_schema(responses={200: ModelRunOutputSerializer}, summary="A model run")
+    def get(self, request, model_run_id: int):
+        run = get_object_or_404(
+            ModelRun.objects.select_related("project", "created_by"), pk=model_run_id
+        )
+        project_for_object(request, run.project, REVIEW_ROLES)
+        return Response(payload(request, run))
+
+
+urlpatterns = [
+    path("projects/<int:project_id>/model-runs/", ModelRunsApi.as_view(), name="api-model-runs"),
+    path("model-runs/<int:model_run_id>/", ModelRunApi.as_view(), name="api-model-run"),
+]
