@@ -1,7 +1,5 @@
-"""Consistency nouns: agreement runs and their per-item consensus.
-
-(Flags and resolutions, model runs and predictions are added by their own issues.)
-"""
+"""Consistency nouns: agreement runs and their per-item consensus, flags raised by runs,
+SME resolutions, and model runs with their predictions (error analysis beside HLP)."""
 
 from __future__ import annotations
 
