@@ -215,6 +215,20 @@ def _ensure_guidelines(project, demo: DemoProject, admin, items: dict, report) -
     return guidelines
 
 
+# Share of the image project's items loaded without labels, so that a labeler who logs
+# in to the demo has work waiting ("fresh from the line") instead of a finished project.
+AWAITING_LABELS_SHARE = 0.1
+
+
+def awaiting_labels(demo: DemoProject) -> set[str]:
+    """External ids of the demo items loaded without labels: the last 10 % of a
+    classification project's items (none of a transcription project's)."""
+    if demo.task_type != "classification":
+        return set()
+    n = max(1, round(len(demo.items) * AWAITING_LABELS_SHARE))
+    return {item.external_id for item in demo.items[-n:]}
+
+
 def _ensure_annotations(
     project, demo: DemoProject, users, items, guidelines, report: SeedReport
 ) -> None:
@@ -224,9 +238,10 @@ def _ensure_annotations(
             "item__external_id", "labeler__username"
         )
     )
+    held_back = awaiting_labels(demo)
     rows = []
     for a in demo.annotations:
-        if (a.item, a.labeler) in done:
+        if (a.item, a.labeler) in done or a.item in held_back:
             continue
         is_text = project.task_type == "transcription"
         rows.append(
