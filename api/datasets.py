@@ -24,10 +24,10 @@ from rest_framework.views import APIView
 
 from api.base import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
 from api.errors import ApiError
+from datasets import exporters, selectors, services
+from datasets.authentication import PipelineTokenAuthentication
+from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
 from labeling.models import Item
-from provenance import exporters, selectors, services
-from provenance.authentication import PipelineTokenAuthentication
-from provenance.models import DatasetStatus, DatasetVersion, PipelineToken
 
 # Until settings list PipelineTokenAuthentication first in DEFAULT_AUTHENTICATION_CLASSES,
 # these views name it themselves (before DRF's TokenAuthentication, which refuses keys it

@@ -54,9 +54,9 @@ def setup(var_dir: pathlib.Path, n_rows: int) -> dict:
     from django.db import connection, transaction
 
     call_command("migrate", verbosity=0)
+    from datasets import services
+    from datasets.models import DatasetStatus, DatasetVersion
     from labeling import services as labeling_services
-    from provenance import services
-    from provenance.models import DatasetStatus, DatasetVersion
 
     manager = labeling_services.create_user(username="bench-manager", password="bench-pw-123")
     project = labeling_services.create_project(

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "labeling",
     "consistency",
     "provenance",
+    "datasets",
     "api",
 ]
 
@@ -228,7 +229,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Project-scoped pipeline tokens (cnc_...) first: TokenAuthentication would refuse
         # them as unknown personal tokens.
-        "provenance.authentication.PipelineTokenAuthentication",
+        "datasets.authentication.PipelineTokenAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

@@ -17,5 +17,5 @@ urlpatterns = [
     path("", include("labeling.urls")),
     path("", include("consistency.urls")),
     path("", include("consistency.review_urls")),
-    path("", include("provenance.urls")),
+    path("", include("datasets.urls")),
 ]

@@ -19,8 +19,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS
 
-from provenance.models import PipelineToken
-from provenance.services import TOKEN_PREFIX, hash_token
+from datasets.models import PipelineToken
+from datasets.services import TOKEN_PREFIX, hash_token
 
 KEYWORDS = (b"bearer", b"token")
 
@@ -62,7 +62,7 @@ class PipelineTokenAuthentication(BaseAuthentication):
 class PipelineTokenScheme(OpenApiAuthenticationExtension):
     """Documents pipeline tokens in the OpenAPI schema (``bearerAuth``)."""
 
-    target_class = "provenance.authentication.PipelineTokenAuthentication"
+    target_class = "datasets.authentication.PipelineTokenAuthentication"
     name = "pipelineToken"
 
     def get_security_definition(self, auto_schema):

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from django.core.files.storage import default_storage
 from django.db import connections
 
-from provenance.models import DatasetRow, DatasetVersion
+from datasets.models import DatasetRow, DatasetVersion
 
 CHUNK_ROWS = 5000
 PARQUET_ROW_GROUP = 10_000

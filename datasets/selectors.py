@@ -1,4 +1,4 @@
-"""Reads of the provenance app: an item's history, dataset versions, diffs and lineage.
+"""Reads of the datasets app: an item's history, dataset versions, diffs and lineage.
 
 Each selector loads what it needs with a fixed number of queries (no N+1), then builds
 plain data.
@@ -14,8 +14,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from consistency.models import Resolution, ResolutionAction
+from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
-from provenance.models import DatasetRow, DatasetStatus, DatasetVersion, Event
+from provenance.models import Event
 
 MERGE_VERBS = ("class.merged", "class.unmerged")
 CLASS_SUBJECT_TYPES = ("label_class", "class")

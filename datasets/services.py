@@ -1,8 +1,8 @@
-"""Every write of the provenance app: dataset versions and pipeline tokens.
+"""Every write of the datasets app: dataset versions and pipeline tokens.
 
 Keyword-only, typed; validation raises Django ``ValidationError`` (a 400 with the field at
 fault). A dataset version is requested synchronously (parameters checked, the agreement
-run resolved) and built by the worker (``provenance.tasks.build_dataset_version``).
+run resolved) and built by the worker (``datasets.tasks.build_dataset_version``).
 """
 
 from __future__ import annotations
@@ -30,16 +30,12 @@ from consistency.models import (
     ResolutionAction,
     RunStatus,
 )
+from datasets import lineage, splits
+from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineToken
 from labeling import services as labeling_services
 from labeling.models import Annotation, Guideline, Item, LabelClass, Project, Role
-from provenance import events, lineage, splits
-from provenance.models import (
-    DatasetRow,
-    DatasetStatus,
-    DatasetVersion,
-    PipelineToken,
-    SourceBatch,
-)
+from provenance import events
+from provenance.models import SourceBatch
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +244,7 @@ def request_dataset_version(
         dataset_version_id=version.pk,
         after=request,
     )
-    from provenance.tasks import build_dataset_version as build_task
+    from datasets.tasks import build_dataset_version as build_task
 
     transaction.on_commit(lambda: build_task.delay(version.pk))
     return version
@@ -565,7 +561,7 @@ def _build(version: DatasetVersion) -> None:
 
 
 def _assign_splits(selected: list[dict], request: dict) -> dict[int, str]:
-    """Item id -> split, by ``provenance.splits`` over items or whole groups."""
+    """Item id -> split, by ``datasets.splits`` over items or whole groups."""
     group_by = request["group_by"]
     stratify_by = request["stratify_by"]
 

@@ -1,8 +1,8 @@
-"""Celery tasks of the provenance app: load by id, call one service."""
+"""Celery tasks of the datasets app: load by id, call one service."""
 
 from celery import shared_task
 
-from provenance import services
+from datasets import services
 
 
 @shared_task(bind=True, max_retries=2, default_retry_delay=10, acks_late=True)

@@ -1,8 +1,8 @@
-"""Web pages of the provenance app: dataset versions, diffs, lineage, pipeline tokens."""
+"""Web pages of the datasets app: dataset versions, diffs, lineage, pipeline tokens."""
 
 from django.urls import path
 
-from provenance import views
+from datasets import views
 
 urlpatterns = [
     path("projects/<int:project_id>/datasets/", views.datasets, name="datasets"),

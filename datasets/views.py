@@ -1,6 +1,6 @@
-"""Server-rendered pages of the provenance app: a project's dataset versions (build form,
+"""Server-rendered pages of the datasets app: a project's dataset versions (build form,
 counts, downloads), the diff of two versions, a version's lineage graph, and pipeline
-token management. Thin: they call provenance services and selectors.
+token management. Thin: they call datasets services and selectors.
 
 Who sees what matches the REST API: review roles (viewer, SME, manager) read, SMEs and
 managers build, managers manage tokens; a non-member gets 404.
@@ -19,10 +19,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from consistency.models import AgreementRun, RunStatus
+from datasets import exporters, selectors, services
+from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
 from labeling.models import Project, Role
 from labeling.selectors import role_in_project
-from provenance import exporters, selectors, services
-from provenance.models import DatasetStatus, DatasetVersion, PipelineToken
 
 REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
 BUILD_ROLES = frozenset({Role.SME, Role.MANAGER})
@@ -120,7 +120,7 @@ def _page(request, project: Project, role: str, **extra):
         ),
         **extra,
     }
-    return render(request, "provenance/datasets.html", context)
+    return render(request, "datasets/datasets.html", context)
 
 
 def _params_summary(version: DatasetVersion) -> list[tuple[str, str]]:
@@ -187,7 +187,7 @@ def diff(request, project_id: int):
     result = selectors.dataset_diff(a, b, limit=500)
     return render(
         request,
-        "provenance/diff.html",
+        "datasets/diff.html",
         {"project": project, "role": role, "a": a, "b": b, "diff": result},
     )
 
@@ -266,7 +266,7 @@ def lineage(request, dataset_id: int):
     graph = selectors.lineage_graph(version)
     return render(
         request,
-        "provenance/lineage.html",
+        "datasets/lineage.html",
         {
             "project": project,
             "role": role,

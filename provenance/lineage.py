@@ -1,4 +1,4 @@
-"""OpenLineage run events for agreement runs and dataset builds.
+"""OpenLineage run events: the generic client, for agreement runs and dataset builds.
 
 Optional: nothing happens unless ``OPENLINEAGE_URL`` (an OpenLineage HTTP endpoint such
 as Marquez) or ``OPENLINEAGE_FILE`` (a file that receives one JSON event per line) is set
@@ -12,6 +12,8 @@ Agreement runs (owned by ``consistency``) call :func:`emit_run_event` themselves
     emit_run_event(event_type="START", job_name="agreement_run", run_key=f"agreement_run:{run.pk}",
                    namespace_suffix=project.slug, inputs=[f"project/{project.slug}/annotations"],
                    outputs=[f"agreement_run/{run.pk}"])
+
+Dataset builds (owned by ``datasets``) go through ``datasets.lineage.emit_dataset_build``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,6 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from provenance.models import DatasetVersion
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +113,3 @@ def emit_run_event(
         log.warning("could not emit an OpenLineage event:\n%s", traceback.format_exc())
         return False
     return True
-
-
-def emit_dataset_build(version: DatasetVersion, event_type: str, error: str | None = None) -> bool:
-    """START / COMPLETE / FAIL of a dataset version build."""
-    if not is_configured():
-        return False
-    slug = version.project.slug
-    run_id = version.request.get("agreement_run")
-    return emit_run_event(
-        event_type=event_type,
-        job_name="dataset_build",
-        run_key=f"dataset_version:{version.pk}",
-        namespace_suffix=slug,
-        inputs=[f"project/{slug}/items", f"agreement_run/{run_id}/consensus"],
-        outputs=[f"dataset_version/{version.pk}"],
-        error=error,
-    )

@@ -1,4 +1,4 @@
-"""Fixtures for provenance tests: a labeled project with a succeeded agreement run.
+"""Fixtures for datasets tests: a labeled project with a succeeded agreement run.
 
 The consensus rows are computed here by plain majority vote (an independent, hand-checkable
 stand-in for the consistency engine), so dataset building can be tested on its own.
@@ -13,9 +13,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
+from datasets import services
 from labeling import services as labeling_services
 from labeling.models import Annotation, Item, PayloadKind, Role
-from provenance import services
 from provenance.models import SourceBatch
 
 

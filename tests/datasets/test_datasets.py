@@ -7,11 +7,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from consistency.models import Resolution, ResolutionAction
+from datasets import services
+from datasets.models import DatasetRow, DatasetStatus, ImmutableError
 from labeling import services as labeling_services
 from labeling.models import LabelClass
-from provenance import services
-from provenance.models import DatasetRow, DatasetStatus, Event, ImmutableError
-from tests.provenance.conftest import build, label_items, make_items, run_majority
+from provenance.models import Event
+from tests.datasets.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db
 

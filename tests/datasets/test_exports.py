@@ -9,13 +9,13 @@ import zipfile
 import pyarrow.parquet as pq
 import pytest
 
+from datasets import exporters
+from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
+from datasets.services import BASE_COLUMNS, canonical_json
 from labeling import services as labeling_services
 from labeling.models import Item
-from provenance import exporters
-from provenance.models import DatasetRow, DatasetStatus, DatasetVersion
-from provenance.services import BASE_COLUMNS, canonical_json
 from tests.conftest import png_bytes
-from tests.provenance.conftest import build, label_items, run_majority
+from tests.datasets.conftest import build, label_items, run_majority
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance import events
 from provenance.models import SourceBatch
-from tests.provenance.conftest import build, label_items, make_items, run_majority
+from tests.datasets.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from datasets.models import DatasetVersion
 from provenance import lineage
-from provenance.models import DatasetVersion
-from tests.provenance.conftest import build
+from tests.datasets.conftest import build
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def test_a_build_emits_start_and_complete_to_the_configured_file(
 
 def test_a_failed_build_emits_fail_with_the_error(labeled_project, monkeypatch, tmp_path):
     pytest.importorskip("openlineage.client")
-    from provenance import services
+    from datasets import services
 
     target = tmp_path / "lineage.jsonl"
     monkeypatch.setenv("OPENLINEAGE_FILE", str(target))

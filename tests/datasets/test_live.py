@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.test.utils import override_settings
 
-from provenance import services
-from tests.provenance.conftest import build, bulk_label_items, make_items, run_majority
+from datasets import services
+from tests.datasets.conftest import build, bulk_label_items, make_items, run_majority
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from provenance.splits import Unit, assign_splits, largest_remainder, validate_ratios
+from datasets.splits import Unit, assign_splits, largest_remainder, validate_ratios
 
 RATIOS = {"train": 0.6, "dev": 0.2, "test": 0.2}
 

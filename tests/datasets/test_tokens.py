@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from datasets import services
+from datasets.models import PipelineToken
 from labeling import services as labeling_services
 from labeling.models import ProjectMembership, Role
-from provenance import services
-from provenance.models import PipelineToken
-from tests.provenance.conftest import build
+from tests.datasets.conftest import build
 
 pytestmark = pytest.mark.django_db
 

@@ -3,9 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from provenance.models import DatasetVersion, PipelineToken
-from provenance.services import hash_token
-from tests.provenance.conftest import build
+from datasets.models import DatasetVersion, PipelineToken
+from datasets.services import hash_token
+from tests.datasets.conftest import build
 
 pytestmark = pytest.mark.django_db
 

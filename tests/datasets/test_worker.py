@@ -2,9 +2,9 @@
 
 import pytest
 
-from provenance.models import DatasetVersion
+from datasets.models import DatasetVersion
 from tests.conftest import wait_for
-from tests.provenance.conftest import bulk_label_items, make_items, run_majority
+from tests.datasets.conftest import bulk_label_items, make_items, run_majority
 
 
 @pytest.mark.integration

@@ -1,0 +1,22 @@
+"""DatasetVersion, DatasetRow and PipelineToken now belong to the ``datasets`` app
+(``datasets`` 0001 took them over): drop them from this app's state only. Their tables,
+data and triggers stay as they are."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("provenance", "0004_dataset_immutable_trigger"),
+        ("datasets", "0001_initial"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.DeleteModel(name="DatasetRow"),
+                migrations.DeleteModel(name="DatasetVersion"),
+                migrations.DeleteModel(name="PipelineToken"),
+            ]
+        )
+    ]
