@@ -11,6 +11,7 @@ COPY config ./config
 COPY labeling ./labeling
 COPY consistency ./consistency
 COPY provenance ./provenance
+COPY datasets ./datasets
 COPY api ./api
 RUN pip install .
 COPY manage.py ./
