@@ -361,8 +361,10 @@ class UserDetailApi(APIView):
             raise NotFound("no such user")
         if request.user.is_superuser:
             return target
-        managed = access.visible_projects(request.user, roles=MANAGER_ROLES)
-        visible = ProjectMembership.objects.filter(user_id=target.pk, project_id__in=managed)
+        # The target's memberships in projects the caller manages.
+        visible = access.scope_queryset(
+            request.user, ProjectMembership.objects.filter(user_id=target.pk), roles=MANAGER_ROLES
+        )
         if target.is_staff or target.is_superuser or not visible.exists():
             raise NotFound("no such user")
         if ProjectMembership.objects.filter(user_id=target.pk, role=Role.MANAGER).exists():
