@@ -367,7 +367,7 @@ class UserDetailApi(APIView):
         )
         if target.is_staff or target.is_superuser or not visible.exists():
             raise NotFound("no such user")
-        if ProjectMembership.objects.filter(user_id=target.pk, role=Role.MANAGER).exists():
+        if access.is_any_manager(target):
             raise PermissionDenied("only a superuser may change a manager's account")
         return target
 

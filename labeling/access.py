@@ -243,7 +243,6 @@ def page_access(
                 )
             return view(request, target, role, *args, **kwargs)
 
-        wrapper.allowed_roles = allowed
         return wrapper
 
     return decorator
