@@ -1,69 +1,90 @@
-"""Scoping nobody can forget: one mixin resolves the project from the URL, checks the
-caller's membership and role, and hands every project-owned queryset through it.
+"""Scoping nobody can forget: one mixin resolves the project (from the URL, or through the
+object the URL addresses), checks the caller's role with :mod:`labeling.access`, and
+hands the resolved project and object to the handler.
 
 A non-member gets 404 (a project's existence is not leaked); a member whose role may not
-do the operation gets 403 naming the roles that may.
+do the operation gets 403 naming the roles that may. A pipeline token acts with its
+fixed role on its own project only.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from django.shortcuts import get_object_or_404
-from rest_framework.exceptions import NotFound, PermissionDenied
+from django.db.models import Model, QuerySet
 
-from labeling.models import Project, Role
-from labeling.selectors import role_in_project
+from labeling import access
+from labeling.models import Project
 
-READ_ROLES = frozenset({Role.VIEWER, Role.LABELER, Role.SME, Role.MANAGER})
-REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})  # may see everyone's labels
-SME_ROLES = frozenset({Role.SME, Role.MANAGER})
-MANAGER_ROLES = frozenset({Role.MANAGER})
-LABEL_ROLES = frozenset({Role.LABELER, Role.SME, Role.MANAGER})
+# Hooks a subclass must not override: the scoping lives there.
+SCOPING_HOOKS = ("initial", "get_project", "get_scoped_object", "resolve_scope")
 
 
 class ProjectScopedMixin:
-    """For views under ``/projects/{project_id}/...``.
+    """For every project-owned endpoint.
 
-    Subclasses declare ``allowed_roles = {"GET": READ_ROLES, "POST": MANAGER_ROLES}``;
-    a method missing from the map is refused. ``self.project`` and ``self.role`` are set
-    before the handler runs. Subclasses must not override ``initial`` or ``get_project``.
+    Subclasses declare ``allowed_roles = {"GET": access.READ_ROLES, "POST":
+    access.MANAGER_ROLES}``; a method missing from the map is refused.
+
+    - A project route (``/projects/{project_id}/...``) needs nothing more.
+    - An object route (``/items/{item_id}/``, ``/flags/{flag_id}/`` ...) declares
+      ``scope_model`` (a model, or a queryset with its select_related) and
+      ``scope_url_kwarg`` (the URL kwarg holding its id); ``scope_field`` is the path from
+      the object to its project (``"project"`` by default). The object is looked up through
+      the caller's access, never bare.
+
+    ``self.project``, ``self.role`` (and ``self.object`` on an object route) are set
+    before the handler runs.
     """
 
-    allowed_roles: ClassVar[dict[str, frozenset]] = {"GET": READ_ROLES}
-    project_url_kwarg = "project_id"
+    allowed_roles: ClassVar[dict[str, frozenset]] = {"GET": access.READ_ROLES}
+    project_url_kwarg: ClassVar[str] = "project_id"
+    scope_model: ClassVar[type[Model] | QuerySet | None] = None
+    scope_url_kwarg: ClassVar[str | None] = None
+    scope_field: ClassVar[str] = "project"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for hook in ("initial", "get_project"):
+        for hook in SCOPING_HOOKS:
             if hook in cls.__dict__:
                 raise TypeError(f"{cls.__name__} must not override {hook}(): scoping lives there")
+        if cls.scope_model is not None and not cls.scope_url_kwarg:
+            raise TypeError(f"{cls.__name__} declares scope_model without scope_url_kwarg")
+
+    def _allowed(self) -> frozenset:
+        return self.allowed_roles.get(self.request.method.upper(), frozenset())
+
+    def resolve_scope(self) -> None:
+        caller = access.caller_of(self.request)
+        self.object = None
+        if self.scope_model is not None:
+            self.object, self.project, self.role = access.object_for(
+                caller,
+                self.scope_model,
+                self.kwargs[self.scope_url_kwarg],
+                self._allowed(),
+                project_field=self.scope_field,
+            )
+        else:
+            self.project, self.role = access.project_for(
+                caller, self.kwargs[self.project_url_kwarg], self._allowed()
+            )
 
     def get_project(self) -> Project:
-        return get_object_or_404(Project, pk=self.kwargs[self.project_url_kwarg])
+        return self.project
+
+    def get_scoped_object(self, scope: type[Model] | QuerySet, pk: Any) -> Any:
+        """Another object the request names (e.g. the second version of a diff), checked
+        with the same roles; 404 when the caller may not see it."""
+        obj, _, _ = access.object_for(
+            access.caller_of(self.request),
+            scope,
+            pk,
+            self._allowed(),
+            project_field=self.scope_field,
+        )
+        return obj
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        project = self.get_project()
-        role = role_in_project(request.user, project)
-        if role is None:
-            raise NotFound("no such project")
-        self.project, self.role = project, role
-        check_role(role, self.allowed_roles.get(request.method.upper(), frozenset()))
-
-
-def check_role(role: str | None, allowed: frozenset) -> None:
-    """Raise 403 unless ``role`` is one of ``allowed``."""
-    if role not in allowed:
-        names = ", ".join(sorted(allowed)) or "nobody"
-        raise PermissionDenied(f"your role ({role}) may not do this; allowed: {names}")
-
-
-def project_for_object(request, project: Project, allowed: frozenset) -> str:
-    """For views addressed by an object id (``/items/{id}/``, ``/flags/{id}/``): 404 for a
-    non-member, 403 for a member with the wrong role. Returns the caller's role."""
-    role = role_in_project(request.user, project)
-    if role is None:
-        raise NotFound("not found")
-    check_role(role, allowed)
-    return role
+        self.resolve_scope()

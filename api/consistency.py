@@ -7,7 +7,6 @@ review roles (viewer, SME, manager) read them; labelers get 403, non-members 404
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -16,9 +15,10 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from api.base import ProjectScopedMixin
 from consistency import selectors, services
 from consistency.models import AgreementRun, ConsensusMethod, ConsensusStatus, RunStatus
+from labeling.access import REVIEW_ROLES, SME_ROLES
 
 
 class Pagination(PageNumberPagination):
@@ -117,8 +117,12 @@ class AgreementRunsApi(ProjectScopedMixin, APIView):
         return paginator.get_paginated_response([run_summary(request, r) for r in page])
 
 
-class AgreementRunApi(APIView):
+class AgreementRunApi(ProjectScopedMixin, APIView):
     """``GET /agreement-runs/{id}/``: status, progress, error, params and results."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = AgreementRun
+    scope_url_kwarg = "run_id"
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -146,8 +150,7 @@ class AgreementRunApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer}, summary="Poll an agreement run")
     def get(self, request, run_id: int):
-        run = get_object_or_404(AgreementRun.objects.select_related("project"), pk=run_id)
-        project_for_object(request, run.project, REVIEW_ROLES)
+        run = self.object
         version = {k: v for k, v in run.data_version.items() if k != "labeler_ids"}
         return Response(
             {
@@ -169,8 +172,12 @@ class AgreementRunApi(APIView):
         )
 
 
-class AgreementRunConsensusApi(APIView):
+class AgreementRunConsensusApi(ProjectScopedMixin, APIView):
     """``GET /agreement-runs/{id}/consensus/?status=disputed&method=majority`` (paginated)."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = AgreementRun
+    scope_url_kwarg = "run_id"
 
     class OutputSerializer(serializers.Serializer):
         item = serializers.IntegerField()
@@ -194,8 +201,7 @@ class AgreementRunConsensusApi(APIView):
         summary="Consensus of an agreement run",
     )
     def get(self, request, run_id: int):
-        run = get_object_or_404(AgreementRun.objects.select_related("project"), pk=run_id)
-        project_for_object(request, run.project, REVIEW_ROLES)
+        run = self.object
         wanted = {
             "status": request.query_params.get("status") or None,
             "method": request.query_params.get("method") or None,

@@ -3,30 +3,30 @@ lineage) and pipeline tokens. Thin: every operation calls a provenance service/s
 
 Who may do what: reading history and datasets needs a review role (viewer, SME, manager;
 labelers may not see others' labels); building a version needs SME or manager; tokens
-are managed by managers. Pipeline tokens authenticate as a viewer of their one project.
+are managed by managers. A pipeline token acts as a viewer of its one project (an SME with
+the ``write`` scope; see ``labeling.access``).
 """
 
 from __future__ import annotations
 
 from django.http import HttpResponseNotModified, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from api.base import ProjectScopedMixin
 from api.errors import ApiError
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
+from labeling.access import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES
 from labeling.models import Item
 
 # Until settings list PipelineTokenAuthentication first in DEFAULT_AUTHENTICATION_CLASSES,
@@ -35,18 +35,17 @@ from labeling.models import Item
 AUTHENTICATION = [PipelineTokenAuthentication, TokenAuthentication, SessionAuthentication]
 
 
-class ItemHistoryApi(APIView):
+class ItemHistoryApi(ProjectScopedMixin, APIView):
     """``GET /items/{id}/history/``: the item's whole story, in time order."""
 
     authentication_classes = AUTHENTICATION
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = Item.objects.select_related("source_batch__created_by")
+    scope_url_kwarg = "item_id"
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, item_id: int):
-        item = get_object_or_404(
-            Item.objects.select_related("project", "source_batch__created_by"), pk=item_id
-        )
-        project_for_object(request, item.project, REVIEW_ROLES)
-        return Response(selectors.item_history(item))
+        return Response(selectors.item_history(self.object))
 
 
 class DatasetListApi(ProjectScopedMixin, APIView):
@@ -98,12 +97,13 @@ class DatasetListApi(ProjectScopedMixin, APIView):
         )
 
 
-def _version_for(request, dataset_id: int) -> DatasetVersion:
-    version = get_object_or_404(
-        DatasetVersion.objects.select_related("project", "created_by"), pk=dataset_id
-    )
-    project_for_object(request, version.project, REVIEW_ROLES)
-    return version
+class _VersionApi(ProjectScopedMixin, APIView):
+    """A route addressed by a dataset version id: review roles read it."""
+
+    authentication_classes = AUTHENTICATION
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = DatasetVersion.objects.select_related("created_by")
+    scope_url_kwarg = "dataset_id"
 
 
 def _published(version: DatasetVersion) -> DatasetVersion:
@@ -116,17 +116,17 @@ def _published(version: DatasetVersion) -> DatasetVersion:
     return version
 
 
-class DatasetDetailApi(APIView):
+class DatasetDetailApi(_VersionApi):
     """``GET /datasets/{id}/``: status, params, counts and content hash."""
 
     authentication_classes = AUTHENTICATION
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, dataset_id: int):
-        return Response(selectors.dataset_version_payload(_version_for(request, dataset_id)))
+        return Response(selectors.dataset_version_payload(self.object))
 
 
-class DatasetDiffApi(APIView):
+class DatasetDiffApi(_VersionApi):
     """``GET /datasets/{a}/diff/{b}/?limit=1000``: added, removed and relabeled items."""
 
     authentication_classes = AUTHENTICATION
@@ -136,8 +136,8 @@ class DatasetDiffApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, dataset_id: int, other_id: int):
-        a = _published(_version_for(request, dataset_id))
-        b = _published(_version_for(request, other_id))
+        a = _published(self.object)
+        b = _published(self.get_scoped_object(self.scope_model, other_id))
         if a.project_id != b.project_id:
             raise ApiError("both dataset versions must belong to the same project")
         try:
@@ -149,7 +149,7 @@ class DatasetDiffApi(APIView):
         return Response(selectors.dataset_diff(a, b, limit=limit))
 
 
-class DatasetLineageApi(APIView):
+class DatasetLineageApi(_VersionApi):
     """``GET /datasets/{id}/lineage/``: source batches → items → annotations → agreement
     run, guidelines, resolutions → the version, as ``{nodes, edges}``."""
 
@@ -157,7 +157,7 @@ class DatasetLineageApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, dataset_id: int):
-        version = _published(_version_for(request, dataset_id))
+        version = _published(self.object)
         return Response(selectors.lineage_graph(version))
 
 
@@ -173,7 +173,7 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
 
-class DatasetExportApi(APIView):
+class DatasetExportApi(_VersionApi):
     """``GET /datasets/{id}/export/?format=jsonl|csv|parquet|imagefolder&split=train``:
     streamed, byte-identical on every call, with a strong ETag (304 on If-None-Match)."""
 
@@ -189,7 +189,7 @@ class DatasetExportApi(APIView):
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
     )
     def get(self, request, dataset_id: int):
-        version = _published(_version_for(request, dataset_id))
+        version = _published(self.object)
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in exporters.FORMATS:
             raise ApiError(f"format: must be one of {', '.join(exporters.FORMATS)}, got {fmt!r}")
@@ -236,11 +236,6 @@ def token_payload(token: PipelineToken, secret: str | None = None) -> dict:
     return payload
 
 
-def _refuse_pipeline_tokens(request) -> None:
-    if isinstance(request.auth, PipelineToken):
-        raise PermissionDenied("a pipeline token cannot manage tokens; sign in as a manager")
-
-
 class TokenListApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/tokens/`` (never the secrets) and ``POST {name, scopes?,
     expires_at?}`` → the new token with its secret, shown this once."""
@@ -259,7 +254,6 @@ class TokenListApi(ProjectScopedMixin, APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id: int):
-        _refuse_pipeline_tokens(request)
         tokens = PipelineToken.objects.filter(project=self.project).select_related(
             "user", "created_by"
         )
@@ -267,7 +261,6 @@ class TokenListApi(ProjectScopedMixin, APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
-        _refuse_pipeline_tokens(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, secret = services.create_pipeline_token(
@@ -280,17 +273,17 @@ class TokenListApi(ProjectScopedMixin, APIView):
         return Response(token_payload(token, secret), status=status.HTTP_201_CREATED)
 
 
-class TokenDetailApi(APIView):
+class TokenDetailApi(ProjectScopedMixin, APIView):
     """``DELETE /tokens/{id}/``: revoke (204); the token fails with 401 from then on."""
 
     authentication_classes = AUTHENTICATION
+    allowed_roles = {"DELETE": MANAGER_ROLES}
+    scope_model = PipelineToken
+    scope_url_kwarg = "token_id"
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, token_id: int):
-        _refuse_pipeline_tokens(request)
-        token = get_object_or_404(PipelineToken.objects.select_related("project"), pk=token_id)
-        project_for_object(request, token.project, MANAGER_ROLES)
-        services.revoke_pipeline_token(token=token, revoked_by=request.user)
+        services.revoke_pipeline_token(token=self.object, revoked_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -8,16 +8,16 @@ annotation returned is the one just written.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import LABEL_ROLES, MANAGER_ROLES, ProjectScopedMixin, project_for_object
+from api.base import ProjectScopedMixin
 from labeling import assignment as assignment_service
 from labeling import selectors, services
+from labeling.access import LABEL_ROLES, MANAGER_ROLES
 from labeling.models import AnnotationSource, Assignment, Item, Project, TaskType
 
 User = get_user_model()
@@ -122,8 +122,12 @@ class NextItemApi(ProjectScopedMixin, APIView):
         )
 
 
-class SubmitAnnotationApi(APIView):
+class SubmitAnnotationApi(ProjectScopedMixin, APIView):
     """``POST /items/{id}/annotations/``: the caller's label; a second POST revises it."""
+
+    allowed_roles = {"POST": LABEL_ROLES}
+    scope_model = Item
+    scope_url_kwarg = "item_id"
 
     class InputSerializer(serializers.Serializer):
         value = serializers.JSONField()
@@ -133,8 +137,7 @@ class SubmitAnnotationApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OwnAnnotationSerializer})
     def post(self, request, item_id: int):
-        item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
-        project_for_object(request, item.project, LABEL_ROLES)
+        item = self.object
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         annotation = assignment_service.submit_label(
@@ -149,16 +152,19 @@ class SubmitAnnotationApi(APIView):
         return Response(annotation_payload(annotation), status=status.HTTP_201_CREATED)
 
 
-class SkipAssignmentApi(APIView):
+class SkipAssignmentApi(ProjectScopedMixin, APIView):
     """``POST /assignments/{id}/skip/``: pass on the item; it is not offered again."""
+
+    allowed_roles = {"POST": LABEL_ROLES}
+    scope_model = Assignment
+    scope_url_kwarg = "assignment_id"
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=InputSerializer, responses={204: None})
     def post(self, request, assignment_id: int):
-        handed = get_object_or_404(Assignment.objects.select_related("project"), pk=assignment_id)
-        project_for_object(request, handed.project, LABEL_ROLES)
+        handed = self.object
         if handed.labeler_id != request.user.pk:
             # Someone else's assignment: do not confirm it exists.
             return Response({"detail": "not found"}, status=status.HTTP_404_NOT_FOUND)

@@ -7,7 +7,6 @@ and SMEs; reading for the review roles. Labelers get 403, non-members 404.
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -16,9 +15,10 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from api.base import ProjectScopedMixin
 from consistency import model_runs
 from consistency.models import ModelRun
+from labeling.access import REVIEW_ROLES, SME_ROLES
 
 
 class Pagination(PageNumberPagination):
@@ -137,15 +137,16 @@ class ModelRunsApi(ProjectScopedMixin, APIView):
         return paginator.get_paginated_response([payload(request, r) for r in page])
 
 
-class ModelRunApi(APIView):
+class ModelRunApi(ProjectScopedMixin, APIView):
     """``GET /model-runs/{id}/``: the run and its error analysis."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = ModelRun.objects.select_related("created_by")
+    scope_url_kwarg = "model_run_id"
 
     @extend_schema(responses={200: ModelRunOutputSerializer}, summary="A model run")
     def get(self, request, model_run_id: int):
-        run = get_object_or_404(
-            ModelRun.objects.select_related("project", "created_by"), pk=model_run_id
-        )
-        project_for_object(request, run.project, REVIEW_ROLES)
+        run = self.object
         return Response(payload(request, run))
 
 

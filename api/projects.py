@@ -31,15 +31,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import (
-    MANAGER_ROLES,
-    READ_ROLES,
-    REVIEW_ROLES,
-    ProjectScopedMixin,
-    project_for_object,
-)
+from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from labeling import imports, selectors, services
+from labeling import access, imports, selectors, services
+from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
 from labeling.models import (
     Guideline,
     Item,
@@ -137,15 +132,7 @@ class ProjectOutputSerializer(serializers.Serializer):
 
 
 def _project_output(request, projects: list[Project]) -> list[dict]:
-    user = request.user
-    if user.is_superuser:
-        roles = {p.pk: Role.MANAGER for p in projects}
-    else:
-        roles = dict(
-            ProjectMembership.objects.filter(
-                user_id=user.pk, project_id__in=[p.pk for p in projects]
-            ).values_list("project_id", "role")
-        )
+    roles = access.roles_in_projects(access.caller_of(request), projects)
     return ProjectOutputSerializer(projects, many=True, context={"roles": roles}).data
 
 
@@ -175,16 +162,16 @@ class ProjectListCreateApi(APIView):
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request):
         check_query_params(request, frozenset({"page", "page_size"}))
-        projects = _projects_with_classes(selectors.projects_for_user(request.user)).order_by(
-            "name", "id"
-        )
+        projects = _projects_with_classes(
+            access.visible_projects(access.caller_of(request))
+        ).order_by("name", "id")
         paginator = Pagination()
         page = paginator.paginate_queryset(projects, request, view=self)
         return paginator.get_paginated_response(_project_output(request, page))
 
     @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
     def post(self, request):
-        if not (request.user.is_staff or request.user.is_superuser):
+        if not access.may_create_projects(access.caller_of(request)):
             raise PermissionDenied("only staff or superusers may create projects")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -338,13 +325,6 @@ class UserOutputSerializer(serializers.Serializer):
     date_joined = serializers.DateTimeField()
 
 
-def _is_any_manager(user) -> bool:
-    return (
-        user.is_superuser
-        or ProjectMembership.objects.filter(user_id=user.pk, role=Role.MANAGER).exists()
-    )
-
-
 class UserCreateApi(APIView):
     """``POST /users/`` ``{username, password?, email?}``: superusers and managers of any
     project create accounts (without a password the account cannot log in yet)."""
@@ -356,7 +336,7 @@ class UserCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: UserOutputSerializer})
     def post(self, request):
-        if not _is_any_manager(request.user):
+        if not access.is_any_manager(access.caller_of(request)):
             raise PermissionDenied("only managers and superusers may create accounts")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -374,20 +354,20 @@ class UserDetailApi(APIView):
         is_active = serializers.BooleanField()
 
     def _target(self, request, username: str):
-        if not _is_any_manager(request.user):
+        if not access.is_any_manager(access.caller_of(request)):
             raise PermissionDenied("only managers and superusers may change accounts")
         target = User.objects.filter(username=username).first()
         if target is None:
             raise NotFound("no such user")
         if request.user.is_superuser:
             return target
-        managed = ProjectMembership.objects.filter(
-            user_id=request.user.pk, role=Role.MANAGER
-        ).values("project_id")
-        visible = ProjectMembership.objects.filter(user_id=target.pk, project_id__in=managed)
+        # The target's memberships in projects the caller manages.
+        visible = access.scope_queryset(
+            request.user, ProjectMembership.objects.filter(user_id=target.pk), roles=MANAGER_ROLES
+        )
         if target.is_staff or target.is_superuser or not visible.exists():
             raise NotFound("no such user")
-        if ProjectMembership.objects.filter(user_id=target.pk, role=Role.MANAGER).exists():
+        if access.is_any_manager(target):
             raise PermissionDenied("only a superuser may change a manager's account")
         return target
 
@@ -570,13 +550,16 @@ class ItemDetailApi(ProjectScopedMixin, APIView):
         return Response(ItemOutputSerializer(item, context={"overlap": self.project.overlap}).data)
 
 
-class ItemByIdApi(APIView):
+class ItemByIdApi(ProjectScopedMixin, APIView):
     """``GET /items/{item_id}/``: the same, addressed by the item alone (404 to non-members)."""
+
+    allowed_roles = {"GET": READ_ROLES}
+    scope_model = Item
+    scope_url_kwarg = "item_id"
 
     @extend_schema(responses=ItemOutputSerializer)
     def get(self, request, item_id: int):
-        item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
-        project_for_object(request, item.project, READ_ROLES)
+        item = self.object
         item = selectors.items_with_counts(item.project).prefetch_related("tags").get(pk=item_id)
         return Response(ItemOutputSerializer(item, context={"overlap": item.project.overlap}).data)
 

@@ -8,7 +8,6 @@ only SMEs and managers resolve.
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -16,9 +15,10 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.base import REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
+from api.base import ProjectScopedMixin
 from consistency import review
 from consistency.models import Flag, FlagKind, FlagStatus, ResolutionAction
+from labeling.access import REVIEW_ROLES, SME_ROLES
 
 
 def flag_payload(flag: Flag) -> dict:
@@ -88,16 +88,16 @@ class FlagListApi(ProjectScopedMixin, GenericAPIView):
         return self.get_paginated_response([flag_payload(f) for f in page])
 
 
-class FlagDetailApi(APIView):
+class FlagDetailApi(ProjectScopedMixin, APIView):
     """``GET /flags/{id}/``: the flag, every label on its items, its resolutions."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = Flag.objects.select_related("labeler").prefetch_related("items", "classes")
+    scope_url_kwarg = "flag_id"
 
     @extend_schema(responses={200: dict})
     def get(self, request, flag_id: int):
-        flag = get_object_or_404(
-            Flag.objects.select_related("project", "labeler").prefetch_related("items", "classes"),
-            pk=flag_id,
-        )
-        project_for_object(request, flag.project, REVIEW_ROLES)
+        flag = self.object
         items = sorted(flag.items.all(), key=lambda i: i.pk)
         labels = review.item_labels(items)
         body = flag_payload(flag)
@@ -125,8 +125,12 @@ class FlagDetailApi(APIView):
         return Response(body)
 
 
-class FlagResolveApi(APIView):
+class FlagResolveApi(ProjectScopedMixin, APIView):
     """``POST /flags/{id}/resolve/``: an SME decision (DESIGN's resolution payload)."""
+
+    allowed_roles = {"POST": SME_ROLES}
+    scope_model = Flag
+    scope_url_kwarg = "flag_id"
 
     class Input(serializers.Serializer):
         action = serializers.ChoiceField(choices=ResolutionAction.values)
@@ -151,8 +155,7 @@ class FlagResolveApi(APIView):
 
     @extend_schema(request=Input, responses={200: dict})
     def post(self, request, flag_id: int):
-        flag = get_object_or_404(Flag.objects.select_related("project"), pk=flag_id)
-        project_for_object(request, flag.project, SME_ROLES)
+        flag = self.object
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         resolution = review.resolve_flag(flag=flag, actor=request.user, **data.validated_data)

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -46,6 +46,7 @@ from consistency.models import (
     ResolutionAction,
     RunStatus,
 )
+from labeling import access
 from labeling import services as labeling_services
 from labeling.models import (
     Annotation,
@@ -58,16 +59,13 @@ from labeling.models import (
     LabelClass,
     MeasurementLevel,
     Project,
-    Role,
     TaskType,
 )
-from labeling.selectors import role_in_project
 from provenance import events
 from provenance.models import Event
 
 User = get_user_model()
 
-SME_ROLES = frozenset({Role.SME, Role.MANAGER})
 DEFAULT_SLICE_KEYS = ("camera", "camera_settings", "factory", "line", "phone_model", "device")
 GUIDELINE_SLICE = "guideline_version"
 NORMALIZATION_VERB = "normalization.published"
@@ -398,9 +396,9 @@ def _checked_rationale(rationale: str | None) -> str:
 
 
 def check_can_resolve(actor: AbstractBaseUser, project: Project) -> str:
-    role = role_in_project(actor, project)
-    if role not in SME_ROLES:
-        raise PermissionDenied(f"your role ({role}) may not resolve flags; allowed: manager, sme")
+    """The actor's role when it may resolve flags (SME or manager), else 403."""
+    role = access.role_in_project(actor, project)
+    access.check_role(role, access.SME_ROLES)
     return role
 
 

@@ -8,10 +8,9 @@ keyboard. Views are thin: every write is a ``consistency.review`` service.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -24,11 +23,10 @@ from consistency.models import (
     FlagStatus,
     ResolutionAction,
 )
-from labeling import selectors
-from labeling.models import GoldLabel, Item, Project, Role, TaskType
+from labeling import access, selectors
+from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
+from labeling.models import GoldLabel, Item, Project, TaskType
 
-REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
-SME_ROLES = frozenset({Role.SME, Role.MANAGER})
 DIGITS = "123456789"
 KIND_ICONS = {
     FlagKind.ITEM_DISAGREEMENT: "◐",
@@ -48,15 +46,6 @@ ACTION_TEXT = {
     "retrain_labeler": "Retrain the labeler; send their items back",
     "relabel": "Send back for relabeling",
 }
-
-
-def _role(request, project: Project, allowed: frozenset) -> str:
-    role = selectors.role_in_project(request.user, project)
-    if role is None:
-        raise Http404("no such project")
-    if role not in allowed:
-        raise PermissionDenied("your role in this project does not review flags")
-    return role
 
 
 def _image_src(item: Item) -> str:
@@ -84,11 +73,9 @@ def _kind_counts(project: Project, status: str) -> list[dict]:
     ]
 
 
-@login_required
-def queue(request, project_id: int):
+@page_access(REVIEW_ROLES)
+def queue(request, project: Project, role: str):
     """The project's flags, ranked by impact; ``?kind=`` and ``?status=`` filter."""
-    project = get_object_or_404(Project, pk=project_id)
-    role = _role(request, project, REVIEW_ROLES)
     status = request.GET.get("status", FlagStatus.OPEN)
     status = status if status in FlagStatus.values else FlagStatus.OPEN
     kind = request.GET.get("kind") or None
@@ -201,16 +188,15 @@ def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
     return rows
 
 
-@login_required
-def flag_page(request, flag_id: int):
+@page_access(
+    REVIEW_ROLES,
+    scope=Flag.objects.select_related("labeler", "run").prefetch_related("classes"),
+    url_kwarg="flag_id",
+)
+def flag_page(request, flag: Flag, role: str):
     """One flag: its items large, every label with labeler, guideline version and
     comment, the evidence, and the decision form."""
-    flag = get_object_or_404(
-        Flag.objects.select_related("project", "labeler", "run").prefetch_related("classes"),
-        pk=flag_id,
-    )
     project = flag.project
-    role = _role(request, project, REVIEW_ROLES)
     items = list(flag.items.order_by("pk"))
     labels = review.item_labels(items)
     gold = {
@@ -300,12 +286,10 @@ def flag_page(request, flag_id: int):
     return render(request, "review/flag.html", context)
 
 
-@login_required
+@page_access(SME_ROLES, scope=Flag, url_kwarg="flag_id")
 @require_POST
-def resolve(request, flag_id: int):
+def resolve(request, flag: Flag, role: str):
     """Carry out the decision posted from the flag page, then go to the next open flag."""
-    flag = get_object_or_404(Flag.objects.select_related("project"), pk=flag_id)
-    _role(request, flag.project, SME_ROLES)
     post = request.POST
     action = post.get("action", "")
     _, next_id = review.neighbours(flag)
@@ -339,11 +323,9 @@ def resolve(request, flag_id: int):
     return redirect("review-queue", project_id=flag.project_id)
 
 
-@login_required
-def normalization_page(request, project_id: int):
+@page_access(REVIEW_ROLES)
+def normalization_page(request, project: Project, role: str):
     """Transcription rules: edit, preview (before → after, counts), publish a version."""
-    project = get_object_or_404(Project, pk=project_id)
-    role = _role(request, project, REVIEW_ROLES)
     if project.task_type != TaskType.TRANSCRIPTION:
         raise Http404("normalisation rules are for transcription projects")
     rules = review.current_normalization_rules(project)
@@ -352,8 +334,7 @@ def normalization_page(request, project_id: int):
         rules = _rules_from_post(request.POST)
         try:
             if request.POST.get("publish"):
-                if role not in SME_ROLES:
-                    raise PermissionDenied("only SMEs and managers publish rules")
+                access.check_role(role, SME_ROLES)  # previewing is open to viewers
                 published = review.publish_normalization(
                     project=project,
                     rules=rules,

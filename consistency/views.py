@@ -10,32 +10,18 @@ from __future__ import annotations
 import math
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from api.base import REVIEW_ROLES, SME_ROLES
 from consistency import charts, selectors, services
 from consistency.models import AgreementRun, RunStatus
+from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
-from labeling.selectors import role_in_project
 
 
-def _project_for(request, project_id: int, allowed: frozenset) -> tuple[Project, str]:
-    project = get_object_or_404(Project, pk=project_id)
-    role = role_in_project(request.user, project)
-    if role is None:
-        raise Http404("no such project")
-    if role not in allowed:
-        raise PermissionDenied(f"your role ({role}) may not see the agreement dashboard")
-    return project, role
-
-
-@login_required
-def dashboard(request, project_id: int):
-    project, role = _project_for(request, project_id, REVIEW_ROLES)
+@page_access(REVIEW_ROLES)
+def dashboard(request, project: Project, role: str):
     runs = list(selectors.runs_for_project(project)[:12])
     active = next((r for r in runs if r.status in (RunStatus.QUEUED, RunStatus.RUNNING)), None)
     run_id = request.GET.get("run")
@@ -59,10 +45,9 @@ def dashboard(request, project_id: int):
     return render(request, "consistency/dashboard.html", context)
 
 
-@login_required
+@page_access(SME_ROLES)
 @require_POST
-def start_run(request, project_id: int):
-    project, _ = _project_for(request, project_id, SME_ROLES)
+def start_run(request, project: Project, role: str):
     try:
         run = services.start_agreement_run(project=project, params={}, created_by=request.user)
     except ValidationError as exc:

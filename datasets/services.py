@@ -32,8 +32,9 @@ from consistency.models import (
 )
 from datasets import lineage, splits
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineToken
+from labeling import access
 from labeling import services as labeling_services
-from labeling.models import Annotation, Guideline, Item, LabelClass, Project, Role
+from labeling.models import Annotation, Guideline, Item, LabelClass, Project
 from provenance import events
 from provenance.models import SourceBatch
 
@@ -750,7 +751,7 @@ def create_pipeline_token(
     labeling_services.set_membership(
         project=project,
         user=user,
-        role=Role.SME if "write" in scopes else Role.VIEWER,
+        role=access.TOKEN_WRITE_ROLE if "write" in scopes else access.TOKEN_READ_ROLE,
         actor=created_by,
     )
     token.user = user

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,22 +20,8 @@ from django.views.decorators.http import require_POST
 from consistency.models import AgreementRun, RunStatus
 from datasets import exporters, selectors, services
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
-from labeling.models import Project, Role
-from labeling.selectors import role_in_project
-
-REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
-BUILD_ROLES = frozenset({Role.SME, Role.MANAGER})
-MANAGER_ROLES = frozenset({Role.MANAGER})
-
-
-def _project(request, project_id: int, allowed: frozenset) -> tuple[Project, str]:
-    project = get_object_or_404(Project, pk=project_id)
-    role = role_in_project(request.user, project)
-    if role is None:
-        raise Http404("no such project")
-    if role not in allowed:
-        raise PermissionDenied("your role in this project may not see this page")
-    return project, role
+from labeling.access import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES, page_access
+from labeling.models import Project
 
 
 def _build_request_from_form(post) -> dict:
@@ -109,7 +94,7 @@ def _page(request, project: Project, role: str, **extra):
         "rows": rows,
         "runs": runs,
         "tokens": tokens,
-        "can_build": role in BUILD_ROLES,
+        "can_build": role in SME_ROLES,
         "can_manage_tokens": role in MANAGER_ROLES,
         "formats": [f for f in exporters.FORMATS],
         "form": request.POST if request.method == "POST" else {},
@@ -148,16 +133,14 @@ def _params_summary(version: DatasetVersion) -> list[tuple[str, str]]:
     return out
 
 
-@login_required
-def datasets(request, project_id: int):
-    project, role = _project(request, project_id, REVIEW_ROLES)
+@page_access(REVIEW_ROLES)
+def datasets(request, project: Project, role: str):
     return _page(request, project, role)
 
 
-@login_required
+@page_access(SME_ROLES)
 @require_POST
-def build(request, project_id: int):
-    project, role = _project(request, project_id, BUILD_ROLES)
+def build(request, project: Project, role: str):
     try:
         data = _build_request_from_form(request.POST)
         version = services.request_dataset_version(
@@ -174,9 +157,8 @@ def build(request, project_id: int):
     return redirect(f"{reverse('datasets', args=[project.pk])}#version-{version.pk}")
 
 
-@login_required
-def diff(request, project_id: int):
-    project, role = _project(request, project_id, REVIEW_ROLES)
+@page_access(REVIEW_ROLES)
+def diff(request, project: Project, role: str):
     try:
         a_id, b_id = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
     except ValueError:
@@ -257,10 +239,9 @@ def lineage_layout(graph: dict) -> dict:
     }
 
 
-@login_required
-def lineage(request, dataset_id: int):
-    version = get_object_or_404(DatasetVersion.objects.select_related("project"), pk=dataset_id)
-    project, role = _project(request, version.project_id, REVIEW_ROLES)
+@page_access(REVIEW_ROLES, scope=DatasetVersion, url_kwarg="dataset_id")
+def lineage(request, version: DatasetVersion, role: str):
+    project = version.project
     if version.status != DatasetStatus.SUCCEEDED:
         raise Http404("this version is not published")
     graph = selectors.lineage_graph(version)
@@ -278,10 +259,9 @@ def lineage(request, dataset_id: int):
     )
 
 
-@login_required
+@page_access(MANAGER_ROLES)
 @require_POST
-def create_token(request, project_id: int):
-    project, role = _project(request, project_id, MANAGER_ROLES)
+def create_token(request, project: Project, role: str):
     scopes = ["read", "write"] if request.POST.get("write") == "on" else ["read"]
     try:
         token, secret = services.create_pipeline_token(
@@ -298,11 +278,10 @@ def create_token(request, project_id: int):
     return response
 
 
-@login_required
+@page_access(MANAGER_ROLES, scope=PipelineToken, url_kwarg="token_id")
 @require_POST
-def revoke_token(request, token_id: int):
-    token = get_object_or_404(PipelineToken, pk=token_id)
-    project, _ = _project(request, token.project_id, MANAGER_ROLES)
+def revoke_token(request, token: PipelineToken, role: str):
+    project = token.project
     services.revoke_pipeline_token(token=token, revoked_by=request.user)
     messages.success(request, f"Token {token.name} ({token.prefix}…) revoked.")
     return redirect(f"{reverse('datasets', args=[project.pk])}#tokens")

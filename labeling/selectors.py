@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import (
     Count,
     IntegerField,
@@ -25,34 +24,7 @@ from labeling.models import (
     LabelClass,
     Project,
     ProjectMembership,
-    Role,
 )
-
-# What each role may do; a superuser acts as a manager of every project.
-ROLE_RANK = {Role.VIEWER: 0, Role.LABELER: 1, Role.SME: 2, Role.MANAGER: 3}
-
-
-def role_in_project(user: AbstractBaseUser, project: Project | int) -> str | None:
-    """The user's role in ``project``, ``"manager"`` for a superuser, None for a non-member."""
-    if not user.is_authenticated:
-        return None
-    if user.is_superuser:
-        return Role.MANAGER
-    project_id = project.pk if isinstance(project, Project) else project
-    return (
-        ProjectMembership.objects.filter(project_id=project_id, user_id=user.pk)
-        .values_list("role", flat=True)
-        .first()
-    )
-
-
-def projects_for_user(user: AbstractBaseUser) -> QuerySet[Project]:
-    """Projects the user may see: all for a superuser, else those they are a member of."""
-    if not user.is_authenticated:
-        return Project.objects.none()
-    if user.is_superuser:
-        return Project.objects.all()
-    return Project.objects.filter(memberships__user_id=user.pk).distinct()
 
 
 def current_guideline(project: Project) -> Guideline | None:

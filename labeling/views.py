@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from labeling import access, selectors, services
 from labeling import assignment as assignment_service
-from labeling import selectors, services
-from labeling.models import Annotation, Assignment, Item, Project, Role, TaskType
+from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
+from labeling.models import Annotation, Assignment, Item, Project, TaskType
 
-LABEL_ROLES = frozenset({Role.LABELER, Role.SME, Role.MANAGER})
-REVIEW_ROLES = frozenset({Role.SME, Role.MANAGER})
 DIGIT_KEYS = "123456789"
 
 
@@ -28,8 +27,10 @@ DIGIT_KEYS = "123456789"
 def home(request):
     """My projects, with my role, the project's progress and my own."""
     projects = []
-    for project in selectors.projects_for_user(request.user).filter(is_archived=False):
-        role = selectors.role_in_project(request.user, project)
+    visible = list(access.visible_projects(request.user).filter(is_archived=False))
+    roles = access.roles_in_projects(request.user, visible)
+    for project in visible:
+        role = roles.get(project.pk)
         can_label = role in LABEL_ROLES
         projects.append(
             {
@@ -48,14 +49,8 @@ def home(request):
     return render(request, "labeling/home.html", {"projects": projects})
 
 
-def _labeling_project(request, project_id: int) -> tuple[Project, str]:
-    project = get_object_or_404(Project, pk=project_id, is_archived=False)
-    role = selectors.role_in_project(request.user, project)
-    if role is None:
-        raise Http404("no such project")
-    if role not in LABEL_ROLES:
-        raise PermissionDenied("your role in this project does not label")
-    return project, role
+# The labeling pages: label roles, unarchived projects only.
+labeling_page = page_access(LABEL_ROLES, projects=Project.objects.filter(is_archived=False))
 
 
 def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
@@ -87,11 +82,10 @@ def _image_src(item: Item) -> str:
     return item.image_url
 
 
-@login_required
-def label(request, project_id: int):
+@labeling_page
+def label(request, project: Project, role: str):
     """GET: the next item (or the one being revised with ``?revise=<item id>``).
     POST: submit a label for an item, then go on to the next one."""
-    project, role = _labeling_project(request, project_id)
     if request.method == "POST":
         return _submit(request, project)
     revise_id = request.GET.get("revise")
@@ -183,10 +177,9 @@ def _submit(request, project: Project):
     return redirect("label", project_id=project.pk)
 
 
-@login_required
+@labeling_page
 @require_POST
-def skip(request, project_id: int):
-    project, _ = _labeling_project(request, project_id)
+def skip(request, project: Project, role: str):
     handed = get_object_or_404(
         Assignment, pk=request.POST.get("assignment") or 0, project=project, labeler=request.user
     )
@@ -195,13 +188,6 @@ def skip(request, project_id: int):
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     return redirect("label", project_id=project.pk)
-
-
-def _member_item(request, item_id: int) -> Item:
-    item = get_object_or_404(Item.objects.select_related("project"), pk=item_id)
-    if selectors.role_in_project(request.user, item.project) is None:
-        raise Http404("no such item")
-    return item
 
 
 def _safe_file_response(field, content_type: str) -> FileResponse:
@@ -225,9 +211,8 @@ IMAGE_CONTENT_TYPES = {
 }
 
 
-@login_required
-def item_image(request, item_id: int):
-    item = _member_item(request, item_id)
+@page_access(READ_ROLES, scope=Item, url_kwarg="item_id")
+def item_image(request, item: Item, role: str):
     if not item.image:
         raise Http404("this item has no uploaded image")
     suffix = item.image.name.rsplit(".", 1)[-1].lower()
@@ -236,9 +221,8 @@ def item_image(request, item_id: int):
     )
 
 
-@login_required
-def item_thumbnail(request, item_id: int):
-    item = _member_item(request, item_id)
+@page_access(READ_ROLES, scope=Item, url_kwarg="item_id")
+def item_thumbnail(request, item: Item, role: str):
     if not item.thumbnail:
         raise Http404("no thumbnail yet")
     return _safe_file_response(item.thumbnail, "image/jpeg")

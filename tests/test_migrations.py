@@ -9,6 +9,7 @@ rows are read through today's models.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,16 @@ PRE_REDESIGN = {
 def _project_apps(executor: MigrationExecutor) -> set[str]:
     """Labels of this project's apps that have migrations (not Django's or a library's)."""
     labels = {app for app, _ in executor.loader.graph.leaf_nodes()}
+    # A virtual environment may live inside the checkout (``make`` puts it in .venv):
+    # installed packages are not the project's apps even then.
+    installed = Path(sys.prefix).resolve()
     return {
         label
         for label in labels
-        if Path(django_apps.get_app_config(label).path).is_relative_to(settings.BASE_DIR)
+        if (path := Path(django_apps.get_app_config(label).path).resolve()).is_relative_to(
+            settings.BASE_DIR
+        )
+        and not path.is_relative_to(installed)
     }
 
 
