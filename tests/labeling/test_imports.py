@@ -7,11 +7,12 @@ import zipfile
 
 import pytest
 
-from labeling import imports
+from labeling import images
+from labeling.imports import errors, formats, label_studio, parsing, rows
 
 
 def test_csv_rows_are_numbered_from_the_first_data_row_and_blank_cells_dropped():
-    rows, errors = imports.parse_csv(
+    rows, errors = parsing.parse_csv(
         b"external_id,text,metadata.line\nA,hello,\n\nB,world,3\n", required=["external_id"]
     )
     assert errors == []
@@ -22,26 +23,26 @@ def test_csv_rows_are_numbered_from_the_first_data_row_and_blank_cells_dropped()
 
 
 def test_csv_with_a_bom_and_quoted_commas_parses():
-    rows, _ = imports.parse_csv(
+    rows, _ = parsing.parse_csv(
         '\ufeffexternal_id,tags\nA,"x, y"\n'.encode(), required=["external_id"]
     )
-    assert imports._csv_item_row(rows[0][1]) == {"external_id": "A", "tags": ["x", "y"]}
+    assert parsing._csv_item_row(rows[0][1]) == {"external_id": "A", "tags": ["x", "y"]}
 
 
 def test_csv_repeated_header_column_is_refused():
-    with pytest.raises(imports.ImportRejected, match="repeats the columns text"):
-        imports.parse_csv(b"external_id,text,text\n", required=["external_id"])
+    with pytest.raises(errors.ImportRejected, match="repeats the columns text"):
+        parsing.parse_csv(b"external_id,text,text\n", required=["external_id"])
 
 
 def test_jsonl_rows_are_numbered_by_line_and_bad_lines_are_row_errors():
-    rows, errors = imports.parse_jsonl(b'{"a": 1}\n\n{"a": \n{"a": 3}\n')
+    rows, errors = parsing.parse_jsonl(b'{"a": 1}\n\n{"a": \n{"a": 3}\n')
     assert [n for n, _ in rows] == [1, 4]
     assert [e["row"] for e in errors] == [3]
 
 
 def test_non_utf8_file_is_refused():
-    with pytest.raises(imports.ImportRejected, match="not UTF-8"):
-        imports.parse_jsonl(b'{"a": "\xff"}\n')
+    with pytest.raises(errors.ImportRejected, match="not UTF-8"):
+        parsing.parse_jsonl(b'{"a": "\xff"}\n')
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_non_utf8_file_is_refused():
     ],
 )
 def test_format_comes_from_the_extension_or_the_content_type(content_type, filename, fmt):
-    assert imports.detect_format(content_type=content_type, filename=filename) == fmt
+    assert formats.detect_format(content_type=content_type, filename=filename) == fmt
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_format_comes_from_the_extension_or_the_content_type(content_type, filen
     ],
 )
 def test_http_url_check(url, ok):
-    assert imports.is_http_url(url) is ok
+    assert rows.is_http_url(url) is ok
 
 
 @pytest.mark.parametrize(
@@ -91,19 +92,19 @@ def test_http_url_check(url, ok):
     ],
 )
 def test_zip_member_names_that_could_escape_are_refused(name, safe):
-    assert imports._safe_member_name(name) == safe
+    assert parsing._safe_member_name(name) == safe
 
 
 def test_zip_member_with_a_lying_or_large_header_is_refused_not_inflated():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("a.bin", b"\0" * 10_000)
-    archive = imports.ZipArchive(buffer.getvalue(), max_member_bytes=100, max_total_bytes=10**6)
+    archive = parsing.ZipArchive(buffer.getvalue(), max_member_bytes=100, max_total_bytes=10**6)
     archive.members["a.bin"].file_size = 10  # a forged, small declared size
-    with pytest.raises(imports.images.ImageRejected, match="cannot be read"):
+    with pytest.raises(images.ImageRejected, match="cannot be read"):
         archive.read("a.bin")  # zipfile stops at the declared 10 bytes; the CRC fails
     archive.members["a.bin"].file_size = 10_000  # the truth, over the limit: refused unread
-    with pytest.raises(imports.images.ImageRejected, match="the limit is 100 bytes"):
+    with pytest.raises(images.ImageRejected, match="the limit is 100 bytes"):
         archive.read("a.bin")
 
 
@@ -117,7 +118,7 @@ def test_zip_member_with_a_lying_or_large_header_is_refused_not_inflated():
     ],
 )
 def test_label_studio_completed_by_becomes_a_labeler_id(completed_by, labeler):
-    assert imports.label_studio_labeler(completed_by) == labeler
+    assert label_studio.label_studio_labeler(completed_by) == labeler
 
 
 def test_label_studio_result_value_follows_the_task_type():
@@ -125,24 +126,27 @@ def test_label_studio_result_value_follows_the_task_type():
         {"type": "textarea", "value": {"text": ["first line", "second"]}},
         {"type": "choices", "value": {"choices": ["dent", "scratch"]}},
     ]
-    assert imports._label_studio_value(result, "classification") == "dent"
-    assert imports._label_studio_value(result, "transcription") == "first line\nsecond"
-    assert imports._label_studio_value([{"type": "rating", "value": {"rating": 4}}], "rating") == 4
-    assert imports._label_studio_value([], "classification") is None
+    assert label_studio._label_studio_value(result, "classification") == "dent"
+    assert label_studio._label_studio_value(result, "transcription") == "first line\nsecond"
+    assert (
+        label_studio._label_studio_value([{"type": "rating", "value": {"rating": 4}}], "rating")
+        == 4
+    )
+    assert label_studio._label_studio_value([], "classification") is None
 
 
 def test_label_studio_detection_needs_data_and_annotations_in_every_task():
-    assert imports.is_label_studio_export([{"data": {}, "annotations": []}])
-    assert not imports.is_label_studio_export([{"item": "a", "labeler": "b", "value": "c"}])
-    assert not imports.is_label_studio_export([])
+    assert label_studio.is_label_studio_export([{"data": {}, "annotations": []}])
+    assert not label_studio.is_label_studio_export([{"item": "a", "labeler": "b", "value": "c"}])
+    assert not label_studio.is_label_studio_export([])
 
 
 def test_zip_with_too_many_members_is_refused(monkeypatch):
-    monkeypatch.setattr(imports, "MAX_ZIP_MEMBERS", 3)
+    monkeypatch.setattr(parsing, "MAX_ZIP_MEMBERS", 3)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for n in range(4):
             zf.writestr(f"{n}.png", b"x")
-    with pytest.raises(imports.ImportRejected, match="holds 4 files; the limit is 3") as info:
-        imports.ZipArchive(buffer.getvalue(), max_member_bytes=100, max_total_bytes=10**6)
+    with pytest.raises(errors.ImportRejected, match="holds 4 files; the limit is 3") as info:
+        parsing.ZipArchive(buffer.getvalue(), max_member_bytes=100, max_total_bytes=10**6)
     assert info.value.status == 413
