@@ -31,14 +31,13 @@ from consistency.models import (
     RunStatus,
 )
 from labeling import services as labeling_services
-from labeling.models import Annotation, Guideline, Item, LabelClass, Project, Role
+from labeling.models import Annotation, Guideline, Item, LabelClass, Project, Role, SourceBatch
 from provenance import events, lineage, splits
 from provenance.models import (
     DatasetRow,
     DatasetStatus,
     DatasetVersion,
     PipelineToken,
-    SourceBatch,
 )
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,11 @@ from labeling.models import (
     PayloadKind,
     Project,
     ProjectMembership,
+    SourceBatch,
+    SourceBatchKind,
+    SourceBatchStatus,
 )
 from provenance import bulk, events
-from provenance.models import SourceBatch, SourceBatchKind, SourceBatchStatus
 
 User = get_user_model()
 

@@ -1,7 +1,7 @@
 """Bulk imports: items (JSON, JSONL, CSV, zip of images + manifest), historical labels
 (JSON, JSONL, CSV) and Label Studio JSON exports.
 
-Every import is one :class:`provenance.models.SourceBatch` with provenance events, written
+Every import is one :class:`labeling.models.SourceBatch` with provenance events, written
 in one transaction. The whole file is parsed and every row validated before anything is
 written: a file with invalid rows stores nothing (:class:`ImportRejected` names the rows)
 unless the caller asks for a partial import, which stores the valid rows and records the

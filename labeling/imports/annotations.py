@@ -46,11 +46,13 @@ from labeling.models import (
     Project,
     ProjectMembership,
     Role,
+    SourceBatch,
+    SourceBatchKind,
+    SourceBatchStatus,
     TaskType,
 )
 from provenance import events
 from provenance.bulk import BATCH_SIZE, chunks
-from provenance.models import SourceBatch, SourceBatchKind, SourceBatchStatus
 
 User = get_user_model()
 _url_validator = URLValidator(schemes=["http", "https"])

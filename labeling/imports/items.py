@@ -26,10 +26,19 @@ from labeling.imports.errors import (
 from labeling.imports.formats import FORMATS
 from labeling.imports.parsing import ZipArchive, _csv_item_row, _safe_member_name, parse_rows
 from labeling.imports.rows import ItemRow, _validate_item_rows
-from labeling.models import ImageStatsStatus, Item, PayloadKind, Project, Tag, item_image_path
+from labeling.models import (
+    ImageStatsStatus,
+    Item,
+    PayloadKind,
+    Project,
+    SourceBatch,
+    SourceBatchKind,
+    SourceBatchStatus,
+    Tag,
+    item_image_path,
+)
 from provenance import events
 from provenance.bulk import chunks, insert_rows, update_rows
-from provenance.models import SourceBatch, SourceBatchKind, SourceBatchStatus
 
 # Up to this many ids are looked up with one ``IN (...)`` query; above it the project's
 # whole id index is read in one query (cheaper than a huge parameter list, and SQLite

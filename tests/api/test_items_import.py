@@ -9,8 +9,14 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from labeling.models import ImageStatsStatus, Item, PayloadKind
-from provenance.models import Event, SourceBatch, SourceBatchStatus
+from labeling.models import (
+    ImageStatsStatus,
+    Item,
+    PayloadKind,
+    SourceBatch,
+    SourceBatchStatus,
+)
+from provenance.models import Event
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,8 @@ from rest_framework.test import APIClient
 
 from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
 from labeling import services as labeling_services
-from labeling.models import Annotation, Item, PayloadKind, Role
+from labeling.models import Annotation, Item, PayloadKind, Role, SourceBatch
 from provenance import services
-from provenance.models import SourceBatch
 
 
 def make_items(project, n, *, batch=None, metadata=None, prefix="item", **fields):
