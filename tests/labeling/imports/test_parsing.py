@@ -1,4 +1,4 @@
-"""labeling.imports without HTTP: row numbering, row checks, zip paths, Label Studio mapping."""
+"""labeling.imports.parsing: row numbering of JSONL and CSV, zip member paths and limits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from labeling import images
-from labeling.imports import errors, formats, label_studio, parsing, rows
+from labeling.imports import errors, parsing
 
 
 def test_csv_rows_are_numbered_from_the_first_data_row_and_blank_cells_dropped():
@@ -46,40 +46,6 @@ def test_non_utf8_file_is_refused():
 
 
 @pytest.mark.parametrize(
-    "content_type, filename, fmt",
-    [
-        ("application/json; charset=utf-8", "", "json"),
-        ("application/x-ndjson", "", "jsonl"),
-        ("text/csv", "", "csv"),
-        ("application/zip", "", "zip"),
-        ("", "export.NDJSON", "jsonl"),
-        ("", "images.zip", "zip"),
-    ],
-)
-def test_format_comes_from_the_extension_or_the_content_type(content_type, filename, fmt):
-    assert formats.detect_format(content_type=content_type, filename=filename) == fmt
-
-
-@pytest.mark.parametrize(
-    "url, ok",
-    [
-        ("https://cdn.example.org/a.jpg?x=1", True),
-        ("http://10.0.0.1/a.png", True),  # stored; refused later by the fetcher, not here
-        ("javascript:alert(1)", False),
-        ("data:image/png;base64,AAAA", False),
-        ("file:///etc/passwd", False),
-        ("https://", False),
-        ("https://exa mple.org/a.png", False),
-        ('https://example.org/"onerror=x', False),
-        ("https://example.org:99999/a.png", False),
-        ("https://example.org/" + "a" * 2000, False),
-    ],
-)
-def test_http_url_check(url, ok):
-    assert rows.is_http_url(url) is ok
-
-
-@pytest.mark.parametrize(
     "name, safe",
     [
         ("img/a.png", "img/a.png"),
@@ -106,39 +72,6 @@ def test_zip_member_with_a_lying_or_large_header_is_refused_not_inflated():
     archive.members["a.bin"].file_size = 10_000  # the truth, over the limit: refused unread
     with pytest.raises(images.ImageRejected, match="the limit is 100 bytes"):
         archive.read("a.bin")
-
-
-@pytest.mark.parametrize(
-    "completed_by, labeler",
-    [
-        ({"id": 3, "email": "Ana@Example.org", "first_name": "Ana"}, "ana@example.org"),
-        ({"id": 3, "email": ""}, "ls-user-3"),
-        (17, "ls-user-17"),
-        (None, None),
-    ],
-)
-def test_label_studio_completed_by_becomes_a_labeler_id(completed_by, labeler):
-    assert label_studio.label_studio_labeler(completed_by) == labeler
-
-
-def test_label_studio_result_value_follows_the_task_type():
-    result = [
-        {"type": "textarea", "value": {"text": ["first line", "second"]}},
-        {"type": "choices", "value": {"choices": ["dent", "scratch"]}},
-    ]
-    assert label_studio._label_studio_value(result, "classification") == "dent"
-    assert label_studio._label_studio_value(result, "transcription") == "first line\nsecond"
-    assert (
-        label_studio._label_studio_value([{"type": "rating", "value": {"rating": 4}}], "rating")
-        == 4
-    )
-    assert label_studio._label_studio_value([], "classification") is None
-
-
-def test_label_studio_detection_needs_data_and_annotations_in_every_task():
-    assert label_studio.is_label_studio_export([{"data": {}, "annotations": []}])
-    assert not label_studio.is_label_studio_export([{"item": "a", "labeler": "b", "value": "c"}])
-    assert not label_studio.is_label_studio_export([])
 
 
 def test_zip_with_too_many_members_is_refused(monkeypatch):
