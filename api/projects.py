@@ -33,8 +33,12 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from labeling import access, imports, selectors, services
+from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
+from labeling.imports.annotations import import_annotations, import_label_studio_file
+from labeling.imports.errors import ImportRejected
+from labeling.imports.formats import detect_format
+from labeling.imports.items import import_items
 from labeling.models import (
     Guideline,
     Item,
@@ -706,22 +710,22 @@ class _ImportApi(ProjectScopedMixin, APIView):
             if content_type.startswith("multipart/form-data"):
                 upload = request.FILES.get("file")
                 if upload is None:
-                    raise imports.ImportRejected("send the file in the multipart field 'file'")
+                    raise ImportRejected("send the file in the multipart field 'file'")
                 if upload.size > limit:
-                    raise imports.ImportRejected(
+                    raise ImportRejected(
                         f"the file is {upload.size} bytes; the limit is {limit} bytes",
                         status=413,
                     )
-                fmt = imports.detect_format(filename=upload.name or "")
+                fmt = detect_format(filename=upload.name or "")
                 return upload.read(), fmt, upload.name or ""
-            fmt = imports.detect_format(content_type=content_type)
+            fmt = detect_format(content_type=content_type)
             data = request.data if isinstance(request.data, bytes) else request.body
             return data, fmt, request.META.get("HTTP_X_FILENAME", "")[:500]
-        except imports.ImportRejected as exc:
+        except ImportRejected as exc:
             raise _api_error(exc) from exc
 
 
-def _api_error(exc: imports.ImportRejected) -> ApiError:
+def _api_error(exc: ImportRejected) -> ApiError:
     return ApiError(exc.message, errors=exc.errors, status_code=exc.status)
 
 
@@ -743,7 +747,7 @@ class ItemImportApi(_ImportApi):
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)
         try:
-            result = imports.import_items(
+            result = import_items(
                 project=self.project,
                 data=data,
                 fmt=fmt,
@@ -753,7 +757,7 @@ class ItemImportApi(_ImportApi):
                 partial=_truthy(request.query_params.get("partial")),
                 fetch_image_urls=_truthy(request.query_params.get("fetch_images")),
             )
-        except imports.ImportRejected as exc:
+        except ImportRejected as exc:
             raise _api_error(exc) from exc
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
@@ -793,10 +797,10 @@ class AnnotationImportApi(_ImportApi):
         }
         try:
             if named == "label_studio":
-                result = imports.import_label_studio_file(**options)
+                result = import_label_studio_file(**options)
             else:
-                result = imports.import_annotations(fmt=fmt, **options)
-        except imports.ImportRejected as exc:
+                result = import_annotations(fmt=fmt, **options)
+        except ImportRejected as exc:
             raise _api_error(exc) from exc
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 

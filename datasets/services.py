@@ -34,9 +34,8 @@ from datasets import lineage, splits
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineToken
 from labeling import access
 from labeling import services as labeling_services
-from labeling.models import Annotation, Guideline, Item, LabelClass, Project
+from labeling.models import Annotation, Guideline, Item, LabelClass, Project, SourceBatch
 from provenance import events
-from provenance.models import SourceBatch
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from labeling.models import (
     LabelClass,
     Project,
     ProjectMembership,
+    SourceBatch,
     Tag,
 )
 
@@ -74,6 +75,29 @@ class TagAdmin(admin.ModelAdmin):
     list_display = ["name", "project"]
     list_filter = ["project"]
     search_fields = ["name"]
+
+
+@admin.register(SourceBatch)
+class SourceBatchAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "project",
+        "kind",
+        "origin",
+        "status",
+        "n_rows",
+        "n_created",
+        "n_updated",
+        "n_errors",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["kind", "status", "project"]
+    search_fields = ["origin", "file_sha256"]
+    readonly_fields = [f.name for f in SourceBatch._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
 
 
 def _thumb(item, size=64):

@@ -1,4 +1,5 @@
-"""Labeling nouns: projects, classes, guidelines, items, assignments, annotations.
+"""Labeling nouns: projects, classes, guidelines, source batches (imports), items,
+assignments, annotations.
 
 Models hold data and constraints only; every write goes through ``labeling.services``.
 """
@@ -169,6 +170,52 @@ class Tag(models.Model):
         return self.name
 
 
+class SourceBatchKind(models.TextChoices):
+    ITEMS = "items", "Items"
+    ANNOTATIONS = "annotations", "Annotations"
+    LABEL_STUDIO = "label_studio", "Label Studio export"
+    DEMO = "demo", "Demo data"
+
+
+class SourceBatchStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partially imported"
+    FAILED = "failed", "Failed"
+
+
+class SourceBatch(models.Model):
+    """One import: where it came from, who sent it, what it held, what went wrong."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="source_batches")
+    kind = models.CharField(max_length=20, choices=SourceBatchKind.choices)
+    origin = models.CharField(max_length=500, blank=True, help_text="File name, URL or client.")
+    content_type = models.CharField(max_length=100, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=SourceBatchStatus.choices, default=SourceBatchStatus.PENDING
+    )
+    n_rows = models.PositiveIntegerField(default=0)
+    n_created = models.PositiveIntegerField(default=0)
+    n_updated = models.PositiveIntegerField(default=0)
+    n_errors = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}]")
+
+    class Meta:
+        # The table keeps the name it had when the model lived in provenance
+        # (moved by labeling 0003 / provenance 0005 without touching the data).
+        db_table = "provenance_sourcebatch"
+        ordering = ["-created_at"]
+        verbose_name_plural = "source batches"
+
+    def __str__(self) -> str:
+        return f"{self.kind} batch {self.pk} ({self.origin})"
+
+
 class PayloadKind(models.TextChoices):
     IMAGE = "image", "Uploaded image"
     IMAGE_URL = "image_url", "Image URL"
@@ -216,7 +263,7 @@ class Item(models.Model):
     thumbnail = models.FileField(upload_to=item_thumbnail_path, blank=True, max_length=300)
     content_hash = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the payload.")
     source_batch = models.ForeignKey(
-        "provenance.SourceBatch",
+        SourceBatch,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,

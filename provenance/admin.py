@@ -1,29 +1,6 @@
 from django.contrib import admin
 
-from provenance.models import Event, SourceBatch
-
-
-@admin.register(SourceBatch)
-class SourceBatchAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "project",
-        "kind",
-        "origin",
-        "status",
-        "n_rows",
-        "n_created",
-        "n_updated",
-        "n_errors",
-        "created_by",
-        "created_at",
-    ]
-    list_filter = ["kind", "status", "project"]
-    search_fields = ["origin", "file_sha256"]
-    readonly_fields = [f.name for f in SourceBatch._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
+from provenance.models import Event
 
 
 @admin.register(Event)

@@ -1,54 +1,9 @@
-"""Provenance nouns: source batches and the append-only event log."""
+"""Provenance nouns: the append-only event log."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-
-
-class SourceBatchKind(models.TextChoices):
-    ITEMS = "items", "Items"
-    ANNOTATIONS = "annotations", "Annotations"
-    LABEL_STUDIO = "label_studio", "Label Studio export"
-    DEMO = "demo", "Demo data"
-
-
-class SourceBatchStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SUCCEEDED = "succeeded", "Succeeded"
-    PARTIAL = "partial", "Partially imported"
-    FAILED = "failed", "Failed"
-
-
-class SourceBatch(models.Model):
-    """One import: where it came from, who sent it, what it held, what went wrong."""
-
-    project = models.ForeignKey(
-        "labeling.Project", on_delete=models.CASCADE, related_name="source_batches"
-    )
-    kind = models.CharField(max_length=20, choices=SourceBatchKind.choices)
-    origin = models.CharField(max_length=500, blank=True, help_text="File name, URL or client.")
-    content_type = models.CharField(max_length=100, blank=True)
-    file_sha256 = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    status = models.CharField(
-        max_length=10, choices=SourceBatchStatus.choices, default=SourceBatchStatus.PENDING
-    )
-    n_rows = models.PositiveIntegerField(default=0)
-    n_created = models.PositiveIntegerField(default=0)
-    n_updated = models.PositiveIntegerField(default=0)
-    n_errors = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}]")
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name_plural = "source batches"
-
-    def __str__(self) -> str:
-        return f"{self.kind} batch {self.pk} ({self.origin})"
 
 
 class AppendOnlyError(Exception):

@@ -8,8 +8,8 @@ rows are read through today's models.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest

@@ -31,9 +31,11 @@ from labeling.models import (
     PayloadKind,
     Project,
     ProjectMembership,
+    SourceBatch,
+    SourceBatchKind,
+    SourceBatchStatus,
 )
-from provenance import events
-from provenance.models import SourceBatch, SourceBatchKind, SourceBatchStatus
+from provenance import bulk, events
 
 User = get_user_model()
 
@@ -239,44 +241,49 @@ def _ensure_annotations(
         )
     )
     held_back = awaiting_labels(demo)
-    rows = []
+    is_text = project.task_type == "transcription"
+    rows, values = [], []
     for a in demo.annotations:
         if (a.item, a.labeler) in done or a.item in held_back:
             continue
-        is_text = project.task_type == "transcription"
         rows.append(
-            Annotation(
-                project=project,
-                item=items[a.item],
-                labeler=users[a.labeler],
-                label_class=None if is_text else classes[a.value],
-                value_text=a.value if is_text else "",
-                guideline=guidelines.get(a.guideline_version),
-                time_spent_ms=round(a.time_spent_s * 1000),
-                comment=a.comment,
-                source=AnnotationSource.DEMO,
-                created_at=a.created_at,
-            )
+            {
+                "project_id": project.pk,
+                "item_id": items[a.item].pk,
+                "labeler_id": users[a.labeler].pk,
+                "label_class_id": None if is_text else classes[a.value].pk,
+                "value_text": a.value if is_text else "",
+                "guideline_id": getattr(guidelines.get(a.guideline_version), "pk", None),
+                "time_spent_ms": round(a.time_spent_s * 1000),
+                "comment": a.comment,
+                "source": AnnotationSource.DEMO,
+                "created_at": a.created_at,
+            }
         )
-    created = Annotation.objects.bulk_create(rows, batch_size=1000)
-    if created:
-        report.add("annotations", len(created))
-        events.annotations_imported_bulk(
-            project_id=project.pk,
-            actor_id=None,
-            batch_id=project.source_batches.filter(kind=SourceBatchKind.DEMO).first().pk,
-            rows=[
-                (
-                    a.pk,
-                    a.item_id,
-                    {
-                        "labeler": a.labeler.username,
-                        "value": a.label_class.key if a.label_class_id else a.value_text,
-                    },
-                )
-                for a in created
-            ],
-        )
+        values.append({"labeler": a.labeler, "value": a.value})
+    if not rows:
+        return
+    bulk.insert_rows(Annotation, rows)
+    # The bulk writer reads no pks back: each (item, labeler) has one current annotation,
+    # so one query finds the rows just written.
+    new_pairs = {(r["item_id"], r["labeler_id"]) for r in rows}
+    pks = {
+        (item_id, labeler_id): pk
+        for pk, item_id, labeler_id in Annotation.objects.filter(
+            project=project, is_current=True, source=AnnotationSource.DEMO
+        ).values_list("pk", "item_id", "labeler_id")
+        if (item_id, labeler_id) in new_pairs
+    }
+    report.add("annotations", len(rows))
+    events.annotations_imported_bulk(
+        project_id=project.pk,
+        actor_id=None,
+        batch_id=project.source_batches.filter(kind=SourceBatchKind.DEMO).first().pk,
+        rows=[
+            (pks[(r["item_id"], r["labeler_id"])], r["item_id"], after)
+            for r, after in zip(rows, values, strict=True)
+        ],
+    )
 
 
 def _ensure_gold(project, demo: DemoProject, users, items, report) -> None:

@@ -6,8 +6,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from labeling import services
-from labeling.models import Annotation, GoldLabel, Item, ProjectMembership, Role
-from provenance.models import Event, SourceBatch
+from labeling.models import Annotation, GoldLabel, Item, ProjectMembership, Role, SourceBatch
+from provenance.models import Event
 
 ROLES = ("anonymous", "non_member", "viewer", "labeler", "sme", "manager", "superuser")
 

@@ -9,8 +9,17 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from labeling import services
-from labeling.models import Annotation, GoldLabel, Item, ProjectMembership, Role, TaskType
-from provenance.models import Event, SourceBatch, SourceBatchKind
+from labeling.models import (
+    Annotation,
+    GoldLabel,
+    Item,
+    ProjectMembership,
+    Role,
+    SourceBatch,
+    SourceBatchKind,
+    TaskType,
+)
+from provenance.models import Event
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

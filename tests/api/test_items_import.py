@@ -9,8 +9,14 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from labeling.models import ImageStatsStatus, Item, PayloadKind
-from provenance.models import Event, SourceBatch, SourceBatchStatus
+from labeling.models import (
+    ImageStatsStatus,
+    Item,
+    PayloadKind,
+    SourceBatch,
+    SourceBatchStatus,
+)
+from provenance.models import Event
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -391,7 +397,7 @@ def test_a_concurrent_import_of_the_same_ids_is_a_409_and_stores_nothing(
     assert post(manager_api, project, json.dumps(ROWS), "application/json").status_code == 201
     before = db_counts()
     # As if another import created these items between our lookup and our insert.
-    monkeypatch.setattr("labeling.imports._fetch_by_external_id", lambda project, ids: {})
+    monkeypatch.setattr("labeling.imports.items._fetch_by_external_id", lambda project, ids: {})
     response = post(manager_api, project, json.dumps(ROWS), "application/json")
     assert response.status_code == 409, response.json()
     assert "send it again" in response.json()["detail"]

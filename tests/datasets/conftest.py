@@ -15,8 +15,7 @@ from rest_framework.test import APIClient
 from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
 from datasets import services
 from labeling import services as labeling_services
-from labeling.models import Annotation, Item, PayloadKind, Role
-from provenance.models import SourceBatch
+from labeling.models import Annotation, Item, PayloadKind, Role, SourceBatch
 
 
 def make_items(project, n, *, batch=None, metadata=None, prefix="item", **fields):

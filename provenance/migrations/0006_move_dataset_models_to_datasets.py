@@ -7,7 +7,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("provenance", "0004_dataset_immutable_trigger"),
+        ("provenance", "0005_move_sourcebatch_to_labeling"),
         ("datasets", "0001_initial"),
     ]
 
