@@ -18,7 +18,8 @@ from rest_framework.views import APIView
 
 from api.base import REVIEW_ROLES, SME_ROLES, ProjectScopedMixin, project_for_object
 from consistency import review
-from consistency.models import Flag, FlagKind, FlagStatus, ResolutionAction
+from consistency.models import Flag, FlagKind, FlagStatus
+from review.models import ResolutionAction
 
 
 def flag_payload(flag: Flag) -> dict:

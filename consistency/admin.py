@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from consistency.models import AgreementRun, Consensus, Flag, Resolution
+from consistency.models import AgreementRun, Consensus, Flag
 
 
 @admin.register(AgreementRun)
@@ -89,21 +89,3 @@ class FlagAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # flags come from agreement runs
-
-
-@admin.register(Resolution)
-class ResolutionAdmin(admin.ModelAdmin):
-    """Decisions are recorded, never edited: they change labels through services."""
-
-    list_display = ["created_at", "project", "action", "decided_by", "flag", "rationale"]
-    list_filter = ["action", "project"]
-    search_fields = ["rationale"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

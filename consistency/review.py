@@ -42,8 +42,6 @@ from consistency.models import (
     Flag,
     FlagKind,
     FlagStatus,
-    Resolution,
-    ResolutionAction,
     RunStatus,
 )
 from labeling import services as labeling_services
@@ -64,6 +62,7 @@ from labeling.models import (
 from labeling.selectors import role_in_project
 from provenance import events
 from provenance.models import Event
+from review.models import Resolution, ResolutionAction
 
 User = get_user_model()
 

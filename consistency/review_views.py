@@ -22,10 +22,10 @@ from consistency.models import (
     Flag,
     FlagKind,
     FlagStatus,
-    ResolutionAction,
 )
 from labeling import selectors
 from labeling.models import GoldLabel, Item, Project, Role, TaskType
+from review.models import ResolutionAction
 
 REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
 SME_ROLES = frozenset({Role.SME, Role.MANAGER})

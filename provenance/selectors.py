@@ -13,9 +13,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from consistency.models import Resolution, ResolutionAction
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
 from provenance.models import DatasetRow, DatasetStatus, DatasetVersion, Event
+from review.models import Resolution, ResolutionAction
 
 MERGE_VERBS = ("class.merged", "class.unmerged")
 CLASS_SUBJECT_TYPES = ("label_class", "class")

@@ -26,8 +26,6 @@ from consistency.models import (
     Consensus,
     ConsensusMethod,
     ConsensusStatus,
-    Resolution,
-    ResolutionAction,
     RunStatus,
 )
 from labeling import services as labeling_services
@@ -40,6 +38,7 @@ from provenance.models import (
     PipelineToken,
     SourceBatch,
 )
+from review.models import Resolution, ResolutionAction
 
 log = logging.getLogger(__name__)
 

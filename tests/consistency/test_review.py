@@ -22,7 +22,6 @@ from consistency.models import (
     Flag,
     FlagKind,
     FlagStatus,
-    Resolution,
     RunStatus,
 )
 from labeling import services
@@ -40,6 +39,7 @@ from labeling.models import (
     TaskType,
 )
 from provenance.models import Event
+from review.models import Resolution
 from tests.consistency.test_detection import demo_image_project
 
 User = get_user_model()

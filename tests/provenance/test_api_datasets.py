@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from consistency.models import Resolution, ResolutionAction
 from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance.models import DatasetStatus, DatasetVersion
+from review.models import Resolution, ResolutionAction
 from tests.provenance.conftest import build, run_majority
 
 pytestmark = pytest.mark.django_db

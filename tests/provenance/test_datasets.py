@@ -6,11 +6,11 @@ from collections import Counter, defaultdict
 import pytest
 from django.core.exceptions import ValidationError
 
-from consistency.models import Resolution, ResolutionAction
 from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance import services
 from provenance.models import DatasetRow, DatasetStatus, Event, ImmutableError
+from review.models import Resolution, ResolutionAction
 from tests.provenance.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db

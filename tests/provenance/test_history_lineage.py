@@ -2,11 +2,11 @@
 
 import pytest
 
-from consistency.models import Resolution, ResolutionAction
 from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance import events
 from provenance.models import SourceBatch
+from review.models import Resolution, ResolutionAction
 from tests.provenance.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db
