@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from consistency.models import AgreementRun, Consensus, RunStatus
 from labeling.models import Project
+from provenance.models import Event
 
 
 def runs_for_project(project: Project) -> QuerySet[AgreementRun]:
@@ -72,3 +73,38 @@ def is_stale(run: AgreementRun) -> bool:
         return False
     now = data_version(run.project_id)
     return any(run.data_version.get(k) != v for k, v in now.items())
+
+
+# --------------------------------------------------------------------------- transcript rules
+NORMALIZATION_VERB = "normalization.published"
+
+
+def _normalization_events(project: Project):
+    return Event.objects.filter(project=project, verb=NORMALIZATION_VERB).order_by(
+        "-created_at", "-id"
+    )
+
+
+def current_normalization_rules(project: Project | int) -> list[dict]:
+    """The latest published rule set (``[]`` when none): apply it to transcripts with
+    ``consistency.normalization.normalize_texts(texts, rules)``."""
+    project_id = project.pk if isinstance(project, Project) else project
+    event = (
+        Event.objects.filter(project_id=project_id, verb=NORMALIZATION_VERB)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return list((event.after or {}).get("rules", [])) if event else []
+
+
+def current_normalization(project: Project | int) -> dict:
+    """``{"version": n, "rules": [...]}`` of the latest published rule set (version 0 and
+    no rules when none): what a run should record beside its transcription results."""
+    project_id = project.pk if isinstance(project, Project) else project
+    event = (
+        Event.objects.filter(project_id=project_id, verb=NORMALIZATION_VERB)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    after = (event.after or {}) if event else {}
+    return {"version": after.get("version", 0), "rules": list(after.get("rules", []))}
