@@ -1,6 +1,7 @@
 """Consistency nouns: agreement runs and their per-item consensus, flags raised by runs,
-and model runs with their predictions (error analysis beside HLP). SME decisions on
-flags (``Resolution``) live in the ``review`` app."""
+the versioned transcript rule sets agreement applies, and model runs with their
+predictions (error analysis beside HLP). SME decisions on flags (``Resolution``) live in
+the ``review`` app."""
 
 from __future__ import annotations
 
@@ -164,6 +165,39 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} flag {self.pk} ({self.status})"
+
+
+class TranscriptRuleSet(models.Model):
+    """One published version of a transcription project's conventions: the ordered
+    rewrite rules (``consistency.normalization``) that agreement applies to transcripts
+    before comparing them.
+
+    Append-only, one row per version; the highest version is in force. The row is the
+    state, the ``normalization.published`` event written beside it (same transaction,
+    ``review.services.publish_normalization``) records the change.
+    """
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="transcript_rule_sets"
+    )
+    version = models.PositiveIntegerField()
+    rules = models.JSONField(default=list, blank=True, help_text="[{find, replace, ...}]")
+    rationale = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="one_rule_set_per_project_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"transcript rules v{self.version} of project {self.project_id}"
 
 
 class ModelRun(models.Model):

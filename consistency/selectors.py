@@ -1,12 +1,12 @@
-"""Reads of agreement runs and consensus that more than one caller needs."""
+"""Reads of agreement runs, consensus and transcript rule sets that more than one caller
+needs."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from consistency.models import AgreementRun, Consensus, RunStatus
+from consistency.models import AgreementRun, Consensus, RunStatus, TranscriptRuleSet
 from labeling.models import Project
-from provenance.models import Event
 
 
 def runs_for_project(project: Project) -> QuerySet[AgreementRun]:
@@ -76,35 +76,28 @@ def is_stale(run: AgreementRun) -> bool:
 
 
 # --------------------------------------------------------------------------- transcript rules
-NORMALIZATION_VERB = "normalization.published"
+def rule_sets(project: Project | int) -> QuerySet[TranscriptRuleSet]:
+    """Every published transcript rule set of the project, newest version first."""
+    project_id = project.pk if isinstance(project, Project) else project
+    return TranscriptRuleSet.objects.filter(project_id=project_id).order_by("-version")
 
 
-def _normalization_events(project: Project):
-    return Event.objects.filter(project=project, verb=NORMALIZATION_VERB).order_by(
-        "-created_at", "-id"
-    )
+def current_rule_set(project: Project | int) -> TranscriptRuleSet | None:
+    """The rule set in force (the highest version), None when none was published."""
+    return rule_sets(project).first()
 
 
 def current_normalization_rules(project: Project | int) -> list[dict]:
     """The latest published rule set (``[]`` when none): apply it to transcripts with
     ``consistency.normalization.normalize_texts(texts, rules)``."""
-    project_id = project.pk if isinstance(project, Project) else project
-    event = (
-        Event.objects.filter(project_id=project_id, verb=NORMALIZATION_VERB)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    return list((event.after or {}).get("rules", [])) if event else []
+    rule_set = current_rule_set(project)
+    return list(rule_set.rules) if rule_set else []
 
 
 def current_normalization(project: Project | int) -> dict:
     """``{"version": n, "rules": [...]}`` of the latest published rule set (version 0 and
     no rules when none): what a run should record beside its transcription results."""
-    project_id = project.pk if isinstance(project, Project) else project
-    event = (
-        Event.objects.filter(project_id=project_id, verb=NORMALIZATION_VERB)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    after = (event.after or {}) if event else {}
-    return {"version": after.get("version", 0), "rules": list(after.get("rules", []))}
+    rule_set = current_rule_set(project)
+    if rule_set is None:
+        return {"version": 0, "rules": []}
+    return {"version": rule_set.version, "rules": list(rule_set.rules)}

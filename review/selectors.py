@@ -7,9 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from consistency.models import AgreementRun, Flag, FlagStatus, RunStatus
-from consistency.selectors import _normalization_events
+from consistency.selectors import rule_sets
 from labeling.models import Annotation, Item, Project
-from provenance.models import Event
 
 
 def flag_queue(project: Project, *, status: str | None = FlagStatus.OPEN, kind: str | None = None):
@@ -62,15 +61,11 @@ def item_labels(items: Iterable[Item]) -> dict[int, list[dict]]:
 
 
 # --------------------------------------------------------------------------- history
-def _merges_at(project: Project, when) -> list[list[str]]:
-    state: dict[str, str | None] = {}
-    rows = Event.objects.filter(
-        project=project, verb__in=("class.merged", "class.unmerged"), created_at__lte=when
-    ).order_by("created_at", "id")
-    for e in rows:
-        after = e.after or {}
-        state[after.get("class")] = after.get("merged_into")
-    return sorted([k, v] for k, v in state.items() if k and v)
+def _merges_of(run: AgreementRun) -> list[list[str]]:
+    """``[[class, root class], ...]`` in force when the run computed: the engine records
+    them in ``results["merges"]`` (``{merged key: root key}``) from ``LabelClass.merged_into``."""
+    merges = (run.results or {}).get("merges") or {}
+    return sorted([k, v] for k, v in merges.items())
 
 
 def agreement_history(project: Project) -> list[dict]:
@@ -80,7 +75,7 @@ def agreement_history(project: Project) -> list[dict]:
     percent_agreement, n_items, n_annotations, guideline_version, merges: [[class,
     into], ...], delta_alpha}`` — ``guideline_version`` is the run's
     ``params``/``data_version`` value when it recorded one, else the latest version
-    published before it started; merges are replayed from the event log.
+    published before it started; merges are those the run recorded in its results.
     """
     runs = list(
         AgreementRun.objects.filter(project=project, status=RunStatus.SUCCEEDED).order_by(
@@ -110,7 +105,7 @@ def agreement_history(project: Project) -> list[dict]:
                 "n_items": overall.get("n_items"),
                 "n_annotations": overall.get("n_annotations"),
                 "guideline_version": gv,
-                "merges": _merges_at(project, when),
+                "merges": _merges_of(run),
                 "delta_alpha": (
                     alpha - previous if alpha is not None and previous is not None else None
                 ),
@@ -150,11 +145,11 @@ def normalization_versions(project: Project) -> list[dict]:
     """Every published rule set, newest first: ``{version, rules, by, at, rationale}``."""
     return [
         {
-            "version": (e.after or {}).get("version"),
-            "rules": (e.after or {}).get("rules", []),
-            "by": e.actor.get_username() if e.actor_id else None,
-            "at": e.created_at,
-            "rationale": e.reason,
+            "version": r.version,
+            "rules": r.rules,
+            "by": r.created_by.get_username() if r.created_by_id else None,
+            "at": r.created_at,
+            "rationale": r.rationale,
         }
-        for e in _normalization_events(project).select_related("actor")
+        for r in rule_sets(project).select_related("created_by")
     ]

@@ -25,12 +25,9 @@ from consistency.models import (
     FlagKind,
     FlagStatus,
     RunStatus,
+    TranscriptRuleSet,
 )
-from consistency.selectors import (
-    NORMALIZATION_VERB,
-    _normalization_events,
-    current_normalization_rules,
-)
+from consistency.selectors import current_normalization_rules, current_rule_set
 from labeling import services as labeling_services
 from labeling.assignment import request_relabel
 from labeling.models import (
@@ -50,6 +47,7 @@ from provenance import events
 from review.models import Resolution, ResolutionAction
 
 SME_ROLES = frozenset({Role.SME, Role.MANAGER})
+NORMALIZATION_VERB = "normalization.published"
 
 
 MAX_RATIONALE_CHARS = 4000
@@ -533,18 +531,23 @@ def preview_normalization(project: Project, *, rules: Sequence[dict]) -> dict:
 def publish_normalization(
     *, project: Project, rules: Sequence[dict], actor: AbstractBaseUser, rationale: str
 ) -> dict:
-    """Publish the next version of the project's rule set as a
-    ``normalization.published`` event (before/after: previous and new ``{version, rules}``).
-    Labels are not rewritten (annotations are append-only): agreement applies the rules."""
+    """Publish the next version of the project's rule set: a ``TranscriptRuleSet`` row
+    and, in the same transaction, its ``normalization.published`` event (before/after:
+    previous and new ``{version, rules}``). Labels are not rewritten (annotations are
+    append-only): agreement applies the rules."""
     check_can_resolve(actor, project)
     if project.task_type != TaskType.TRANSCRIPTION:
         raise ValidationError({"project": "normalisation rules are for transcription projects"})
     rationale = _checked_rationale(rationale)
     checked = _checked_rules(rules)
+    # The project row serialises publishers: two at once would both read version n.
     Project.objects.select_for_update().filter(pk=project.pk).first()
-    latest = _normalization_events(project).first()
-    before = latest.after if latest else None
-    version = (before or {}).get("version", 0) + 1
+    latest = current_rule_set(project)
+    before = {"version": latest.version, "rules": latest.rules} if latest else None
+    version = (latest.version if latest else 0) + 1
+    TranscriptRuleSet.objects.create(
+        project=project, version=version, rules=checked, rationale=rationale, created_by=actor
+    )
     after = {"version": version, "rules": checked}
     events.generic(
         verb=NORMALIZATION_VERB,

@@ -23,6 +23,7 @@ from consistency.models import (
     FlagKind,
     FlagStatus,
     RunStatus,
+    TranscriptRuleSet,
 )
 from consistency.selectors import current_normalization, current_normalization_rules
 from labeling import services
@@ -39,7 +40,7 @@ from labeling.models import (
     Role,
     TaskType,
 )
-from labeling.selectors import sme_overrides
+from labeling.selectors import effective_class_map, sme_overrides
 from provenance.models import Event
 from review.models import Resolution
 from review.selectors import agreement_history, alpha_before_after, flag_queue
@@ -131,6 +132,10 @@ def run_agreement(project: Project) -> AgreementRun:
     results = summarize(
         stats, classes=data.classes, labeler_names=data.labeler_names, n_bootstrap=0
     )
+    # Like the engine, the run records the merges in force ({merged key: root key}).
+    roots = effective_class_map(project)
+    keys = dict(LabelClass.objects.filter(project=project).values_list("id", "key"))
+    results["merges"] = {keys[c]: keys[r] for c, r in roots.items() if c != r}
     now = timezone.now()
     return AgreementRun.objects.create(
         project=project,
@@ -607,6 +612,12 @@ def test_normalization_rules_are_versioned_events(speech, manager):
     assert (first["version"], second["version"]) == (1, 2)
     assert [r["find"] for r in current_normalization_rules(speech)] == ["umm", "..."]
     assert current_normalization(speech)["version"] == 2
+    # the table is the state; the event beside each row records the change
+    rows = TranscriptRuleSet.objects.filter(project=speech).order_by("version")
+    assert [(r.version, r.rationale, r.created_by_id) for r in rows] == [
+        (1, "one filler spelling", manager.pk),
+        (2, "ellipsis is a comma", manager.pk),
+    ]
     event = assert_recorded("normalization.published", manager, "ellipsis is a comma")
     assert event.before["version"] == 1 and event.after["version"] == 2
     # agreement compares transcripts after them (then case, punctuation, whitespace)
