@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from consistency.models import AgreementRun, Consensus, Flag
+from consistency.models import AgreementRun, Consensus, Flag, TranscriptRuleSet
 
 
 @admin.register(AgreementRun)
@@ -89,3 +89,21 @@ class FlagAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # flags come from agreement runs
+
+
+@admin.register(TranscriptRuleSet)
+class TranscriptRuleSetAdmin(admin.ModelAdmin):
+    """Rule sets are published (with their event) through review services, never edited."""
+
+    list_display = ["project", "version", "created_by", "created_at", "rationale"]
+    list_filter = ["project"]
+    readonly_fields = ["project", "version", "rules", "rationale", "created_by", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
