@@ -65,6 +65,8 @@ def _checked_rationale(rationale: str | None) -> str:
 
 
 def check_can_resolve(actor: AbstractBaseUser, project: Project) -> str:
+    """The actor's role when it may decide on flags (SME or manager); PermissionDenied
+    (403) otherwise."""
     role = role_in_project(actor, project)
     if role not in SME_ROLES:
         raise PermissionDenied(f"your role ({role}) may not resolve flags; allowed: manager, sme")
