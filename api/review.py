@@ -1,7 +1,7 @@
 """SME review over REST: the flag queue, one flag, resolving it, normalisation rules and
 the agreement history.
 
-Thin: reads go through ``consistency.review`` selectors, writes through its services.
+Thin: reads go through ``review.selectors``, writes through ``review.services``.
 Viewers, SMEs and managers read flags (they show everyone's labels, so labelers do not);
 only SMEs and managers resolve.
 """
@@ -16,9 +16,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
-from consistency import review
-from consistency.models import Flag, FlagKind, FlagStatus, ResolutionAction
+from consistency.models import Flag, FlagKind, FlagStatus
+from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
+from review import selectors as review_selectors
+from review import services as review_services
+from review.models import ResolutionAction
 
 
 def flag_payload(flag: Flag) -> dict:
@@ -81,7 +84,7 @@ class FlagListApi(ProjectScopedMixin, GenericAPIView):
             return Response(
                 {"detail": f"kind must be one of {', '.join(FlagKind.values)}"}, status=400
             )
-        flags = review.flag_queue(
+        flags = review_selectors.flag_queue(
             self.project, status=None if status == "all" else status, kind=kind
         )
         page = self.paginate_queryset(flags)
@@ -99,7 +102,7 @@ class FlagDetailApi(ProjectScopedMixin, APIView):
     def get(self, request, flag_id: int):
         flag = self.object
         items = sorted(flag.items.all(), key=lambda i: i.pk)
-        labels = review.item_labels(items)
+        labels = review_selectors.item_labels(items)
         body = flag_payload(flag)
         body["item_details"] = [
             {
@@ -158,7 +161,9 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
         flag = self.object
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        resolution = review.resolve_flag(flag=flag, actor=request.user, **data.validated_data)
+        resolution = review_services.resolve_flag(
+            flag=flag, actor=request.user, **data.validated_data
+        )
         flag = Flag.objects.prefetch_related("items", "classes").get(pk=flag.pk)
         return Response({"flag": flag_payload(flag), "resolution": resolution_payload(resolution)})
 
@@ -175,11 +180,11 @@ class NormalizationApi(ProjectScopedMixin, APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request, project_id: int):
-        versions = review.normalization_versions(self.project)
+        versions = review_selectors.normalization_versions(self.project)
         return Response(
             {
                 "version": versions[0]["version"] if versions else 0,
-                "rules": review.current_normalization_rules(self.project),
+                "rules": current_normalization_rules(self.project),
                 "versions": versions,
             }
         )
@@ -188,7 +193,7 @@ class NormalizationApi(ProjectScopedMixin, APIView):
     def post(self, request, project_id: int):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        published = review.publish_normalization(
+        published = review_services.publish_normalization(
             project=self.project, actor=request.user, **data.validated_data
         )
         return Response(published, status=201)
@@ -206,7 +211,7 @@ class NormalizationPreviewApi(ProjectScopedMixin, APIView):
     def post(self, request, project_id: int):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(review.preview_normalization(self.project, **data.validated_data))
+        return Response(review_services.preview_normalization(self.project, **data.validated_data))
 
 
 class AgreementHistoryApi(ProjectScopedMixin, APIView):
@@ -219,8 +224,8 @@ class AgreementHistoryApi(ProjectScopedMixin, APIView):
     def get(self, request, project_id: int):
         return Response(
             {
-                "runs": review.agreement_history(self.project),
-                "before_after": review.alpha_before_after(self.project),
+                "runs": review_selectors.agreement_history(self.project),
+                "before_after": review_selectors.alpha_before_after(self.project),
             }
         )
 

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "labeling",
     "consistency",
+    "review",
     "provenance",
     "datasets",
     "api",

@@ -16,6 +16,6 @@ urlpatterns = [
     path("api/v1/", include("api.urls")),
     path("", include("labeling.urls")),
     path("", include("consistency.urls")),
-    path("", include("consistency.review_urls")),
+    path("", include("review.urls")),
     path("", include("datasets.urls")),
 ]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from consistency.models import AgreementRun, Consensus, Flag, Resolution
+from consistency.models import AgreementRun, Consensus, Flag, TranscriptRuleSet
 
 
 @admin.register(AgreementRun)
@@ -91,13 +91,13 @@ class FlagAdmin(admin.ModelAdmin):
         return False  # flags come from agreement runs
 
 
-@admin.register(Resolution)
-class ResolutionAdmin(admin.ModelAdmin):
-    """Decisions are recorded, never edited: they change labels through services."""
+@admin.register(TranscriptRuleSet)
+class TranscriptRuleSetAdmin(admin.ModelAdmin):
+    """Rule sets are published (with their event) through review services, never edited."""
 
-    list_display = ["created_at", "project", "action", "decided_by", "flag", "rationale"]
-    list_filter = ["action", "project"]
-    search_fields = ["rationale"]
+    list_display = ["project", "version", "created_by", "created_at", "rationale"]
+    list_filter = ["project"]
+    readonly_fields = ["project", "version", "rules", "rationale", "created_by", "created_at"]
 
     def has_add_permission(self, request):
         return False

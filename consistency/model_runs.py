@@ -26,6 +26,7 @@ from consistency.models import (
     RunStatus,
 )
 from labeling.models import GoldLabel, Item, LabelClass, Project, TaskType
+from labeling.selectors import effective_class_map
 from provenance import events
 
 MAX_SLICE_DISTINCT = 50
@@ -166,19 +167,6 @@ def upload_model_run(
 # ------------------------------------------------------------------ error analysis
 
 
-def _root_classes(project: Project) -> dict[int, int]:
-    """Class id -> the class it finally maps to through ``merged_into`` chains."""
-    parent = dict(LabelClass.objects.filter(project=project).values_list("id", "merged_into_id"))
-    roots: dict[int, int] = {}
-    for class_id in parent:
-        current, seen = class_id, {class_id}
-        while parent.get(current) is not None and parent[current] not in seen:
-            current = parent[current]
-            seen.add(current)
-        roots[class_id] = current
-    return roots
-
-
 def _slice_text(value: Any) -> str:
     if value is None:
         return MISSING
@@ -230,7 +218,7 @@ def error_analysis(model_run: ModelRun) -> dict:
             "reasons": {"overall": why},
         }
 
-    roots = _root_classes(project)
+    roots = effective_class_map(project)
     run = _latest_run(project)
     gold = dict(
         GoldLabel.objects.filter(item__project=project, label_class__isnull=False).values_list(

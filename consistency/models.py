@@ -1,5 +1,7 @@
 """Consistency nouns: agreement runs and their per-item consensus, flags raised by runs,
-SME resolutions, and model runs with their predictions (error analysis beside HLP)."""
+the versioned transcript rule sets agreement applies, and model runs with their
+predictions (error analysis beside HLP). SME decisions on flags (``Resolution``) live in
+the ``review`` app."""
 
 from __future__ import annotations
 
@@ -165,48 +167,37 @@ class Flag(models.Model):
         return f"{self.kind} flag {self.pk} ({self.status})"
 
 
-class ResolutionAction(models.TextChoices):
-    SET_LABEL = "set_label", "Set the final label"
-    MARK_BORDERLINE = "mark_borderline", "Mark borderline"
-    MERGE_CLASSES = "merge_classes", "Merge classes"
-    UNMERGE_CLASSES = "unmerge_classes", "Undo a merge"
-    RELABEL = "relabel", "Send back for relabeling"
-    PUBLISH_GUIDELINE = "publish_guideline", "Publish a clarified guideline"
-    DISMISS = "dismiss", "Dismiss"
+class TranscriptRuleSet(models.Model):
+    """One published version of a transcription project's conventions: the ordered
+    rewrite rules (``consistency.normalization``) that agreement applies to transcripts
+    before comparing them.
 
-
-class Resolution(models.Model):
-    """An SME decision on a flag (or on items directly), with its rationale."""
+    Append-only, one row per version; the highest version is in force. The row is the
+    state, the ``normalization.published`` event written beside it (same transaction,
+    ``review.services.publish_normalization``) records the change.
+    """
 
     project = models.ForeignKey(
-        "labeling.Project", on_delete=models.CASCADE, related_name="resolutions"
+        "labeling.Project", on_delete=models.CASCADE, related_name="transcript_rule_sets"
     )
-    flag = models.ForeignKey(
-        Flag, null=True, blank=True, on_delete=models.SET_NULL, related_name="resolutions"
-    )
-    action = models.CharField(max_length=20, choices=ResolutionAction.choices)
-    rationale = models.TextField()
-    label_class = models.ForeignKey(
-        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    into_class = models.ForeignKey(
-        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    items = models.ManyToManyField("labeling.Item", blank=True, related_name="resolutions")
-    guideline = models.ForeignKey(
-        "labeling.Guideline", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    details = models.JSONField(default=dict, blank=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="resolutions"
+    version = models.PositiveIntegerField()
+    rules = models.JSONField(default=list, blank=True, help_text="[{find, replace, ...}]")
+    rationale = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at", "-id"]
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="one_rule_set_per_project_version"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.action} by {self.decided_by_id}"
+        return f"transcript rules v{self.version} of project {self.project_id}"
 
 
 class ModelRun(models.Model):

@@ -8,8 +8,8 @@ A rule set is an ordered list of rules, each a plain dict (that is how it is sto
 Rules apply in order, each to the output of the previous one. ``find`` is literal text
 unless ``regex`` is true (Python ``re`` syntax; the replacement may then use ``\\1``
 groups). ``whole_word`` only matches where ``find`` is not glued to another letter or
-digit on either side. Nothing here imports Django; the services in
-``consistency.review`` store rule sets as versioned events.
+digit on either side. Nothing here imports Django; ``review.services`` publishes rule
+sets as versioned ``consistency.TranscriptRuleSet`` rows.
 
 >>> rules = validate_rules([{"find": "Umm", "replace": "Um", "whole_word": True},
 ...                         {"find": "...", "replace": ","}])

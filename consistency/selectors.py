@@ -1,10 +1,11 @@
-"""Reads of agreement runs and consensus that more than one caller needs."""
+"""Reads of agreement runs, consensus and transcript rule sets that more than one caller
+needs."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from consistency.models import AgreementRun, Consensus, RunStatus
+from consistency.models import AgreementRun, Consensus, RunStatus, TranscriptRuleSet
 from labeling.models import Project
 
 
@@ -72,3 +73,31 @@ def is_stale(run: AgreementRun) -> bool:
         return False
     now = data_version(run.project_id)
     return any(run.data_version.get(k) != v for k, v in now.items())
+
+
+# --------------------------------------------------------------------------- transcript rules
+def rule_sets(project: Project | int) -> QuerySet[TranscriptRuleSet]:
+    """Every published transcript rule set of the project, newest version first."""
+    project_id = project.pk if isinstance(project, Project) else project
+    return TranscriptRuleSet.objects.filter(project_id=project_id).order_by("-version")
+
+
+def current_rule_set(project: Project | int) -> TranscriptRuleSet | None:
+    """The rule set in force (the highest version), None when none was published."""
+    return rule_sets(project).first()
+
+
+def current_normalization_rules(project: Project | int) -> list[dict]:
+    """The latest published rule set (``[]`` when none): apply it to transcripts with
+    ``consistency.normalization.normalize_texts(texts, rules)``."""
+    rule_set = current_rule_set(project)
+    return list(rule_set.rules) if rule_set else []
+
+
+def current_normalization(project: Project | int) -> dict:
+    """``{"version": n, "rules": [...]}`` of the latest published rule set (version 0 and
+    no rules when none): what a run should record beside its transcription results."""
+    rule_set = current_rule_set(project)
+    if rule_set is None:
+        return {"version": 0, "rules": []}
+    return {"version": rule_set.version, "rules": list(rule_set.rules)}

@@ -38,7 +38,7 @@ from django.db.models import Count, F, Max
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from consistency import normalization, review
+from consistency import flags, normalization
 from consistency.metrics import (
     LEVELS,
     AgreementStats,
@@ -58,6 +58,8 @@ from consistency.models import (
     RunStatus,
 )
 from consistency.scan import scan_annotations
+from consistency.selectors import current_normalization
+from labeling import selectors as labeling_selectors
 from labeling.models import (
     Annotation,
     GoldLabel,
@@ -206,7 +208,7 @@ def start_agreement_run(
 def sme_overrides(project: Project) -> dict[int, int]:
     """``{item_id: label_class_id}`` decided by an SME (already mapped through merges);
     they override every consensus method."""
-    return review.sme_overrides(project)
+    return labeling_selectors.sme_overrides(project)
 
 
 def _lineage(run: AgreementRun, event_type: str, error: str | None = None) -> None:
@@ -756,7 +758,7 @@ def _complete(run: AgreementRun, results: dict, consensus: dict, timings: dict) 
     _lineage(run, "COMPLETE")
     try:
         # Flags are advice on top of the results: a fault here must not fail the run.
-        review.generate_flags(run)
+        flags.generate_flags(run)
     except Exception:
         logger.exception("flag generation failed for agreement run %s", run.pk)
     return run
@@ -1242,7 +1244,7 @@ def _transcription_results(run, timings: dict):
     labs = np.searchsorted(labeler_ids, cols.labeler[keep])
     # The project's published standardisation rules first (e.g. "Umm" -> "Um"), then the
     # built-in normalisation (case, punctuation, white space).
-    project_rules = review.current_normalization(project)
+    project_rules = current_normalization(project)
     texts = normalization.normalize_texts(texts, project_rules["rules"])
     normalised = [normalize_transcript(t) for t in texts]
     codes, uniques = pd.factorize(pd.Series(normalised, dtype=object), sort=True)

@@ -13,10 +13,10 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from consistency.models import Resolution, ResolutionAction
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
 from provenance.models import Event
+from review.models import Resolution, ResolutionAction
 
 MERGE_VERBS = ("class.merged", "class.unmerged")
 CLASS_SUBJECT_TYPES = ("label_class", "class")

@@ -26,8 +26,6 @@ from consistency.models import (
     Consensus,
     ConsensusMethod,
     ConsensusStatus,
-    Resolution,
-    ResolutionAction,
     RunStatus,
 )
 from datasets import lineage, splits
@@ -36,6 +34,7 @@ from labeling import access
 from labeling import services as labeling_services
 from labeling.models import Annotation, Guideline, Item, LabelClass, Project, SourceBatch
 from provenance import events
+from review.models import Resolution, ResolutionAction
 
 log = logging.getLogger(__name__)
 

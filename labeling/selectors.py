@@ -19,6 +19,8 @@ from django.db.models.functions import Cast, Coalesce
 
 from labeling.models import (
     Annotation,
+    GoldLabel,
+    GoldSource,
     Guideline,
     Item,
     LabelClass,
@@ -201,3 +203,34 @@ def labeler_progress_detail(project: Project, *, labeler_id: int | None = None) 
                 "n_revisions": c["n_revisions"],
             }
     return sorted(rows.values(), key=lambda r: r["labeler"])
+
+
+# --- Class roots after merges, and SME decisions ------------------------------------
+# The one place for both: consistency (agreement, flags) and review read them here.
+
+
+def effective_class_map(project: Project | int) -> dict[int, int]:
+    """``{class id: class id it counts as}`` for every class of the project, following
+    ``merged_into`` chains (a class merged into one that was merged later counts as the
+    last one). Unmerged classes map to themselves."""
+    project_id = project.pk if isinstance(project, Project) else project
+    parent = dict(LabelClass.objects.filter(project_id=project_id).values_list("id", "merged_into"))
+    out = {}
+    for cid in parent:
+        seen, cur = {cid}, cid
+        while parent.get(cur) is not None and parent[cur] not in seen:
+            cur = parent[cur]
+            seen.add(cur)
+        out[cid] = cur
+    return out
+
+
+def sme_overrides(project: Project | int) -> dict[int, int]:
+    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), mapped
+    through the merges in force. The consensus of these items is the SME's label."""
+    project_id = project.pk if isinstance(project, Project) else project
+    mapping = effective_class_map(project_id)
+    rows = GoldLabel.objects.filter(
+        item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
+    ).values_list("item_id", "label_class_id")
+    return {item_id: mapping.get(class_id, class_id) for item_id, class_id in rows}

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from consistency import review
+from consistency.flags import generate_flags
 from consistency.models import Consensus, ConsensusMethod, Flag, FlagStatus
+from consistency.selectors import current_normalization_rules
 from labeling.models import GoldLabel, GoldSource, Project
-from tests.consistency.test_review import load_demo_db, run_agreement
+from labeling.selectors import sme_overrides
+from review.selectors import flag_queue
+from tests.review.test_review import load_demo_db, run_agreement
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -20,7 +23,7 @@ def review_project(transactional_db, settings) -> Project:
     """60 demo phones with their images and labels, one agreement run and its flags."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     project = load_demo_db(with_images=True, n_items=60)
-    review.generate_flags(run_agreement(project))
+    generate_flags(run_agreement(project))
     return project
 
 
@@ -28,7 +31,7 @@ def test_sme_resolves_a_flag_with_the_keyboard(
     http_live_server, page, review_project, screenshot_dir
 ):
     project = review_project
-    queue = list(review.flag_queue(project))
+    queue = list(flag_queue(project))
     target_index = next(i for i, f in enumerate(queue) if f.kind == "item_disagreement")
     target = queue[target_index]
     item = target.items.get()
@@ -74,7 +77,7 @@ def test_sme_resolves_a_flag_with_the_keyboard(
     assert (gold.label_class.key, gold.source) == ("shallow_scratch", GoldSource.SME)
     consensus = Consensus.objects.get(item=item, run=target.run, method=ConsensusMethod.SME)
     assert consensus.label_class.key == "shallow_scratch" and consensus.status == "resolved"
-    assert review.sme_overrides(project)[item.pk] == gold.label_class_id
+    assert sme_overrides(project)[item.pk] == gold.label_class_id
     assert not Flag.objects.filter(pk=target.pk, status=FlagStatus.OPEN).exists()
 
     # Back on the queue the flag is gone from the open list.
@@ -153,4 +156,4 @@ def test_sme_previews_and_publishes_transcript_rules(
     with page.expect_navigation():
         page.click("button[name=publish]")
     assert "Published rule set v1" in page.content()
-    assert [r["find"] for r in review.current_normalization_rules(project)] == ["Umm", "..."]
+    assert [r["find"] for r in current_normalization_rules(project)] == ["Umm", "..."]

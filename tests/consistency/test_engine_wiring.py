@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from consistency import review, services
+from consistency import services
 from consistency.models import Consensus, ConsensusMethod, Flag, FlagKind, RunStatus
 from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG
 from labeling.demo.loader import seed_demo
 from labeling.models import Project
+from review.services import publish_normalization, resolve_flag
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +53,7 @@ def test_an_sme_decision_becomes_the_consensus_of_the_next_run(demo, django_user
     assert flag is not None, "the demo has disputed items"
     item = flag.items.first()
     sme = django_user_model.objects.get(username="sme")
-    review.resolve_flag(
+    resolve_flag(
         flag=flag,
         actor=sme,
         action="set_label",
@@ -74,7 +75,7 @@ def test_published_transcript_rules_are_applied_before_agreement(demo, django_us
     before = run_agreement(speech, n_bootstrap=0).results
     manager = django_user_model.objects.get(username="admin")
     # Remove the filler everyone disagrees about: transcripts then agree more often.
-    review.publish_normalization(
+    publish_normalization(
         project=speech,
         rules=[
             {"find": r"\b(um+|uh+)\b[.,]*", "replace": "", "regex": True, "case_sensitive": False}

@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from consistency.models import Resolution, ResolutionAction
 from datasets.models import DatasetStatus, DatasetVersion
 from labeling import services as labeling_services
 from labeling.models import LabelClass
+from review.models import Resolution, ResolutionAction
 from tests.datasets.conftest import build, run_majority
 
 pytestmark = pytest.mark.django_db

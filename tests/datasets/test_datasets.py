@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 import pytest
 from django.core.exceptions import ValidationError
 
-from consistency.models import Resolution, ResolutionAction
 from datasets import services
 from datasets.models import DatasetRow, DatasetStatus, ImmutableError
 from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance.models import Event
+from review.models import Resolution, ResolutionAction
 from tests.datasets.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db

@@ -2,10 +2,10 @@
 
 import pytest
 
-from consistency.models import Resolution, ResolutionAction
 from labeling import services as labeling_services
 from labeling.models import LabelClass, SourceBatch
 from provenance import events
+from review.models import Resolution, ResolutionAction
 from tests.datasets.conftest import build, label_items, make_items, run_majority
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consistency import review
+from consistency.flags import generate_flags, load_label_data, normalized_transcripts
 from consistency.metrics import AgreementStats, summarize
 from consistency.models import (
     AgreementRun,
@@ -22,9 +22,10 @@ from consistency.models import (
     Flag,
     FlagKind,
     FlagStatus,
-    Resolution,
     RunStatus,
+    TranscriptRuleSet,
 )
+from consistency.selectors import current_normalization, current_normalization_rules
 from labeling import services
 from labeling.models import (
     Annotation,
@@ -39,7 +40,11 @@ from labeling.models import (
     Role,
     TaskType,
 )
+from labeling.selectors import effective_class_map, sme_overrides
 from provenance.models import Event
+from review.models import Resolution
+from review.selectors import agreement_history, alpha_before_after, flag_queue
+from review.services import preview_normalization, publish_normalization, resolve_flag
 from tests.consistency.test_detection import demo_image_project
 
 User = get_user_model()
@@ -115,7 +120,7 @@ def load_demo_db(*, with_images: bool = False, n_items: int | None = None) -> Pr
 def run_agreement(project: Project) -> AgreementRun:
     """An agreement run computed with consistency.metrics on the scanned labels (merges
     applied), stored like the engine stores one."""
-    data = review.load_label_data(project)
+    data = load_label_data(project)
     stats = AgreementStats.from_labels(
         data.items,
         data.labelers,
@@ -127,6 +132,10 @@ def run_agreement(project: Project) -> AgreementRun:
     results = summarize(
         stats, classes=data.classes, labeler_names=data.labeler_names, n_bootstrap=0
     )
+    # Like the engine, the run records the merges in force ({merged key: root key}).
+    roots = effective_class_map(project)
+    keys = dict(LabelClass.objects.filter(project=project).values_list("id", "key"))
+    results["merges"] = {keys[c]: keys[r] for c, r in roots.items() if c != r}
     now = timezone.now()
     return AgreementRun.objects.create(
         project=project,
@@ -217,7 +226,7 @@ def assert_recorded(verb: str, actor, rationale: str) -> Event:
 # --------------------------------------------------------------------------- generate
 def test_generate_flags_on_the_demo_stores_ranked_flags_with_evidence(demo_project):
     run = run_agreement(demo_project)
-    flags = review.generate_flags(run)
+    flags = generate_flags(run)
     kinds = {f.kind for f in flags}
     assert {"merge_classes", "borderline", "unclear_slice", "labeler"} <= kinds
     merge = Flag.objects.filter(run=run, kind="merge_classes").order_by("-impact").first()
@@ -234,23 +243,23 @@ def test_generate_flags_on_the_demo_stores_ranked_flags_with_evidence(demo_proje
 
 def test_generate_flags_is_idempotent_and_replaces_older_open_flags(demo_project):
     run = run_agreement(demo_project)
-    first = review.generate_flags(run)
-    again = review.generate_flags(run)
+    first = generate_flags(run)
+    again = generate_flags(run)
     assert len(first) == len(again) == Flag.objects.filter(project=demo_project).count()
     later = run_agreement(demo_project)
-    review.generate_flags(later)
+    generate_flags(later)
     assert not Flag.objects.filter(run=run).exists()
     assert Flag.objects.filter(run=later).count() == len(first)
 
 
 def test_a_dismissed_suggestion_is_not_raised_again(demo_project):
     run = run_agreement(demo_project)
-    review.generate_flags(run)
+    generate_flags(run)
     sme = User.objects.get(username="sme")
     merge = Flag.objects.filter(run=run, kind="merge_classes").first()
-    review.resolve_flag(flag=merge, actor=sme, action="dismiss", rationale="two real grades")
+    resolve_flag(flag=merge, actor=sme, action="dismiss", rationale="two real grades")
     later = run_agreement(demo_project)
-    review.generate_flags(later)
+    generate_flags(later)
     assert not Flag.objects.filter(run=later, kind="merge_classes").exists()
     assert Flag.objects.get(pk=merge.pk).status == FlagStatus.DISMISSED
 
@@ -259,9 +268,9 @@ def test_a_dismissed_suggestion_is_not_raised_again(demo_project):
 def test_merging_the_pair_raises_alpha_and_undoing_restores_the_figures_exactly(demo_project):
     sme = User.objects.get(username="sme")
     before = run_agreement(demo_project)
-    review.generate_flags(before)
+    generate_flags(before)
     merge = Flag.objects.filter(run=before, kind="merge_classes").order_by("-impact").first()
-    review.resolve_flag(
+    resolve_flag(
         flag=merge,
         actor=sme,
         action="merge_classes",
@@ -276,7 +285,7 @@ def test_merging_the_pair_raises_alpha_and_undoing_restores_the_figures_exactly(
     assert alpha(merged) > alpha(before) + 0.05
     assert "shallow_scratch" not in merged.results["confusion"]["classes"]
 
-    review.resolve_flag(
+    resolve_flag(
         flag=merge, actor=sme, action="unmerge_classes", rationale="the customer needs both"
     )
     undone = run_agreement(demo_project)
@@ -284,11 +293,11 @@ def test_merging_the_pair_raises_alpha_and_undoing_restores_the_figures_exactly(
     # the classes still exist throughout (a merge maps, never deletes)
     assert LabelClass.objects.filter(project=demo_project, key="shallow_scratch").exists()
 
-    history = review.agreement_history(demo_project)
+    history = agreement_history(demo_project)
     assert [h["merges"] for h in history] == [[], [["shallow_scratch", "deep_scratch"]], []]
     assert history[1]["delta_alpha"] > 0 and history[2]["delta_alpha"] < 0
     assert history[0]["guideline_version"] == 2
-    ba = review.alpha_before_after(demo_project)
+    ba = alpha_before_after(demo_project)
     assert ba["after"]["run"] == undone.pk and ba["before"]["run"] == merged.pk
     assert any("unmerged shallow_scratch" in c for c in ba["changes"])
 
@@ -296,13 +305,13 @@ def test_merging_the_pair_raises_alpha_and_undoing_restores_the_figures_exactly(
 # --------------------------------------------------------------------------- actions
 def test_set_label_writes_gold_consensus_override_and_events(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
-    resolution = review.resolve_flag(
+    resolution = resolve_flag(
         flag=flag, actor=sme, action="set_label", label="scratch", rationale="clear scratch"
     )
     item = labeled["it-1"]
     gold = GoldLabel.objects.get(item=item)
     assert (gold.label_class.key, gold.source, gold.created_by) == ("scratch", GoldSource.SME, sme)
-    assert review.sme_overrides(project) == {item.pk: gold.label_class_id}
+    assert sme_overrides(project) == {item.pk: gold.label_class_id}
     consensus = Consensus.objects.get(run=run, item=item, method=ConsensusMethod.SME)
     assert consensus.label_class.key == "scratch" and consensus.status == "resolved"
     flag.refresh_from_db()
@@ -321,7 +330,7 @@ def test_set_label_writes_gold_consensus_override_and_events(project, labeled, r
 
 def test_mark_borderline_uses_the_projects_borderline_class(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.BORDERLINE, items=[labeled["it-2"]])
-    review.resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint mark")
+    resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint mark")
     assert GoldLabel.objects.get(item=labeled["it-2"]).label_class.key == "borderline"
     assert Consensus.objects.get(item=labeled["it-2"], method="sme").status == "borderline"
     event = assert_recorded("item.marked_borderline", sme, "faint mark")
@@ -332,17 +341,17 @@ def test_mark_borderline_without_a_borderline_class_says_to_add_one(project, lab
     LabelClass.objects.filter(project=project, is_borderline=True).update(is_borderline=False)
     flag = make_flag(project, run, FlagKind.BORDERLINE, items=[labeled["it-2"]])
     with pytest.raises(ValidationError, match="no borderline class"):
-        review.resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint")
+        resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint")
     assert Flag.objects.get(pk=flag.pk).status == FlagStatus.OPEN
 
 
 def test_merge_and_unmerge_write_class_events_and_map_overrides(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.MERGE_CLASSES, classes=["scratch", "dent"])
-    review.resolve_flag(
+    resolve_flag(
         flag=make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-3"]]),
         actor=sme, action="set_label", label="dent", rationale="dent",
     )  # fmt: skip
-    review.resolve_flag(
+    resolve_flag(
         flag=flag, actor=sme, action="merge_classes", into="scratch", rationale="same thing"
     )
     dent = LabelClass.objects.get(project=project, key="dent")
@@ -352,10 +361,10 @@ def test_merge_and_unmerge_write_class_events_and_map_overrides(project, labeled
     assert event.before == {"class": "dent", "merged_into": None}
     assert event.after["merged_into"] == "scratch"
     # the SME's earlier decision now counts as the merged class
-    assert review.sme_overrides(project)[labeled["it-3"].pk] == scratch.pk
-    assert review.load_label_data(project).classes == ["no_defect", "scratch", "borderline"]
+    assert sme_overrides(project)[labeled["it-3"].pk] == scratch.pk
+    assert load_label_data(project).classes == ["no_defect", "scratch", "borderline"]
 
-    review.resolve_flag(flag=flag, actor=sme, action="unmerge_classes", rationale="undo")
+    resolve_flag(flag=flag, actor=sme, action="unmerge_classes", rationale="undo")
     dent.refresh_from_db()
     assert dent.merged_into is None
     event = assert_recorded("class.unmerged", sme, "undo")
@@ -365,7 +374,7 @@ def test_merge_and_unmerge_write_class_events_and_map_overrides(project, labeled
 
 def test_relabel_creates_relabel_assignments_and_an_event(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
-    review.resolve_flag(flag=flag, actor=sme, action="relabel", rationale="look again")
+    resolve_flag(flag=flag, actor=sme, action="relabel", rationale="look again")
     rows = Assignment.objects.filter(item=labeled["it-1"], reason="relabel", status="active")
     assert rows.count() == 3
     event = assert_recorded("items.sent_for_relabel", sme, "look again")
@@ -377,7 +386,7 @@ def test_relabel_on_a_labeler_flag_goes_to_that_labeler(project, labeled, run, s
         project, run, FlagKind.LABELER, items=[labeled["it-1"], labeled["it-2"]],
         labeler=labelers[1],
     )  # fmt: skip
-    review.resolve_flag(flag=flag, actor=sme, action="relabel", rationale="retrained")
+    resolve_flag(flag=flag, actor=sme, action="relabel", rationale="retrained")
     rows = Assignment.objects.filter(reason="relabel")
     assert set(rows.values_list("labeler_id", flat=True)) == {labelers[1].pk}
     assert rows.count() == 2
@@ -386,8 +395,8 @@ def test_relabel_on_a_labeler_flag_goes_to_that_labeler(project, labeled, run, s
 def test_publish_guideline_adds_a_version_with_the_items_as_examples(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.UNCLEAR_SLICE, items=[labeled["it-1"]])
     with pytest.raises(ValidationError, match="guideline"):
-        review.resolve_flag(flag=flag, actor=sme, action="publish_guideline", rationale="x")
-    resolution = review.resolve_flag(
+        resolve_flag(flag=flag, actor=sme, action="publish_guideline", rationale="x")
+    resolution = resolve_flag(
         flag=flag,
         actor=sme,
         action="publish_guideline",
@@ -405,7 +414,7 @@ def test_publish_guideline_adds_a_version_with_the_items_as_examples(project, la
 
 def test_dismiss_closes_the_flag_with_an_event(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
-    review.resolve_flag(flag=flag, actor=sme, action="dismiss", rationale="known hard item")
+    resolve_flag(flag=flag, actor=sme, action="dismiss", rationale="known hard item")
     assert Flag.objects.get(pk=flag.pk).status == FlagStatus.DISMISSED
     event = assert_recorded("flag.dismissed", sme, "known hard item")
     assert event.after["status"] == "dismissed"
@@ -415,20 +424,20 @@ def test_dismiss_closes_the_flag_with_an_event(project, labeled, run, sme):
 def test_every_action_needs_a_rationale(project, labeled, run, sme, rationale):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
     with pytest.raises(ValidationError, match="rationale"):
-        review.resolve_flag(flag=flag, actor=sme, action="dismiss", rationale=rationale)
+        resolve_flag(flag=flag, actor=sme, action="dismiss", rationale=rationale)
 
 
 def test_a_labeler_cannot_resolve_in_the_service_either(project, labeled, run, labelers):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
     with pytest.raises(PermissionDenied):
-        review.resolve_flag(flag=flag, actor=labelers[0], action="dismiss", rationale="no")
+        resolve_flag(flag=flag, actor=labelers[0], action="dismiss", rationale="no")
 
 
 def test_a_closed_flag_cannot_be_resolved_again(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.ITEM_DISAGREEMENT, items=[labeled["it-1"]])
-    review.resolve_flag(flag=flag, actor=sme, action="dismiss", rationale="fine")
+    resolve_flag(flag=flag, actor=sme, action="dismiss", rationale="fine")
     with pytest.raises(ValidationError, match="dismissed already"):
-        review.resolve_flag(flag=flag, actor=sme, action="set_label", label="dent", rationale="x")
+        resolve_flag(flag=flag, actor=sme, action="set_label", label="dent", rationale="x")
 
 
 # --------------------------------------------------------------------------- REST
@@ -579,7 +588,7 @@ RULES = [
 
 
 def test_normalization_preview_lists_changes_and_agreement(speech):
-    preview = review.preview_normalization(speech, rules=RULES)
+    preview = preview_normalization(speech, rules=RULES)
     assert preview["n_texts"] == 6 and preview["n_changed"] == 3
     changes = {(c["ref"]["item"], c["before"]): c["after"] for c in preview["changes"]}
     assert changes[("c-1", "Umm... yes please")] == "um, yes please"
@@ -593,28 +602,34 @@ def test_normalization_preview_lists_changes_and_agreement(speech):
 
 
 def test_normalization_rules_are_versioned_events(speech, manager):
-    assert review.current_normalization_rules(speech) == []
-    first = review.publish_normalization(
+    assert current_normalization_rules(speech) == []
+    first = publish_normalization(
         project=speech, rules=RULES[:1], actor=manager, rationale="one filler spelling"
     )
-    second = review.publish_normalization(
+    second = publish_normalization(
         project=speech, rules=RULES, actor=manager, rationale="ellipsis is a comma"
     )
     assert (first["version"], second["version"]) == (1, 2)
-    assert [r["find"] for r in review.current_normalization_rules(speech)] == ["umm", "..."]
-    assert review.current_normalization(speech)["version"] == 2
+    assert [r["find"] for r in current_normalization_rules(speech)] == ["umm", "..."]
+    assert current_normalization(speech)["version"] == 2
+    # the table is the state; the event beside each row records the change
+    rows = TranscriptRuleSet.objects.filter(project=speech).order_by("version")
+    assert [(r.version, r.rationale, r.created_by_id) for r in rows] == [
+        (1, "one filler spelling", manager.pk),
+        (2, "ellipsis is a comma", manager.pk),
+    ]
     event = assert_recorded("normalization.published", manager, "ellipsis is a comma")
     assert event.before["version"] == 1 and event.after["version"] == 2
     # agreement compares transcripts after them (then case, punctuation, whitespace)
-    texts = review.normalized_transcripts(["Umm... yes please"], project=speech)
+    texts = normalized_transcripts(["Umm... yes please"], project=speech)
     assert texts == ["um yes please"]
 
 
 def test_normalization_rejects_bad_rules_and_classification_projects(speech, project, manager):
     with pytest.raises(ValidationError, match="rule 1"):
-        review.preview_normalization(speech, rules=[{"find": "(", "regex": True}])
+        preview_normalization(speech, rules=[{"find": "(", "regex": True}])
     with pytest.raises(ValidationError, match="transcription"):
-        review.preview_normalization(project, rules=RULES)
+        preview_normalization(project, rules=RULES)
 
 
 def test_normalization_over_rest(api, speech, manager, labelers):
@@ -664,15 +679,15 @@ def test_merge_round_trip_through_the_agreement_engine(demo_project):
         return run
 
     before = engine_run()
-    review.generate_flags(before)
+    generate_flags(before)
     merge = Flag.objects.filter(run=before, kind="merge_classes").order_by("-impact").first()
-    review.resolve_flag(
+    resolve_flag(
         flag=merge, actor=sme, action="merge_classes", into="deep_scratch", rationale="same"
     )
     merged = engine_run()
     alpha = lambda r: r.results["overall"]["krippendorff_alpha"]  # noqa: E731
     assert alpha(merged) > alpha(before)
-    review.resolve_flag(flag=merge, actor=sme, action="unmerge_classes", rationale="undo")
+    resolve_flag(flag=merge, actor=sme, action="unmerge_classes", rationale="undo")
     undone = engine_run()
     for key in FIGURES:
         assert undone.results.get(key) == before.results.get(key), key
@@ -680,7 +695,7 @@ def test_merge_round_trip_through_the_agreement_engine(demo_project):
 
 def test_transcription_flags_name_the_transcripts(speech, labelers):
     run = run_agreement_transcription(speech)
-    flags = review.generate_flags(run)
+    flags = generate_flags(run)
     assert {f.kind for f in flags} == {"item_disagreement"}
     flag = next(f for f in flags if f.items.get().external_id == "c-1")
     values = {x["labeler"]: x["value"] for x in flag.evidence["labels"]}
@@ -701,20 +716,18 @@ def test_demo_loop_merge_borderline_guideline_then_agreement_rises(demo_project)
     the borderline items, publish a clarified guideline, run again — each step recorded."""
     sme = User.objects.get(username="sme")
     first = run_agreement(demo_project)
-    review.generate_flags(first)
-    queue = list(review.flag_queue(demo_project))
+    generate_flags(first)
+    queue = list(flag_queue(demo_project))
     merge = next(f for f in queue if f.kind == "merge_classes")
     borderline = next(f for f in queue if f.kind == "borderline")
     camera = next(f for f in queue if f.kind == "unclear_slice")
 
-    review.resolve_flag(
+    resolve_flag(
         flag=merge, actor=sme, action="merge_classes", into="deep_scratch",
         rationale="depth is not visible in a photo",
     )  # fmt: skip
-    review.resolve_flag(
-        flag=borderline, actor=sme, action="mark_borderline", rationale="faint marks"
-    )
-    review.resolve_flag(
+    resolve_flag(flag=borderline, actor=sme, action="mark_borderline", rationale="faint marks")
+    resolve_flag(
         flag=camera,
         actor=sme,
         action="publish_guideline",
@@ -723,9 +736,9 @@ def test_demo_loop_merge_borderline_guideline_then_agreement_rises(demo_project)
         rationale="cam-4 is under-exposed",
     )
     second = run_agreement(demo_project)
-    review.generate_flags(second)
+    generate_flags(second)
 
-    history = review.agreement_history(demo_project)
+    history = agreement_history(demo_project)
     assert history[-1]["krippendorff_alpha"] > history[0]["krippendorff_alpha"]
     assert history[-1]["guideline_version"] == 3
     assert history[-1]["merges"] == [["shallow_scratch", "deep_scratch"]]

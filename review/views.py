@@ -2,7 +2,7 @@
 label, the decision form, and the transcription normalisation rules.
 
 Plain POST forms (they work without JavaScript); ``static/concord/review.js`` adds the
-keyboard. Views are thin: every write is a ``consistency.review`` service.
+keyboard. Views are thin: every write is a ``review.services`` function.
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from consistency import review
 from consistency.models import (
     Consensus,
     ConsensusMethod,
     Flag,
     FlagKind,
     FlagStatus,
-    ResolutionAction,
 )
+from consistency.selectors import current_normalization_rules
 from labeling import access, selectors
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import GoldLabel, Item, Project, TaskType
+from review import selectors as review_selectors
+from review import services as review_services
+from review.models import ResolutionAction
 
 DIGITS = "123456789"
 KIND_ICONS = {
@@ -80,7 +82,7 @@ def queue(request, project: Project, role: str):
     status = status if status in FlagStatus.values else FlagStatus.OPEN
     kind = request.GET.get("kind") or None
     kind = kind if kind in FlagKind.values else None
-    flags = list(review.flag_queue(project, status=status, kind=kind)[:300])
+    flags = list(review_selectors.flag_queue(project, status=status, kind=kind)[:300])
     max_impact = max((f.impact for f in flags), default=0) or 1
     rows = []
     for rank, flag in enumerate(flags, start=1):
@@ -106,8 +108,8 @@ def queue(request, project: Project, role: str):
         "kinds": _kind_counts(project, status),
         "n_open": Flag.objects.filter(project=project, status=FlagStatus.OPEN).count(),
         "statuses": FlagStatus.choices,
-        "before_after": review.alpha_before_after(project),
-        "history": review.agreement_history(project)[-8:],
+        "before_after": review_selectors.alpha_before_after(project),
+        "history": review_selectors.agreement_history(project)[-8:],
         "can_resolve": role in SME_ROLES,
         "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
     }
@@ -198,7 +200,7 @@ def flag_page(request, flag: Flag, role: str):
     comment, the evidence, and the decision form."""
     project = flag.project
     items = list(flag.items.order_by("pk"))
-    labels = review.item_labels(items)
+    labels = review_selectors.item_labels(items)
     gold = {
         g.item_id: g
         for g in GoldLabel.objects.filter(item__in=items).select_related(
@@ -233,7 +235,7 @@ def flag_page(request, flag: Flag, role: str):
         for i in items
     ]
     classes, borderline = _classes_for_ui(project)
-    prev_id, next_id = review.neighbours(flag)
+    prev_id, next_id = review_selectors.neighbours(flag)
     open_ids = list(
         Flag.objects.filter(project=project, status=FlagStatus.OPEN)
         .order_by("-impact", "id")
@@ -280,7 +282,7 @@ def flag_page(request, flag: Flag, role: str):
         "resolutions": flag.resolutions.select_related(
             "decided_by", "label_class", "into_class", "guideline"
         ).order_by("created_at", "id"),
-        "before_after": review.alpha_before_after(project),
+        "before_after": review_selectors.alpha_before_after(project),
         "actions": ResolutionAction.choices,
     }
     return render(request, "review/flag.html", context)
@@ -292,9 +294,9 @@ def resolve(request, flag: Flag, role: str):
     """Carry out the decision posted from the flag page, then go to the next open flag."""
     post = request.POST
     action = post.get("action", "")
-    _, next_id = review.neighbours(flag)
+    _, next_id = review_selectors.neighbours(flag)
     try:
-        resolution = review.resolve_flag(
+        resolution = review_services.resolve_flag(
             flag=flag,
             actor=request.user,
             action=action,
@@ -328,14 +330,14 @@ def normalization_page(request, project: Project, role: str):
     """Transcription rules: edit, preview (before → after, counts), publish a version."""
     if project.task_type != TaskType.TRANSCRIPTION:
         raise Http404("normalisation rules are for transcription projects")
-    rules = review.current_normalization_rules(project)
+    rules = current_normalization_rules(project)
     preview, error = None, None
     if request.method == "POST":
         rules = _rules_from_post(request.POST)
         try:
             if request.POST.get("publish"):
                 access.check_role(role, SME_ROLES)  # previewing is open to viewers
-                published = review.publish_normalization(
+                published = review_services.publish_normalization(
                     project=project,
                     rules=rules,
                     actor=request.user,
@@ -343,7 +345,7 @@ def normalization_page(request, project: Project, role: str):
                 )
                 messages.success(request, f"Published rule set v{published['version']}.")
                 return redirect("review-normalization", project_id=project.pk)
-            preview = review.preview_normalization(project, rules=rules)
+            preview = review_services.preview_normalization(project, rules=rules)
         except ValidationError as exc:
             error = "; ".join(exc.messages)
     blank = {
@@ -359,7 +361,7 @@ def normalization_page(request, project: Project, role: str):
         "rules": [*rules, blank],
         "preview": preview,
         "error": error,
-        "versions": review.normalization_versions(project),
+        "versions": review_selectors.normalization_versions(project),
         "can_publish": role in SME_ROLES,
     }
     return render(request, "review/normalization.html", context)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from consistency import review_views
+from review import views as review_views
 
 urlpatterns = [
     path("projects/<int:project_id>/review/", review_views.queue, name="review-queue"),

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from consistency import review
 from consistency.models import Flag, FlagKind, FlagStatus
+from consistency.selectors import current_normalization_rules
 from labeling.models import GoldLabel, LabelClass
-from tests.consistency.test_review import (  # noqa: F401 - fixtures
+from review.services import resolve_flag
+from tests.review.test_review import (  # noqa: F401 - fixtures
     fast_password_hasher,
     labeled,
     make_flag,
@@ -108,7 +109,7 @@ def test_missing_rationale_keeps_the_flag_open_with_a_message(web, flags, sme):
 
 def test_resolved_merge_flag_offers_undo(web, project, run, sme):
     flag = make_flag(project, run, FlagKind.MERGE_CLASSES, classes=["scratch", "dent"])
-    review.resolve_flag(flag=flag, actor=sme, action="merge_classes", into="scratch", rationale="x")
+    resolve_flag(flag=flag, actor=sme, action="merge_classes", into="scratch", rationale="x")
     web.login(sme)
     html = web.get(f"/flags/{flag.pk}/").content.decode()
     assert "Undo merge" in html
@@ -133,4 +134,4 @@ def test_normalization_page_previews_and_publishes(web, speech, manager):
     html = web.post(url, form).content.decode()
     assert "Preview: 2 of 6 transcripts change" in html
     web.post(url, {**form, "publish": "1", "preview": "", "rationale": "one spelling"})
-    assert review.current_normalization_rules(speech)[0]["find"] == "Umm"
+    assert current_normalization_rules(speech)[0]["find"] == "Umm"
