@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from consistency.models import AgreementRun, Consensus, RunStatus
-from labeling.models import Project
+from labeling.models import Project, Role
+
+# Who may read a run's results (they show everyone's labels) and who may start a run:
+# the dashboard's gate, here so consistency's pages need nothing from the API package.
+REVIEW_ROLES = frozenset({Role.VIEWER, Role.SME, Role.MANAGER})
+SME_ROLES = frozenset({Role.SME, Role.MANAGER})
 
 
 def runs_for_project(project: Project) -> QuerySet[AgreementRun]:

@@ -16,9 +16,9 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from api.base import REVIEW_ROLES, SME_ROLES
 from consistency import charts, selectors, services
 from consistency.models import AgreementRun, RunStatus
+from consistency.selectors import REVIEW_ROLES, SME_ROLES
 from labeling.models import Project
 from labeling.selectors import role_in_project
 
