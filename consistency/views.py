@@ -16,7 +16,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from consistency import charts, selectors, services
+from consistency import charts, runs, selectors
 from consistency.models import AgreementRun, RunStatus
 from consistency.selectors import REVIEW_ROLES, SME_ROLES
 from labeling.models import Project
@@ -64,7 +64,7 @@ def dashboard(request, project_id: int):
 def start_run(request, project_id: int):
     project, _ = _project_for(request, project_id, SME_ROLES)
     try:
-        run = services.start_agreement_run(project=project, params={}, created_by=request.user)
+        run = runs.start_agreement_run(project=project, params={}, created_by=request.user)
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
         return redirect("consistency-dashboard", project_id=project.pk)
