@@ -25,7 +25,8 @@ from consistency.models import (
     Resolution,
     RunStatus,
 )
-from consistency.runs import execute_agreement_run, validate_params
+from consistency.run_params import validate_params
+from consistency.runs import execute_agreement_run
 from labeling import services
 from labeling.models import (
     Annotation,
