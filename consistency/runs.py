@@ -18,13 +18,12 @@ statistics and every number of a chunked run equals the single-pass number.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,6 +35,14 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from consistency import normalization, review
+from consistency.chunks import (
+    ChunkStats,
+    chunk_from_bytes,
+    chunk_stats,
+    chunk_to_bytes,
+    merge_chunks,
+)
+from consistency.class_map import ClassMap, class_map
 from consistency.metrics import (
     AgreementStats,
     dawid_skene,
@@ -60,7 +67,6 @@ from labeling.models import (
     GoldLabel,
     Guideline,
     Item,
-    LabelClass,
     Project,
     TaskType,
 )
@@ -123,79 +129,7 @@ def _lineage(run: AgreementRun, event_type: str, error: str | None = None) -> No
     )
 
 
-# ------------------------------------------------------------------ classes and labelers
-
-
-@dataclass(frozen=True)
-class ClassMap:
-    """Root classes after merges, in code order, and the code of every stored class id."""
-
-    ids: list[int]  # root class id per code
-    keys: list[str]
-    names: list[str]
-    borderline: np.ndarray  # bool per code
-    metric_value: np.ndarray  # float per code: value, else rank, else NaN
-    code_of: dict[int, int]  # any class id (merged or not) -> code of its root
-    merges: dict[str, str]  # merged class key -> root class key
-
-    def codes(self, class_ids: np.ndarray) -> np.ndarray:
-        """Codes for stored class ids (shape (N,)); -1 for no class or an unknown id."""
-        if not self.code_of:
-            return np.full(class_ids.shape, -1, dtype=np.int64)
-        lookup_ids = np.fromiter(self.code_of.keys(), dtype=np.int64)
-        lookup_codes = np.fromiter(self.code_of.values(), dtype=np.int64)
-        order = np.argsort(lookup_ids)
-        lookup_ids, lookup_codes = lookup_ids[order], lookup_codes[order]
-        pos = np.searchsorted(lookup_ids, class_ids)
-        pos = np.minimum(pos, lookup_ids.size - 1)
-        return np.where(lookup_ids[pos] == class_ids, lookup_codes[pos], -1)
-
-
-def class_map(project: Project, level: str) -> ClassMap:
-    """The project's classes with ``merged_into`` chains resolved to their root class.
-
-    Ordinal projects order root classes by rank (classes without a rank last).
-    """
-    rows = list(
-        LabelClass.objects.filter(project=project)
-        .order_by("order", "id")
-        .values("id", "key", "name", "rank", "value", "is_borderline", "merged_into_id")
-    )
-    by_id = {r["id"]: r for r in rows}
-
-    def root(class_id: int) -> int:
-        seen = set()
-        while by_id[class_id]["merged_into_id"] is not None and class_id not in seen:
-            seen.add(class_id)
-            class_id = by_id[class_id]["merged_into_id"]
-        return class_id
-
-    roots = [r for r in rows if r["merged_into_id"] is None]
-    if level == "ordinal":
-        roots.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
-    code_by_root = {r["id"]: i for i, r in enumerate(roots)}
-    code_of = {r["id"]: code_by_root[root(r["id"])] for r in rows if root(r["id"]) in code_by_root}
-    merges = {
-        r["key"]: by_id[root(r["id"])]["key"] for r in rows if r["merged_into_id"] is not None
-    }
-    metric = np.array(
-        [
-            r["value"]
-            if r["value"] is not None
-            else (r["rank"] if r["rank"] is not None else np.nan)
-            for r in roots
-        ],
-        dtype=np.float64,
-    )
-    return ClassMap(
-        ids=[r["id"] for r in roots],
-        keys=[r["key"] for r in roots],
-        names=[r["name"] for r in roots],
-        borderline=np.array([r["is_borderline"] for r in roots], dtype=bool),
-        metric_value=metric,
-        code_of=code_of,
-        merges=merges,
-    )
+# ------------------------------------------------------------------ labelers and data version
 
 
 def _labelers_and_version(project_id: int) -> tuple[list[int], dict]:
@@ -225,132 +159,8 @@ def data_version(project: Project | int) -> dict:
     return {"max_annotation_id": agg["max_id"], "n_annotations": agg["n"]}
 
 
-# ------------------------------------------------------------------ chunk statistics
-
-
-@dataclass
-class ChunkStats:
-    """Sufficient statistics of one item range plus the per-label guideline column.
-
-    ``guideline`` is aligned with ``stats.item`` (labels sorted by item, then labeler).
-    """
-
-    stats: AgreementStats
-    guideline: np.ndarray
-    n_dropped: int = 0
-    n_late_labelers: int = 0
-
-
 def _is_transcription(project: Project) -> bool:
     return project.task_type == TaskType.TRANSCRIPTION
-
-
-def _chunk_stats(
-    project: Project,
-    level: str,
-    classes: ClassMap,
-    labeler_ids: np.ndarray,
-    first_item_id: int | None,
-    last_item_id: int | None,
-) -> ChunkStats:
-    categorical = level in ("nominal", "ordinal")
-    cols = scan_annotations(
-        project.pk,
-        first_item_id=first_item_id,
-        last_item_id=last_item_id,
-        with_number=not categorical,
-    )
-    lab_pos = np.searchsorted(labeler_ids, cols.labeler)
-    lab_pos_c = np.minimum(lab_pos, max(labeler_ids.size - 1, 0))
-    known_lab = (labeler_ids.size > 0) & (labeler_ids[lab_pos_c] == cols.labeler)
-    codes = classes.codes(cols.label_class)
-    if categorical:
-        values = codes
-        keep = known_lab & (values >= 0)
-    else:
-        values = cols.number.copy()
-        from_class = np.isnan(values) & (codes >= 0)
-        if from_class.any():
-            values[from_class] = classes.metric_value[codes[from_class]]
-        keep = known_lab & np.isfinite(values)
-    n_dropped = int((~keep & known_lab).sum())
-    item, lab, val, guide = cols.item[keep], lab_pos_c[keep], values[keep], cols.guideline[keep]
-    order = np.lexsort((lab, item))
-    item, lab, val, guide = item[order], lab[order], val[order], guide[order]
-    stats = AgreementStats.from_labels(
-        item,
-        lab,
-        val,
-        level=level,
-        n_classes=len(classes.keys) if categorical else None,
-        n_labelers=int(labeler_ids.size),
-    )
-    return ChunkStats(stats, guide, n_dropped, int((~known_lab).sum()))
-
-
-_STATS_ARRAYS = ("value_points", "item", "labeler", "value", "pair_a", "pair_b")
-_STATS_ARRAYS += ("pair_va", "pair_vb", "pair_n")
-
-
-def chunk_to_bytes(chunk: ChunkStats) -> bytes:
-    """Serialize a chunk's statistics (numpy npz; a few bytes per label)."""
-    s = chunk.stats
-    arrays = {name: getattr(s, name) for name in _STATS_ARRAYS}
-    # Labeler codes and class codes are small: int32 halves the payload; restored on load.
-    for name in ("labeler", "pair_a", "pair_b"):
-        arrays[name] = arrays[name].astype(np.int32)
-    if s.categorical:
-        for name in ("value", "pair_va", "pair_vb"):
-            arrays[name] = arrays[name].astype(np.int32)
-    arrays["guideline"] = chunk.guideline
-    arrays["meta"] = np.array([s.n_labelers, chunk.n_dropped, chunk.n_late_labelers])
-    arrays["level"] = np.array(s.level)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def chunk_from_bytes(payload: bytes) -> ChunkStats:
-    """Inverse of :func:`chunk_to_bytes`: rebuilds AgreementStats from its documented
-    attributes (the same arrays ``AgreementStats.from_labels`` would hold)."""
-    with np.load(io.BytesIO(bytes(payload)), allow_pickle=False) as z:
-        meta = z["meta"]
-        kwargs = {
-            name: z[name] if name == "value_points" else z[name].astype(np.int64)
-            for name in _STATS_ARRAYS
-        }
-        names = {f.name for f in fields(AgreementStats)}
-        kwargs = {k: v for k, v in kwargs.items() if k in names}
-        stats = AgreementStats(level=str(z["level"]), n_labelers=int(meta[0]), **kwargs)
-        return ChunkStats(stats, z["guideline"].astype(np.int64), int(meta[1]), int(meta[2]))
-
-
-def merge_chunks(chunks: Sequence[ChunkStats]) -> ChunkStats:
-    """Merge chunks of disjoint, increasing item ranges (order of the list = item order)."""
-    if len(chunks) == 1:
-        return chunks[0]
-    # Balanced pairwise merging: each merge re-sorts its inputs, so a tree keeps it n log k.
-    level = list(chunks)
-    while len(level) > 1:
-        nxt = []
-        for i in range(0, len(level) - 1, 2):
-            a, b = level[i], level[i + 1]
-            nxt.append(
-                ChunkStats(
-                    a.stats.merge(b.stats),
-                    np.concatenate([a.guideline, b.guideline]),
-                    a.n_dropped + b.n_dropped,
-                    a.n_late_labelers + b.n_late_labelers,
-                )
-            )
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    merged = level[0]
-    # The guideline column follows the labels only if chunks came in item order.
-    if merged.stats.item.size > 1 and not np.all(np.diff(merged.stats.item) >= 0):
-        raise ValueError("internal: merged labels are not sorted by item")
-    return merged
 
 
 # ------------------------------------------------------------------ run lifecycle
@@ -467,7 +277,7 @@ def _single_pass(run: AgreementRun, labeler_ids: list[int]) -> AgreementRun:
         return _complete(run, results, consensus, timings)
     level = run.params["level"]
     classes = class_map(project, level)
-    chunk = _chunk_stats(
+    chunk = chunk_stats(
         project, level, classes, np.asarray(labeler_ids, dtype=np.int64), None, None
     )
     timings = {"scan_s": round(time.perf_counter() - t0, 3)}
@@ -492,7 +302,7 @@ def compute_agreement_chunk(
         level = run.params["level"]
         classes = class_map(run.project, level)
         labeler_ids = np.asarray(run.data_version.get("labeler_ids", []), dtype=np.int64)
-        chunk = _chunk_stats(run.project, level, classes, labeler_ids, first_item_id, last_item_id)
+        chunk = chunk_stats(run.project, level, classes, labeler_ids, first_item_id, last_item_id)
         AgreementRunChunk.objects.update_or_create(
             run=run,
             index=index,
