@@ -165,7 +165,9 @@ def test_consensus_rows_by_majority_and_dawid_skene(demo):
 def test_sme_overrides_win_over_every_method(demo, monkeypatch):
     item_id = demo.items.order_by("id").first().pk
     crack = LabelClass.objects.get(project=demo, key="crack")
-    monkeypatch.setattr(runs, "sme_overrides", lambda project: {item_id: crack.pk})
+    monkeypatch.setattr(
+        "consistency.consensus_store.sme_overrides", lambda project: {item_id: crack.pk}
+    )
     run = run_agreement(demo, n_bootstrap=0)
     for row in Consensus.objects.filter(run=run, item_id=item_id):
         assert row.label_class_id == crack.pk and row.status == "resolved"
@@ -239,7 +241,7 @@ def test_a_failure_marks_the_run_failed_with_a_readable_error(demo, monkeypatch)
     def boom(*args, **kwargs):
         raise ValueError("the core refused the labels")
 
-    monkeypatch.setattr(runs, "summarize", boom)
+    monkeypatch.setattr("consistency.results.summarize", boom)
     run = run_agreement(demo, n_bootstrap=0)
     assert run.status == RunStatus.FAILED
     assert "the core refused the labels" in run.error
@@ -279,7 +281,7 @@ def test_a_failing_part_of_a_chunked_run_fails_the_run_and_cleans_up(demo, monke
     def boom(*args, **kwargs):
         raise RuntimeError("Dawid-Skene did not converge")
 
-    monkeypatch.setattr(runs, "dawid_skene", boom)
+    monkeypatch.setattr("consistency.consensus_store.dawid_skene", boom)
     run = run_agreement(demo, n_bootstrap=0, chunk_items=20)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
