@@ -1,6 +1,6 @@
 """REST for agreement runs: start one (202), list them, poll one, read its consensus.
 
-Thin: validation and work live in ``consistency.services``; reads in
+Thin: validation and work live in ``consistency.runs``; reads in
 ``consistency.selectors``. Results show everyone's labels and agreement, so only the
 review roles (viewer, SME, manager) read them; labelers get 403, non-members 404.
 """
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
-from consistency import selectors, services
+from consistency import runs, selectors
 from consistency.models import AgreementRun, ConsensusMethod, ConsensusStatus, RunStatus
 from labeling.access import REVIEW_ROLES, SME_ROLES
 
@@ -100,7 +100,7 @@ class AgreementRunsApi(ProjectScopedMixin, APIView):
     def post(self, request, project_id: int):
         if not isinstance(request.data, dict):
             raise ValidationError({"detail": "the request body must be a JSON object"})
-        run = services.start_agreement_run(
+        run = runs.start_agreement_run(
             project=self.project, params=dict(request.data), created_by=request.user
         )
         return Response(

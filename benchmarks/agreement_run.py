@@ -186,14 +186,14 @@ def start_worker(concurrency: int, log_path: Path) -> subprocess.Popen:
 def measure_run(project_id: int, params: dict, timeout: float = 600) -> dict:
     from django.db import transaction
 
-    from consistency import services
+    from consistency import runs
     from consistency.models import AgreementRun
     from labeling.models import Project
 
     project = Project.objects.get(pk=project_id)
     t0 = time.perf_counter()
     with transaction.atomic():
-        run = services.start_agreement_run(project=project, params=params)
+        run = runs.start_agreement_run(project=project, params=params)
     while time.perf_counter() - t0 < timeout:
         status = AgreementRun.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status in ("succeeded", "failed"):

@@ -7,7 +7,7 @@ So the scan runs one raw SELECT over the partial index ``annotation_current_scan
 turns each ``fetchmany`` batch into numpy arrays at once. On PostgreSQL the numeric
 columns are streamed with ``COPY ... TO STDOUT`` (CSV) and parsed by pandas in C.
 
-Nothing here knows about metrics: :mod:`consistency.services` maps the raw ids to codes.
+Nothing here knows about metrics: :mod:`consistency.chunks` maps the raw ids to codes.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def alpha_trend(project: Project, limit: int = 30) -> list[dict]:
 
 def is_stale(run: AgreementRun) -> bool:
     """Whether the project's labels changed since the run read them."""
-    from consistency.services import data_version
+    from consistency.runs import data_version
 
     if not run.data_version:
         return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import chord, shared_task
 
-from consistency import services
+from consistency import runs
 
 
 def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
@@ -22,20 +22,20 @@ def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
 
 def dispatch_parts(run_id: int) -> None:
     """Compute the final stage's parts in parallel; the callback assembles the results."""
-    header = [compute_agreement_part.s(run_id, part) for part in services.PARTS]
+    header = [compute_agreement_part.s(run_id, part) for part in runs.PARTS]
     chord(header)(complete_agreement_run.si(run_id))
 
 
 @shared_task(acks_late=True)
 def run_agreement(run_id: int) -> str:
     """Execute an agreement run (single pass, or fan out into chunks)."""
-    return services.execute_agreement_run(run_id, dispatch_chunks=dispatch_chunks).status
+    return runs.execute_agreement_run(run_id, dispatch_chunks=dispatch_chunks).status
 
 
 @shared_task(acks_late=True)
 def compute_agreement_chunk(run_id: int, index: int, first_item_id: int, last_item_id: int):
     """Statistics of one item-id range; returns its label count (a small message)."""
-    return services.compute_agreement_chunk(
+    return runs.compute_agreement_chunk(
         run_id=run_id, index=index, first_item_id=first_item_id, last_item_id=last_item_id
     )
 
@@ -43,16 +43,16 @@ def compute_agreement_chunk(run_id: int, index: int, first_item_id: int, last_it
 @shared_task(acks_late=True)
 def finalize_agreement_run(chunk_counts: list, run_id: int) -> str:
     """Chord callback: merge the chunks' statistics, then fan out the final stage."""
-    return services.finalize_agreement_run(run_id=run_id, dispatch_parts=dispatch_parts).status
+    return runs.finalize_agreement_run(run_id=run_id, dispatch_parts=dispatch_parts).status
 
 
 @shared_task(acks_late=True)
 def compute_agreement_part(run_id: int, part: str) -> bool:
     """One part of the final stage (metrics + slices, or consensus)."""
-    return services.compute_agreement_part(run_id=run_id, part=part)
+    return runs.compute_agreement_part(run_id=run_id, part=part)
 
 
 @shared_task(acks_late=True)
 def complete_agreement_run(run_id: int) -> str:
     """Chord callback: assemble the parts into the run's results."""
-    return services.complete_agreement_run(run_id=run_id).status
+    return runs.complete_agreement_run(run_id=run_id).status

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from consistency import charts, selectors, services
+from consistency import charts, runs, selectors
 from consistency.models import AgreementRun, RunStatus
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
@@ -49,7 +49,7 @@ def dashboard(request, project: Project, role: str):
 @require_POST
 def start_run(request, project: Project, role: str):
     try:
-        run = services.start_agreement_run(project=project, params={}, created_by=request.user)
+        run = runs.start_agreement_run(project=project, params={}, created_by=request.user)
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
         return redirect("consistency-dashboard", project_id=project.pk)

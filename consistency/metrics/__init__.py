@@ -12,11 +12,11 @@ majority_consensus, dawid_skene    per-item consensus
 normalize_transcript, normalization_rules, word_error_rate, transcription_agreement
 """
 
-from .alpha import AgreementStats, krippendorff_alpha
+from .alpha import LEVELS, AgreementStats, krippendorff_alpha
 from .consensus import DawidSkeneResult, dawid_skene, majority_consensus
 from .kappa import cohen_kappa, fleiss_kappa
 from .summary import slice_summary, summarize
-from .table import LEVELS, LabelTable
+from .table import LabelTable
 from .transcription import (
     DEFAULT_FILLERS,
     normalization_rules,

@@ -44,7 +44,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .table import CATEGORICAL_LEVELS, check_level
+# Levels of measurement: the distance each level puts between two values is defined here.
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+CATEGORICAL_LEVELS = ("nominal", "ordinal")
 
 MAX_DENSE_VALUES = 3000
 _PAIR_CHUNK = 1_000_000  # labels per chunk when enumerating label pairs
@@ -52,6 +54,13 @@ _DENSE_PAIR_CELLS = 4_000_000
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def check_level(level: str) -> str:
+    """Return ``level`` if it is a known level of measurement, else raise ValueError."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    return level
 
 
 def _as_1d(name: str, a, dtype=None) -> np.ndarray:

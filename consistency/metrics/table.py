@@ -22,15 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-LEVELS = ("nominal", "ordinal", "interval", "ratio")
-CATEGORICAL_LEVELS = ("nominal", "ordinal")
-
-
-def check_level(level: str) -> str:
-    """Return ``level`` if it is a known level of measurement, else raise ValueError."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    return level
+from .alpha import CATEGORICAL_LEVELS, AgreementStats, check_level
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,8 +129,6 @@ class LabelTable:
 
     def stats(self):
         """Sufficient statistics of the whole table (see :class:`AgreementStats`)."""
-        from .alpha import AgreementStats
-
         return AgreementStats.from_labels(
             self.items,
             self.labelers,

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from consistency import charts, services
+from consistency import charts, runs
 from consistency.models import AgreementRun, RunStatus
 from labeling import services as labeling_services
 from labeling.demo import IMAGE_PROJECT_SLUG, loader
@@ -31,8 +31,8 @@ def demo(settings, monkeypatch):
 
 @pytest.fixture
 def finished_run(demo):
-    run = services.start_agreement_run(project=demo, params={"n_bootstrap": 100})
-    run = services.execute_agreement_run(run.pk)
+    run = runs.start_agreement_run(project=demo, params={"n_bootstrap": 100})
+    run = runs.execute_agreement_run(run.pk)
     assert run.status == RunStatus.SUCCEEDED, run.error
     return run
 

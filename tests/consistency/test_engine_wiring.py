@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from consistency import services
+from consistency import runs
 from consistency.models import Consensus, ConsensusMethod, Flag, FlagKind, RunStatus
 from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG
 from labeling.demo.loader import seed_demo
@@ -33,8 +33,8 @@ def full_demo(settings):
 
 
 def run_agreement(project, **params):
-    run = services.start_agreement_run(project=project, params=params)
-    return services.execute_agreement_run(run.pk)
+    run = runs.start_agreement_run(project=project, params=params)
+    return runs.execute_agreement_run(run.pk)
 
 
 def test_every_succeeded_run_raises_its_flags(full_demo):

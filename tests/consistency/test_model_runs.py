@@ -269,7 +269,7 @@ def test_roles(project, manager, world, labelers, member, make_user):
 
 def test_reference_and_hlp_from_a_real_agreement_run(project, manager, labelers):
     """Consensus by running the engine; HLP per slice read from its results."""
-    from consistency import services
+    from consistency import runs
 
     labels = {  # item -> (factory, three labels); majority in the comment
         "r1": ("A", ("scratch", "scratch", "scratch")),  # scratch
@@ -287,10 +287,10 @@ def test_reference_and_hlp_from_a_real_agreement_run(project, manager, labelers)
         )
         for labeler, value in zip(labelers, values, strict=True):
             labeling_services.submit_annotation(item=item, labeler=labeler, value=value)
-    agreement = services.start_agreement_run(
+    agreement = runs.start_agreement_run(
         project=project, params={"slices": ["factory"], "n_bootstrap": 0}, created_by=manager
     )
-    agreement = services.execute_agreement_run(agreement.pk)
+    agreement = runs.execute_agreement_run(agreement.pk)
     assert agreement.status == RunStatus.SUCCEEDED, agreement.error
 
     run = model_runs.upload_model_run(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from consistency import services, tasks
+from consistency import runs, tasks
 from consistency.models import AgreementRun, AgreementRunChunk, Consensus, RunStatus
 from labeling import services as labeling_services
 from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG, loader
@@ -34,8 +34,8 @@ def demo(settings, monkeypatch):
 
 def run_agreement(project, **params) -> AgreementRun:
     """Create a run and execute it in-process (the on-commit enqueue does not fire here)."""
-    run = services.start_agreement_run(project=project, params=params)
-    return services.execute_agreement_run(run.pk)
+    run = runs.start_agreement_run(project=project, params=params)
+    return runs.execute_agreement_run(run.pk)
 
 
 def n_labeled_items(project) -> int:
@@ -165,7 +165,9 @@ def test_consensus_rows_by_majority_and_dawid_skene(demo):
 def test_sme_overrides_win_over_every_method(demo, monkeypatch):
     item_id = demo.items.order_by("id").first().pk
     crack = LabelClass.objects.get(project=demo, key="crack")
-    monkeypatch.setattr(services, "sme_overrides", lambda project: {item_id: crack.pk})
+    monkeypatch.setattr(
+        "consistency.consensus_store.sme_overrides", lambda project: {item_id: crack.pk}
+    )
     run = run_agreement(demo, n_bootstrap=0)
     for row in Consensus.objects.filter(run=run, item_id=item_id):
         assert row.label_class_id == crack.pk and row.status == "resolved"
@@ -199,7 +201,7 @@ def test_chunked_run_equals_single_pass_exactly(demo):
 def test_chunked_run_through_the_celery_chord_equals_single_pass(demo):
     single = run_agreement(demo, n_bootstrap=50)
     single.refresh_from_db()
-    run = services.start_agreement_run(project=demo, params={"n_bootstrap": 50, "chunk_items": 25})
+    run = runs.start_agreement_run(project=demo, params={"n_bootstrap": 50, "chunk_items": 25})
     tasks.run_agreement.delay(run.pk)  # eager: the chord runs in-process
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -211,7 +213,7 @@ def test_chunked_run_through_the_celery_chord_equals_single_pass(demo):
 
 def test_start_enqueues_the_task_on_commit(demo, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.start_agreement_run(project=demo, params={"n_bootstrap": 0})
+        run = runs.start_agreement_run(project=demo, params={"n_bootstrap": 0})
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.celery_task_id
@@ -230,7 +232,7 @@ def test_start_enqueues_the_task_on_commit(demo, django_capture_on_commit_callba
 )
 def test_bad_params_are_rejected_naming_them(demo, params, field, word):
     with pytest.raises(ValidationError) as info:
-        services.start_agreement_run(project=demo, params=params)
+        runs.start_agreement_run(project=demo, params=params)
     assert word in " ".join(info.value.message_dict[field])
     assert not AgreementRun.objects.exists()
 
@@ -239,7 +241,7 @@ def test_a_failure_marks_the_run_failed_with_a_readable_error(demo, monkeypatch)
     def boom(*args, **kwargs):
         raise ValueError("the core refused the labels")
 
-    monkeypatch.setattr(services, "summarize", boom)
+    monkeypatch.setattr("consistency.results.summarize", boom)
     run = run_agreement(demo, n_bootstrap=0)
     assert run.status == RunStatus.FAILED
     assert "the core refused the labels" in run.error
@@ -253,7 +255,7 @@ def test_changed_labels_are_noted_as_a_new_data_version(demo):
     labeling_services.submit_annotation(
         item=annotation.item, labeler=annotation.labeler, value="crack"
     )
-    assert services.data_version(demo)["max_annotation_id"] > run.data_version["max_annotation_id"]
+    assert runs.data_version(demo)["max_annotation_id"] > run.data_version["max_annotation_id"]
 
 
 def test_transcription_project_reports_exact_match_and_wer(settings, demo):
@@ -279,7 +281,7 @@ def test_a_failing_part_of_a_chunked_run_fails_the_run_and_cleans_up(demo, monke
     def boom(*args, **kwargs):
         raise RuntimeError("Dawid-Skene did not converge")
 
-    monkeypatch.setattr(services, "dawid_skene", boom)
+    monkeypatch.setattr("consistency.consensus_store.dawid_skene", boom)
     run = run_agreement(demo, n_bootstrap=0, chunk_items=20)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED

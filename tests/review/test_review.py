@@ -25,6 +25,8 @@ from consistency.models import (
     RunStatus,
     TranscriptRuleSet,
 )
+from consistency.run_params import validate_params
+from consistency.runs import execute_agreement_run
 from consistency.selectors import current_normalization, current_normalization_rules
 from labeling import services
 from labeling.models import (
@@ -663,18 +665,13 @@ FIGURES = ("overall", "per_class", "per_labeler", "pairwise", "confusion", "hlp"
 
 def test_merge_round_trip_through_the_agreement_engine(demo_project):
     """The same loop with the engine's own run (eager), where it exists."""
-    services_module = pytest.importorskip("consistency.services")
-    execute = getattr(services_module, "execute_agreement_run", None)
-    if execute is None:
-        pytest.skip("consistency.services.execute_agreement_run is not written yet")
     sme = User.objects.get(username="sme")
 
     def engine_run():
         params = {"level": "nominal", "slices": ["camera"], "n_bootstrap": 20, "seed": 0}
-        if hasattr(services_module, "validate_params"):
-            params = services_module.validate_params(demo_project, params)
+        params = validate_params(demo_project, params)
         run = AgreementRun.objects.create(project=demo_project, params=params)
-        run = execute(run.pk)
+        run = execute_agreement_run(run.pk)
         assert run.status == RunStatus.SUCCEEDED, run.error
         return run
 
