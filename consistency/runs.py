@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from consistency import flags
@@ -42,6 +42,7 @@ from consistency.consensus_store import consensus_part
 from consistency.models import AgreementRun, AgreementRunChunk, RunStatus
 from consistency.results import metrics_part, transcription_results
 from consistency.run_params import chunk_items_setting, validate_params
+from consistency.selectors import data_version
 from labeling.models import Annotation, Item, Project, TaskType
 from provenance import lineage
 
@@ -111,15 +112,6 @@ def _labelers_and_version(project_id: int) -> tuple[list[int], dict]:
         "n_annotations": sum(r[1] for r in rows),
     }
     return [r[0] for r in rows], version
-
-
-def data_version(project: Project | int) -> dict:
-    """Snapshot of the project's current labels: highest annotation id and count."""
-    project_id = project.pk if isinstance(project, Project) else project
-    agg = Annotation.objects.filter(project_id=project_id, is_current=True).aggregate(
-        max_id=Max("id"), n=Count("id")
-    )
-    return {"max_annotation_id": agg["max_id"], "n_annotations": agg["n"]}
 
 
 def _is_transcription(project: Project) -> bool:

@@ -3,10 +3,10 @@ needs."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from consistency.models import AgreementRun, Consensus, RunStatus, TranscriptRuleSet
-from labeling.models import Project
+from labeling.models import Annotation, Project
 
 
 def runs_for_project(project: Project) -> QuerySet[AgreementRun]:
@@ -65,10 +65,17 @@ def alpha_trend(project: Project, limit: int = 30) -> list[dict]:
     return out
 
 
+def data_version(project: Project | int) -> dict:
+    """Snapshot of the project's current labels: highest annotation id and count."""
+    project_id = project.pk if isinstance(project, Project) else project
+    agg = Annotation.objects.filter(project_id=project_id, is_current=True).aggregate(
+        max_id=Max("id"), n=Count("id")
+    )
+    return {"max_annotation_id": agg["max_id"], "n_annotations": agg["n"]}
+
+
 def is_stale(run: AgreementRun) -> bool:
     """Whether the project's labels changed since the run read them."""
-    from consistency.runs import data_version
-
     if not run.data_version:
         return False
     now = data_version(run.project_id)

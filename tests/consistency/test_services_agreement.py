@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from consistency import runs, tasks
+from consistency import runs, selectors, tasks
 from consistency.models import AgreementRun, AgreementRunChunk, Consensus, RunStatus
 from labeling import services as labeling_services
 from labeling.demo import IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG, loader
@@ -255,7 +255,7 @@ def test_changed_labels_are_noted_as_a_new_data_version(demo):
     labeling_services.submit_annotation(
         item=annotation.item, labeler=annotation.labeler, value="crack"
     )
-    assert runs.data_version(demo)["max_annotation_id"] > run.data_version["max_annotation_id"]
+    assert selectors.data_version(demo)["max_annotation_id"] > run.data_version["max_annotation_id"]
 
 
 def test_transcription_project_reports_exact_match_and_wer(settings, demo):
