@@ -344,14 +344,12 @@ def _store_items(
         updated_ids,
     )
     actor_id = getattr(actor, "pk", None)
-    for item_ids, updated in ((created_ids, False), (updated_ids, True)):
-        events.items_imported_bulk(
-            project_id=project.pk,
-            actor_id=actor_id,
-            batch_id=batch.pk,
-            item_ids=item_ids,
-            updated=updated,
-        )
+    events.items_imported_bulk(
+        project_id=project.pk, actor_id=actor_id, batch_id=batch.pk, item_ids=created_ids
+    )
+    events.items_updated_bulk(
+        project_id=project.pk, actor_id=actor_id, batch_id=batch.pk, item_ids=updated_ids
+    )
     written = [v for _, v in new_rows + updates]
     stats_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE]
     url_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE_URL]
