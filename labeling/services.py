@@ -655,7 +655,7 @@ def compute_remote_item_image_stats(*, item_id: int) -> Item:
         fetched = fetch.fetch_url(
             item.image_url,
             max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
-            timeout=getattr(settings, "CONCORD_FETCH_TIMEOUT_SECONDS", 10),
+            timeout=settings.CONCORD_FETCH_TIMEOUT_SECONDS,
         )
         stats = images.compute_stats(fetched.data, **limits)
         thumb = images.make_thumbnail(fetched.data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
