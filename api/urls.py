@@ -1,11 +1,9 @@
 """REST routes under /api/v1/. Each API module owns its ``urlpatterns`` list."""
 
-from importlib import import_module
-
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from api import auth
+from api import auth, consistency, datasets, labeling, model_runs, projects, review
 
 urlpatterns = [
     path("auth/token/", auth.ObtainTokenApi.as_view(), name="api-token"),
@@ -14,19 +12,5 @@ urlpatterns = [
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
-# One module per area; a module that is not written yet is simply absent.
-for module_name in (
-    "api.projects",
-    "api.labeling",
-    "api.consistency",
-    "api.review",
-    "api.datasets",
-    "api.model_runs",
-):
-    try:
-        module = import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        continue
+for module in (projects, labeling, consistency, review, datasets, model_runs):
     urlpatterns += module.urlpatterns

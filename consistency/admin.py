@@ -67,6 +67,9 @@ class AgreementRunAdmin(admin.ModelAdmin):
 
 @admin.register(Consensus)
 class ConsensusAdmin(admin.ModelAdmin):
+    """Read-only: consensus is computed by agreement runs; SME decisions override it through
+    review services (with their events)."""
+
     list_display = ["item", "run", "method", "label_class", "status", "support", "confidence"]
     list_filter = ["method", "status"]
     list_select_related = ["item", "run", "label_class"]
@@ -76,9 +79,15 @@ class ConsensusAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
+    """Read-only: flags are resolved or dismissed on the review queue (review.services.resolve,
+    which writes ``flag.resolved`` / ``flag.dismissed``)."""
+
     list_display = ["id", "project", "kind", "status", "impact", "suggested_action", "summary"]
     list_filter = ["kind", "status", "project"]
     search_fields = ["summary"]
@@ -89,6 +98,9 @@ class FlagAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # flags come from agreement runs
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(TranscriptRuleSet)

@@ -293,12 +293,9 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
         class_rows += [Flag.classes.through(flag_id=flag.pk, labelclass_id=c) for c in classes]
     Flag.items.through.objects.bulk_create(item_rows, batch_size=2000)
     Flag.classes.through.objects.bulk_create(class_rows, batch_size=2000)
-    events.generic(
-        verb="flags.generated",
-        subject_type="agreement_run",
-        subject_id=run.pk,
+    events.flags_generated(
         project_id=project.pk,
-        actor_id=None,
+        agreement_run_id=run.pk,
         after={
             "n_flags": len(flags),
             "by_kind": {k: sum(1 for f in flags if f.kind == k) for k in FlagKind.values},

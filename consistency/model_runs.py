@@ -153,12 +153,10 @@ def upload_model_run(
         for prediction in rows:
             prediction.model_run = run
         Prediction.objects.bulk_create(rows, batch_size=2000)
-        events.generic(
-            verb="model_run.uploaded",
-            subject_type="model_run",
-            subject_id=run.pk,
+        events.model_run_uploaded(
             project_id=project.pk,
             actor_id=actor.pk if actor else None,
+            model_run_id=run.pk,
             after={"name": run.name, "n_predictions": run.n_predictions, "params": params},
         )
     return run

@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError
 from consistency.metrics import LEVELS
 from labeling.models import Item, Project, TaskType
 
-DEFAULT_CHUNK_ITEMS = 50_000
 DEFAULT_N_BOOTSTRAP = 1000
 MAX_N_BOOTSTRAP = 10_000
 CONSENSUS_METHODS = ("majority", "dawid_skene")
@@ -26,7 +25,7 @@ PARAM_KEYS = ("level", "slices", "n_bootstrap", "seed", "consensus", "chunk_item
 
 def chunk_items_setting() -> int:
     """Items per chunk when a run's params name none (``CONCORD_AGREEMENT_CHUNK_ITEMS``)."""
-    return int(getattr(settings, "CONCORD_AGREEMENT_CHUNK_ITEMS", DEFAULT_CHUNK_ITEMS))
+    return int(settings.CONCORD_AGREEMENT_CHUNK_ITEMS)
 
 
 def default_slices(project: Project) -> list[str]:

@@ -437,12 +437,10 @@ def skip_assignment(*, assignment: Assignment, labeler: AbstractBaseUser, reason
     assignment.status = AssignmentStatus.SKIPPED
     assignment.completed_at = timezone.now()
     assignment.save(update_fields=["status", "completed_at"])
-    events.generic(
-        verb="assignment.skipped",
-        subject_type="assignment",
-        subject_id=assignment.pk,
+    events.assignment_skipped(
         project_id=assignment.project_id,
         actor_id=labeler.pk,
+        assignment_id=assignment.pk,
         item_id=assignment.item_id,
         reason=reason,
     )
@@ -524,10 +522,7 @@ def request_relabel(
                     expires_at=now + RELABEL_TTL,
                 )
             )
-        events.generic(
-            verb="item.relabel_requested",
-            subject_type="item",
-            subject_id=item.pk,
+        events.relabel_requested(
             project_id=project.pk,
             actor_id=getattr(actor, "pk", None),
             item_id=item.pk,

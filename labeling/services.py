@@ -160,13 +160,19 @@ def set_membership(
     elif membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
-    events.member_added(
-        project_id=project.pk,
-        actor_id=getattr(actor, "pk", None),
-        user_id=user.pk,
-        before=before,
-        after={"role": role, "username": user.get_username()},
-    )
+    after = {"role": role, "username": user.get_username()}
+    if before is None:
+        events.member_added(
+            project_id=project.pk, actor_id=getattr(actor, "pk", None), user_id=user.pk, after=after
+        )
+    else:
+        events.member_changed(
+            project_id=project.pk,
+            actor_id=getattr(actor, "pk", None),
+            user_id=user.pk,
+            before=before,
+            after=after,
+        )
     return membership
 
 
@@ -269,7 +275,6 @@ def create_image_item(
         actor_id=getattr(actor, "pk", None),
         item_id=item.pk,
         batch_id=source_batch_id,
-        before=None,
         after={"external_id": external_id, "kind": item.kind, "metadata": item.metadata},
     )
     enqueue_image_stats(item_ids=[item.pk])
@@ -544,10 +549,7 @@ def update_project(
     if project.min_overlap > project.max_overlap:
         raise ValidationError({"max_overlap": "must be at least min_overlap"})
     project.save(update_fields=list(changes))
-    events.generic(
-        verb="project.updated",
-        subject_type="project",
-        subject_id=project.pk,
+    events.project_updated(
         project_id=project.pk,
         actor_id=getattr(actor, "pk", None),
         before=before,
@@ -574,12 +576,10 @@ def remove_membership(
     ):
         raise ValidationError({"user": "the last manager of a project cannot be removed"})
     membership.delete()
-    events.generic(
-        verb="member.removed",
-        subject_type="user",
-        subject_id=user.pk,
+    events.member_removed(
         project_id=project.pk,
         actor_id=getattr(actor, "pk", None),
+        user_id=user.pk,
         before={"role": membership.role, "username": user.get_username()},
     )
 
@@ -602,12 +602,9 @@ def create_account(
             raise ValidationError({"password": exc.messages}) from exc
     with transaction.atomic():
         user = create_user(username=username, password=password, email=email)
-        events.generic(
-            verb="user.created",
-            subject_type="user",
-            subject_id=user.pk,
-            project_id=None,
+        events.user_created(
             actor_id=getattr(actor, "pk", None),
+            user_id=user.pk,
             after={"username": username, "email": email, "has_password": bool(password)},
         )
     return user
@@ -621,12 +618,10 @@ def set_user_active(
     before = user.is_active
     user.is_active = bool(is_active)
     user.save(update_fields=["is_active"])
-    events.generic(
-        verb="user.activated" if is_active else "user.deactivated",
-        subject_type="user",
-        subject_id=user.pk,
-        project_id=None,
+    record = events.user_activated if user.is_active else events.user_deactivated
+    record(
         actor_id=getattr(actor, "pk", None),
+        user_id=user.pk,
         before={"is_active": before},
         after={"is_active": user.is_active},
     )
@@ -660,7 +655,7 @@ def compute_remote_item_image_stats(*, item_id: int) -> Item:
         fetched = fetch.fetch_url(
             item.image_url,
             max_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
-            timeout=getattr(settings, "CONCORD_FETCH_TIMEOUT_SECONDS", 10),
+            timeout=settings.CONCORD_FETCH_TIMEOUT_SECONDS,
         )
         stats = images.compute_stats(fetched.data, **limits)
         thumb = images.make_thumbnail(fetched.data, size=settings.CONCORD_THUMBNAIL_SIZE, **limits)
@@ -680,11 +675,9 @@ def create_project_class(
     if LabelClass.objects.filter(project=project, key=key).exists():
         raise ValidationError({"key": f"the project already has a class {key!r}"})
     label_class = add_label_class(project=project, **spec)
-    events.generic(
-        verb="class.created",
-        subject_type="label_class",
-        subject_id=label_class.pk,
+    events.class_created(
         project_id=project.pk,
+        class_id=label_class.pk,
         actor_id=getattr(actor, "pk", None),
         after={"key": label_class.key, "name": label_class.name},
     )

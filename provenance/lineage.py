@@ -1,10 +1,11 @@
 """OpenLineage run events: the generic client, for agreement runs and dataset builds.
 
 Optional: nothing happens unless ``OPENLINEAGE_URL`` (an OpenLineage HTTP endpoint such
-as Marquez) or ``OPENLINEAGE_FILE`` (a file that receives one JSON event per line) is set
-*and* ``openlineage-python`` is installed (``pip install 'concord[lineage]'``). The
-client is imported lazily; a failure to emit is logged, never raised, so lineage can
-never break a build.
+as Marquez) or ``OPENLINEAGE_FILE`` (a file that receives one JSON event per line) is set.
+Then ``openlineage-python`` must be installed (``pip install 'concord[lineage]'``): the
+system check ``provenance.E001`` refuses to start without it. The client is imported
+when first needed (deployments without lineage need not install it); a failure to emit is
+logged, never raised, so lineage can never break a build.
 
 Agreement runs (owned by ``consistency``) call :func:`emit_run_event` themselves::
 
@@ -18,6 +19,7 @@ Dataset builds (owned by ``datasets``) go through ``datasets.lineage.emit_datase
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import traceback
@@ -33,16 +35,14 @@ EVENT_TYPES = ("START", "COMPLETE", "FAIL", "ABORT", "RUNNING")
 
 
 def is_configured() -> bool:
+    """Whether an OpenLineage target is set (``OPENLINEAGE_URL`` or ``OPENLINEAGE_FILE``)."""
     return bool(os.environ.get("OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_FILE"))
 
 
 def _client():
-    """An OpenLineage client for the configured target, or None."""
-    try:
-        from openlineage.client import OpenLineageClient
-    except ImportError:
-        log.info("OPENLINEAGE_* is set but openlineage-python is not installed; no events")
-        return None
+    """An OpenLineage client for the configured target (see :func:`is_configured`)."""
+    from openlineage.client import OpenLineageClient
+
     path = os.environ.get("OPENLINEAGE_FILE")
     if path:
         from openlineage.client.transport.file import FileConfig, FileTransport
@@ -79,10 +79,8 @@ def emit_run_event(
         raise ValueError(f"event_type must be one of {EVENT_TYPES}")
     if not is_configured():
         return False
-    client = _client()
-    if client is None:
-        return False
     try:
+        client = _client()
         from openlineage.client.event_v2 import (
             InputDataset,
             Job,
@@ -113,3 +111,11 @@ def emit_run_event(
         log.warning("could not emit an OpenLineage event:\n%s", traceback.format_exc())
         return False
     return True
+
+
+def client_is_installed() -> bool:
+    """Whether ``openlineage-python`` can be imported (checked without importing it)."""
+    return (
+        importlib.util.find_spec("openlineage") is not None
+        and importlib.util.find_spec("openlineage.client") is not None
+    )

@@ -10,6 +10,46 @@ class AppendOnlyError(Exception):
     """Raised on an attempt to change or delete an event."""
 
 
+class Verb(models.TextChoices):
+    """Every kind of event Concord writes; :mod:`provenance.events` has one writer each."""
+
+    ANNOTATION_CREATED = "annotation.created"
+    ANNOTATION_REVISED = "annotation.revised"
+    ANNOTATION_IMPORTED = "annotation.imported"
+    ASSIGNMENT_SKIPPED = "assignment.skipped"
+    BATCH_IMPORTED = "batch.imported"
+    CLASS_CREATED = "class.created"
+    CLASS_MERGED = "class.merged"
+    CLASS_UNMERGED = "class.unmerged"
+    DATASET_REQUESTED = "dataset.requested"
+    DATASET_PUBLISHED = "dataset.published"
+    DATASET_FAILED = "dataset.failed"
+    FLAG_RESOLVED = "flag.resolved"
+    FLAG_DISMISSED = "flag.dismissed"
+    FLAGS_GENERATED = "flags.generated"
+    GUIDELINE_PUBLISHED = "guideline.published"
+    ITEM_IMPORTED = "item.imported"
+    ITEM_UPDATED = "item.updated"
+    ITEM_IMAGE_STATS = "item.image_stats"
+    ITEM_GOLD_SET = "item.gold_set"
+    ITEM_RELABEL_REQUESTED = "item.relabel_requested"
+    ITEM_RESOLVED = "item.resolved"
+    ITEM_MARKED_BORDERLINE = "item.marked_borderline"
+    ITEMS_SENT_FOR_RELABEL = "items.sent_for_relabel"
+    MEMBER_ADDED = "member.added"
+    MEMBER_CHANGED = "member.changed"
+    MEMBER_REMOVED = "member.removed"
+    MODEL_RUN_UPLOADED = "model_run.uploaded"
+    NORMALIZATION_PUBLISHED = "normalization.published"
+    PROJECT_CREATED = "project.created"
+    PROJECT_UPDATED = "project.updated"
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+    USER_CREATED = "user.created"
+    USER_ACTIVATED = "user.activated"
+    USER_DEACTIVATED = "user.deactivated"
+
+
 class EventQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise AppendOnlyError("The event log is append-only: events are never updated.")
@@ -27,7 +67,7 @@ class Event(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    verb = models.CharField(max_length=60)
+    verb = models.CharField(max_length=60, choices=Verb.choices)
     subject_type = models.CharField(max_length=40)
     subject_id = models.CharField(max_length=64)
     item_id_ref = models.BigIntegerField(

@@ -7,7 +7,7 @@ provenance events in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -44,10 +44,8 @@ from labeling.models import (
 )
 from labeling.selectors import effective_class_map
 from provenance import events
+from provenance.models import Event
 from review.models import Resolution, ResolutionAction
-
-NORMALIZATION_VERB = "normalization.published"
-
 
 MAX_RATIONALE_CHARS = 4000
 
@@ -152,9 +150,10 @@ def _decide_items(
     actor: AbstractBaseUser,
     rationale: str,
     flag: Flag,
-    verb: str,
+    record: Callable[..., Event],
 ) -> list[dict]:
-    """Final label for each item: SME gold label + consensus override + event."""
+    """Final label for each item: SME gold label + consensus override + an event written
+    by ``record`` (:func:`events.item_resolved` or :func:`events.item_marked_borderline`)."""
     if label_class.merged_into_id is not None:
         target = LabelClass.objects.get(pk=effective_class_map(project)[label_class.pk])
         raise ValidationError(
@@ -190,10 +189,7 @@ def _decide_items(
                 },
             )
         after = {"label": label_class.key, "flag": flag.pk, "status": status}
-        events.generic(
-            verb=verb,
-            subject_type="item",
-            subject_id=item.pk,
+        record(
             project_id=project.pk,
             actor_id=actor.pk,
             item_id=item.pk,
@@ -241,12 +237,10 @@ def merge_classes(
             raise ValidationError({"classes": "the borderline class cannot be merged away"})
         source.merged_into = by_pk[target.pk]
         source.save(update_fields=["merged_into"])
-        events.generic(
-            verb="class.merged",
-            subject_type="label_class",
-            subject_id=source.pk,
+        events.class_merged(
             project_id=project.pk,
             actor_id=actor.pk,
+            class_id=source.pk,
             before={"class": source.key, "merged_into": None},
             after={
                 "class": source.key,
@@ -283,12 +277,10 @@ def unmerge_classes(
         before = {"class": label_class.key, "merged_into": label_class.merged_into.key}
         label_class.merged_into = None
         label_class.save(update_fields=["merged_into"])
-        events.generic(
-            verb="class.unmerged",
-            subject_type="label_class",
-            subject_id=label_class.pk,
+        events.class_unmerged(
             project_id=project.pk,
             actor_id=actor.pk,
+            class_id=label_class.pk,
             before=before,
             after={
                 "class": label_class.key,
@@ -377,7 +369,7 @@ def resolve_flag(
         chosen = _items_for(flag, items)
         if action == ResolutionAction.SET_LABEL:
             label_class = _class_by_key(project, label, "label")
-            verb = "item.resolved"
+            record = events.item_resolved
         else:
             label_class = (
                 project.classes.filter(is_borderline=True, merged_into__isnull=True)
@@ -391,7 +383,7 @@ def resolve_flag(
                         "is_borderline) first, or set a label instead"
                     }
                 )
-            verb = "item.marked_borderline"
+            record = events.item_marked_borderline
         resolution.label_class = label_class
         details["decided"] = _decide_items(
             project=project,
@@ -400,7 +392,7 @@ def resolve_flag(
             actor=actor,
             rationale=rationale,
             flag=flag,
-            verb=verb,
+            record=record,
         )
     elif action == ResolutionAction.MERGE_CLASSES:
         keys = list(classes) if classes else flag_class_keys
@@ -426,12 +418,10 @@ def resolve_flag(
         )
         details["assignments"] = len(created)
         details["labelers"] = sorted({a.labeler_id for a in created})
-        events.generic(
-            verb="items.sent_for_relabel",
-            subject_type="flag",
-            subject_id=flag.pk,
+        events.items_sent_for_relabel(
             project_id=project.pk,
             actor_id=actor.pk,
+            flag_id=flag.pk,
             before={"items": [i.external_id for i in chosen], "active_relabel_assignments": 0},
             after={"items": [i.external_id for i in chosen], "assignments": len(created)},
             reason=rationale,
@@ -461,12 +451,13 @@ def resolve_flag(
         flag.status = new_status
         flag.closed_at = timezone.now()
         flag.save(update_fields=["status", "closed_at"])
-    events.generic(
-        verb="flag.dismissed" if action == ResolutionAction.DISMISS else "flag.resolved",
-        subject_type="flag",
-        subject_id=flag.pk,
+    record_flag = (
+        events.flag_dismissed if action == ResolutionAction.DISMISS else events.flag_resolved
+    )
+    record_flag(
         project_id=project.pk,
         actor_id=actor.pk,
+        flag_id=flag.pk,
         before={"status": status_before, "kind": flag.kind},
         after={
             "status": flag.status,
@@ -548,10 +539,7 @@ def publish_normalization(
         project=project, version=version, rules=checked, rationale=rationale, created_by=actor
     )
     after = {"version": version, "rules": checked}
-    events.generic(
-        verb=NORMALIZATION_VERB,
-        subject_type="project",
-        subject_id=project.pk,
+    events.normalization_published(
         project_id=project.pk,
         actor_id=actor.pk,
         before=before,

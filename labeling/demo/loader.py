@@ -187,7 +187,6 @@ def _ensure_items(project, demo: DemoProject, batch, admin, report: SeedReport) 
             actor_id=admin.pk,
             batch_id=batch.pk,
             item_ids=new_ids,
-            updated=False,
         )
     if new_image_ids:
         services.enqueue_image_stats(item_ids=new_image_ids)

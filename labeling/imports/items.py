@@ -120,11 +120,7 @@ def import_items(
         archive = ZipArchive(
             data,
             max_member_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
-            max_total_bytes=getattr(
-                settings,
-                "CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES",
-                4 * settings.CONCORD_MAX_IMPORT_BYTES,
-            ),
+            max_total_bytes=settings.CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES,
         )
         manifest_name, manifest_fmt = archive.manifest()
         base = manifest_name.rsplit("/", 1)[0] + "/" if "/" in manifest_name else ""
@@ -208,9 +204,7 @@ def _enqueue_stats(image_ids: list[int], url_ids: list[int]) -> None:
     if image_ids:
         services.enqueue_image_stats(item_ids=image_ids)
     if url_ids:
-        enqueue = getattr(services, "enqueue_remote_image_stats", None)
-        if enqueue is not None:
-            enqueue(item_ids=url_ids)
+        services.enqueue_remote_image_stats(item_ids=url_ids)
 
 
 def _finish_batch(
@@ -344,14 +338,12 @@ def _store_items(
         updated_ids,
     )
     actor_id = getattr(actor, "pk", None)
-    for item_ids, updated in ((created_ids, False), (updated_ids, True)):
-        events.items_imported_bulk(
-            project_id=project.pk,
-            actor_id=actor_id,
-            batch_id=batch.pk,
-            item_ids=item_ids,
-            updated=updated,
-        )
+    events.items_imported_bulk(
+        project_id=project.pk, actor_id=actor_id, batch_id=batch.pk, item_ids=created_ids
+    )
+    events.items_updated_bulk(
+        project_id=project.pk, actor_id=actor_id, batch_id=batch.pk, item_ids=updated_ids
+    )
     written = [v for _, v in new_rows + updates]
     stats_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE]
     url_ids = [v["id"] for v in written if v["kind"] == PayloadKind.IMAGE_URL]

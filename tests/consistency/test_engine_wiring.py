@@ -91,7 +91,6 @@ def test_published_transcript_rules_are_applied_before_agreement(demo, django_us
 
 
 def test_runs_emit_openlineage_start_and_complete(demo, monkeypatch, tmp_path):
-    pytest.importorskip("openlineage.client")
     target = tmp_path / "lineage.jsonl"
     monkeypatch.setenv("OPENLINEAGE_FILE", str(target))
     run = run_agreement(demo, n_bootstrap=0)

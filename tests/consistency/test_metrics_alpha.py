@@ -5,6 +5,7 @@ import math
 
 import krippendorff
 import numpy as np
+import pandas as pd
 import pytest
 
 import consistency.metrics.alpha as alpha_mod
@@ -219,7 +220,6 @@ def test_merge_rejects_overlapping_chunks():
 
 
 def test_label_table_from_frame_roundtrip():
-    pd = pytest.importorskip("pandas")
     df = pd.DataFrame(
         {
             "item": ["u1", "u1", "u2", "u2", "u3"],

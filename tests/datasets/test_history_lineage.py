@@ -20,7 +20,6 @@ def storied_item(project, labelers, batch, manager):
         actor_id=manager.pk,
         item_id=item.pk,
         batch_id=batch.pk,
-        before=None,
         after={"external_id": item.external_id},
     )
     label_items([item], labelers, lambda i, j: ["scratch", "dent", "scratch"][j])
@@ -39,13 +38,12 @@ def storied_item(project, labelers, batch, manager):
     )
     scratch = LabelClass.objects.get(project=project, key="scratch")
     dent = LabelClass.objects.get(project=project, key="dent")
-    events.generic(
-        verb="class.merged",
-        subject_type="label_class",
-        subject_id=scratch.pk,
+    events.class_merged(
         project_id=project.pk,
         actor_id=manager.pk,
-        after={"into": "dent"},
+        class_id=scratch.pk,
+        before={"class": "scratch", "merged_into": None},
+        after={"class": "scratch", "merged_into": "dent", "flag": None},
         reason="labelers cannot tell them apart",
     )
     labeling_services.set_gold_label(item=item, value="scratch", actor=manager, reason="expert")

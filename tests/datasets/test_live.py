@@ -52,7 +52,6 @@ def published(transactional_db, project, labelers, batch):
 
 @pytest.mark.integration
 def test_the_readme_pipeline_example_runs_against_a_live_server(live, published, monkeypatch):
-    pytest.importorskip("requests", reason="the README example uses requests (dev extra)")
     _, secret = services.create_pipeline_token(
         project=published.project, name="readme", created_by=None
     )

@@ -36,7 +36,7 @@ def test_insert_rows_stores_json_values_and_sql_null(project):
         Event,
         [
             {
-                "verb": "test.bulk",
+                "verb": "item.imported",
                 "subject_type": "item",
                 "subject_id": "1",
                 "project_id": project.pk,
@@ -44,7 +44,7 @@ def test_insert_rows_stores_json_values_and_sql_null(project):
                 "after": {"tags": ["a", "é"], "n": 2, "nested": {"x": None}},
             },
             {
-                "verb": "test.bulk",
+                "verb": "item.imported",
                 "subject_type": "item",
                 "subject_id": "2",
                 "project_id": project.pk,
@@ -53,10 +53,10 @@ def test_insert_rows_stores_json_values_and_sql_null(project):
             },
         ],
     )
-    first, second = Event.objects.filter(verb="test.bulk").order_by("subject_id")
+    first, second = Event.objects.filter(verb="item.imported").order_by("subject_id")
     assert first.after == {"tags": ["a", "é"], "n": 2, "nested": {"x": None}}
     assert first.before is None
-    assert Event.objects.filter(verb="test.bulk", before__isnull=True).count() == 1
+    assert Event.objects.filter(verb="item.imported", before__isnull=True).count() == 1
     assert second.before == [1, 2] and second.after == "text"
     assert first.reason == ""
 

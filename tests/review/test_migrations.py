@@ -44,10 +44,7 @@ def test_rule_sets_are_built_from_published_events():
     ]:
         before = {"version": version - 1, "rules": RULES_V1} if version > 1 else None
         published.append(
-            events.generic(
-                verb="normalization.published",
-                subject_type="project",
-                subject_id=project.pk,
+            events.normalization_published(
                 project_id=project.pk,
                 actor_id=manager.pk,
                 before=before,
