@@ -24,8 +24,10 @@ from labeling.models import (
     Guideline,
     Item,
     LabelClass,
+    MeasurementLevel,
     Project,
     ProjectMembership,
+    TaskType,
 )
 
 
@@ -36,6 +38,57 @@ def current_guideline(project: Project) -> Guideline | None:
 def active_classes(project: Project) -> QuerySet[LabelClass]:
     """Classes a labeler can choose: those not merged into another."""
     return project.classes.filter(merged_into__isnull=True).order_by("order", "id")
+
+
+# --- The classes shown to people -----------------------------------------------------
+# One order and one set of keys for every page and the API: a digit pressed on the
+# labeling page and on the SME review page must choose the same class.
+DIGIT_KEYS = "123456789"
+BORDERLINE_KEY = "B"
+
+
+def display_classes(project: Project) -> list[dict]:
+    """The classes a person can choose (not merged into another), in display order,
+    each with the key that chooses it.
+
+    Display order is ``order, id``; for rating projects and ordinal levels it is by
+    ``rank`` (classes without a rank last, then ``order, id``). The first borderline
+    class gets ``kbd`` ``"B"``; the other classes get ``"1"`` … ``"9"`` in display order
+    and ``""`` past the ninth. Each row: ``key, name, description, rank, value,
+    is_borderline, shortcut, kbd``.
+    """
+    classes = list(active_classes(project))
+    if project.task_type == TaskType.RATING or project.level == MeasurementLevel.ORDINAL:
+        # sort() is stable: equal ranks keep the (order, id) order of active_classes.
+        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0))
+    rows, n, borderline_seen = [], 0, False
+    for c in classes:
+        if c.is_borderline and not borderline_seen:
+            kbd, borderline_seen = BORDERLINE_KEY, True
+        else:
+            kbd = DIGIT_KEYS[n] if n < len(DIGIT_KEYS) else ""
+            n += 1
+        rows.append(
+            {
+                "key": c.key,
+                "name": c.name,
+                "description": c.description,
+                "rank": c.rank,
+                "value": c.value,
+                "is_borderline": c.is_borderline,
+                "shortcut": c.shortcut,
+                "kbd": kbd,
+            }
+        )
+    return rows
+
+
+def class_buttons(project: Project) -> tuple[list[dict], dict | None]:
+    """:func:`display_classes` as a page shows them: the digit-keyed classes in display
+    order, and the borderline class (key ``B``) apart, or None."""
+    rows = display_classes(project)
+    borderline = next((r for r in rows if r["kbd"] == BORDERLINE_KEY), None)
+    return [r for r in rows if r is not borderline], borderline
 
 
 def current_annotations(project: Project) -> QuerySet[Annotation]:

@@ -20,8 +20,6 @@ from labeling import assignment as assignment_service
 from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
 from labeling.models import Annotation, Assignment, Item, Project, TaskType
 
-DIGIT_KEYS = "123456789"
-
 
 @login_required
 def home(request):
@@ -51,29 +49,6 @@ def home(request):
 
 # The labeling pages: label roles, unarchived projects only.
 labeling_page = page_access(LABEL_ROLES, projects=Project.objects.filter(is_archived=False))
-
-
-def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
-    """Class buttons with their keys (1..9 in display order) and the borderline class."""
-    rows, borderline, n = [], None, 0
-    classes = list(selectors.active_classes(project))
-    if project.task_type == TaskType.RATING:
-        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0, c.order))
-    for c in classes:
-        if c.is_borderline and borderline is None:
-            borderline = {"key": c.key, "name": c.name, "description": c.description, "kbd": "B"}
-            continue
-        rows.append(
-            {
-                "key": c.key,
-                "name": c.name,
-                "description": c.description,
-                "rank": c.rank,
-                "kbd": DIGIT_KEYS[n] if n < len(DIGIT_KEYS) else "",
-            }
-        )
-        n += 1
-    return rows, borderline
 
 
 def _image_src(item: Item) -> str:
@@ -114,7 +89,7 @@ def label(request, project: Project, role: str):
                 .select_related("label_class")
                 .first()
             )
-    classes, borderline = _classes_for_ui(project)
+    classes, borderline = selectors.class_buttons(project)
     guideline = selectors.current_guideline(project)
     examples = []
     if guideline is not None:
