@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
+from labeling.selectors import class_roots
 from provenance.models import Event
 from review.models import Resolution, ResolutionAction
 
@@ -44,6 +45,7 @@ def item_history(item: Item) -> dict:
     item_events = list(Event.objects.filter(item_id_ref=item.pk).select_related("actor"))
     gold = GoldLabel.objects.filter(item=item).select_related("label_class", "created_by").first()
     classes = {c.pk: c for c in LabelClass.objects.filter(project_id=project_id)}
+    root_of = class_roots({c.pk: c.merged_into_id for c in classes.values()})
     class_ids = {a.label_class_id for a in annotations if a.label_class_id}
     if gold is not None and gold.label_class_id:
         class_ids.add(gold.label_class_id)
@@ -109,7 +111,7 @@ def item_history(item: Item) -> dict:
                 "actor": _username(annotation.labeler),
                 "annotation": annotation.pk,
                 "value": _annotation_value(annotation),
-                "maps_to": _root_key(classes, annotation.label_class_id),
+                "maps_to": _root_key(classes, root_of, annotation.label_class_id),
                 "guideline_version": annotation.guideline.version if annotation.guideline else None,
                 "comment": annotation.comment,
                 "is_current": annotation.is_current,
@@ -205,17 +207,14 @@ def _annotation_value(annotation: Annotation) -> Any:
     return annotation.value_text
 
 
-def _root_key(classes: dict[int, LabelClass], class_id: int | None) -> str | None:
+def _root_key(
+    classes: dict[int, LabelClass], root_of: dict[int, int], class_id: int | None
+) -> str | None:
     """The class a label maps to today when its class has been merged, else None."""
     if class_id is None or class_id not in classes:
         return None
-    current, seen = classes[class_id], {class_id}
-    while current.merged_into_id and current.merged_into_id in classes:
-        if current.merged_into_id in seen:
-            break
-        seen.add(current.merged_into_id)
-        current = classes[current.merged_into_id]
-    return current.key if current.pk != class_id else None
+    root_id = root_of[class_id]
+    return classes[root_id].key if root_id != class_id else None
 
 
 # --- Dataset versions ------------------------------------------------------------------------

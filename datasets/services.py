@@ -31,6 +31,7 @@ from consistency.models import (
 from datasets import lineage, splits
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineToken
 from labeling import access
+from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import Annotation, Guideline, Item, LabelClass, Project, SourceBatch
 from provenance import events
@@ -250,21 +251,6 @@ def request_dataset_version(
 
 
 # --- Building a version --------------------------------------------------------------------
-def class_roots(classes: Iterable[LabelClass]) -> dict[int, LabelClass]:
-    """Each class id -> the class it finally maps to, following ``merged_into`` chains."""
-    by_id = {c.pk: c for c in classes}
-    roots = {}
-    for class_id, label_class in by_id.items():
-        seen, current = {class_id}, label_class
-        while current.merged_into_id is not None and current.merged_into_id in by_id:
-            if current.merged_into_id in seen:  # a cycle is a data error; stop at it
-                break
-            seen.add(current.merged_into_id)
-            current = by_id[current.merged_into_id]
-        roots[class_id] = current
-    return roots
-
-
 def _value_key(label_class_id, value_text, value_number, roots) -> str | None:
     if label_class_id is not None:
         return roots[label_class_id].key
@@ -342,7 +328,9 @@ def _build(version: DatasetVersion) -> None:
     run = AgreementRun.objects.get(pk=request["agreement_run"], project=project)
 
     classes = list(LabelClass.objects.filter(project=project))
-    roots = class_roots(classes)
+    by_id = {c.pk: c for c in classes}
+    root_of = labeling_selectors.class_roots({c.pk: c.merged_into_id for c in classes})
+    roots = {class_id: by_id[root_id] for class_id, root_id in root_of.items()}
     class_merges = {
         c.key: roots[c.pk].key for c in sorted(classes, key=lambda c: c.key) if roots[c.pk] != c
     }

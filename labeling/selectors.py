@@ -262,20 +262,33 @@ def labeler_progress_detail(project: Project, *, labeler_id: int | None = None) 
 # The one place for both: consistency (agreement, flags) and review read them here.
 
 
-def effective_class_map(project: Project | int) -> dict[int, int]:
-    """``{class id: class id it counts as}`` for every class of the project, following
-    ``merged_into`` chains (a class merged into one that was merged later counts as the
-    last one). Unmerged classes map to themselves."""
-    project_id = project.pk if isinstance(project, Project) else project
-    parent = dict(LabelClass.objects.filter(project_id=project_id).values_list("id", "merged_into"))
+def class_roots(parent: dict[int, int | None]) -> dict[int, int]:
+    """``{class id: root class id}`` from ``{class id: merged_into id or None}``: each
+    class counts as the end of its ``merged_into`` chain (a class merged into one that was
+    merged later counts as the last one). Unmerged classes map to themselves; a chain
+    leaving ``parent`` ends at the last class inside it; a cycle (a data error) ends
+    before the class that repeats.
+
+    >>> class_roots({1: None, 2: 1, 3: 2, 4: None})
+    {1: 1, 2: 1, 3: 1, 4: 4}
+    """
     out = {}
     for cid in parent:
         seen, cur = {cid}, cid
-        while parent.get(cur) is not None and parent[cur] not in seen:
+        while parent.get(cur) is not None and parent[cur] in parent and parent[cur] not in seen:
             cur = parent[cur]
             seen.add(cur)
         out[cid] = cur
     return out
+
+
+def effective_class_map(project: Project | int) -> dict[int, int]:
+    """``{class id: class id it counts as}`` for every class of the project
+    (:func:`class_roots` of its classes). One query."""
+    project_id = project.pk if isinstance(project, Project) else project
+    return class_roots(
+        dict(LabelClass.objects.filter(project_id=project_id).values_list("id", "merged_into"))
+    )
 
 
 def sme_overrides(project: Project | int) -> dict[int, int]:
