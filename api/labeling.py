@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from labeling import assignment as assignment_service
-from labeling import selectors, services
+from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
 from labeling.models import AnnotationSource, Assignment, Item, Project
 
@@ -65,7 +65,7 @@ def annotation_payload(annotation) -> dict:
         "id": annotation.pk,
         "item": annotation.item_id,
         "labeler": annotation.labeler.get_username(),
-        "value": services.annotation_value(annotation),
+        "value": selectors.annotation_value(annotation),
         "guideline_version": annotation.guideline.version if annotation.guideline_id else None,
         "time_spent_ms": annotation.time_spent_ms,
         "comment": annotation.comment,

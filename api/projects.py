@@ -590,7 +590,7 @@ class AnnotationOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_value(self, obj) -> str | float | None:
-        return services.annotation_value(obj)
+        return selectors.annotation_value(obj)
 
     def get_label_class(self, obj) -> str | None:
         return obj.label_class.key if obj.label_class_id else None

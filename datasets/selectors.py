@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
-from labeling.selectors import class_roots
+from labeling.selectors import annotation_value, class_roots
 from provenance.models import Event
 from review.models import Resolution, ResolutionAction
 
@@ -110,7 +109,7 @@ def item_history(item: Item) -> dict:
                 "verb": verb,
                 "actor": _username(annotation.labeler),
                 "annotation": annotation.pk,
-                "value": _annotation_value(annotation),
+                "value": annotation_value(annotation),
                 "maps_to": _root_key(classes, root_of, annotation.label_class_id),
                 "guideline_version": annotation.guideline.version if annotation.guideline else None,
                 "comment": annotation.comment,
@@ -197,14 +196,6 @@ def _event_entry(event: Event, kind: str) -> dict:
         "after": event.after,
         "reason": event.reason,
     }
-
-
-def _annotation_value(annotation: Annotation) -> Any:
-    if annotation.label_class is not None:
-        return annotation.label_class.key
-    if annotation.value_number is not None:
-        return annotation.value_number
-    return annotation.value_text
 
 
 def _root_key(

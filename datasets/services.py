@@ -252,13 +252,16 @@ def request_dataset_version(
 
 # --- Building a version --------------------------------------------------------------------
 def _value_key(label_class_id, value_text, value_number, roots) -> str | None:
-    if label_class_id is not None:
-        return roots[label_class_id].key
-    if value_text:
-        return value_text
-    if value_number is not None:
-        return format(value_number, "g")
-    return None
+    """A label's value (``labeling.selectors.label_value``, classes mapped to their root)
+    as dataset text: numbers in ``g`` format, no value as None."""
+    value = labeling_selectors.label_value(
+        class_key=roots[label_class_id].key if label_class_id is not None else None,
+        value_number=value_number,
+        value_text=value_text,
+    )
+    if isinstance(value, float | int):
+        return format(value, "g")
+    return value or None
 
 
 def _metadata_matches(metadata: dict, filters: dict) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.db.models import (
     Count,
@@ -89,6 +90,29 @@ def class_buttons(project: Project) -> tuple[list[dict], dict | None]:
     rows = display_classes(project)
     borderline = next((r for r in rows if r["kbd"] == BORDERLINE_KEY), None)
     return [r for r in rows if r is not borderline], borderline
+
+
+# --- The value of a label ---------------------------------------------------------------
+def label_value(*, class_key: str | None, value_number: float | None, value_text: str) -> Any:
+    """The value of a label as people and pipelines see it: its class key, else its
+    number, else its text. Every kind of label row (annotation, gold label, consensus)
+    goes through here; :func:`annotation_value` is the same for a loaded row."""
+    if class_key is not None:
+        return class_key
+    if value_number is not None:
+        return value_number
+    return value_text
+
+
+def annotation_value(label: Annotation | GoldLabel) -> Any:
+    """:func:`label_value` of an annotation or a gold label, with the key of its class as
+    stored (not mapped through merges). Reads ``label.label_class`` when it has a class
+    (select it with the label to avoid a query per row)."""
+    return label_value(
+        class_key=label.label_class.key if label.label_class_id is not None else None,
+        value_number=label.value_number,
+        value_text=label.value_text,
+    )
 
 
 def current_annotations(project: Project) -> QuerySet[Annotation]:

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from labeling import access, selectors, services
+from labeling import access, selectors
 from labeling import assignment as assignment_service
 from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
 from labeling.models import Annotation, Assignment, Item, Project, TaskType
@@ -105,7 +105,7 @@ def label(request, project: Project, role: str):
     previous = assignment_service.previous_label(
         project, request.user, before_item_id=own.item_id if own else None
     )
-    own_value = services.annotation_value(own) if own else None
+    own_value = selectors.annotation_value(own) if own else None
     context = {
         "project": project,
         "role": role,
