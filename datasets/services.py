@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from consistency import selectors as consistency_selectors
 from consistency.models import (
     AgreementRun,
     Consensus,
@@ -338,35 +339,23 @@ def _build(version: DatasetVersion) -> None:
         c.key: roots[c.pk].key for c in sorted(classes, key=lambda c: c.key) if roots[c.pk] != c
     }
     borderline_keys = {roots[c.pk].key for c in classes if roots[c.pk].is_borderline}
-    borderline_class = next((c for c in classes if c.is_borderline), None)
 
-    consensus = {
-        row["item_id"]: row
-        for row in Consensus.objects.filter(run=run, method=request["consensus"]).values(
-            "item_id",
-            "label_class_id",
-            "value_text",
-            "value_number",
-            "support",
-            "confidence",
-            "status",
-        )
-    }
-
-    # SME decisions on items, latest wins; they override the computed consensus.
-    decided: dict[int, dict] = {}
-    for row in (
+    # The final label of each item: an SME decision wins over the run's consensus.
+    final = consistency_selectors.final_labels(project, run, method=request["consensus"])
+    # The resolution that decided an item (latest wins), named on its row.
+    decided_by: dict[int, int] = {}
+    for resolution_id, item_id in (
         Resolution.objects.filter(
             project=project,
             action__in=[ResolutionAction.SET_LABEL, ResolutionAction.MARK_BORDERLINE],
             items__isnull=False,
         )
         .order_by("created_at", "id")
-        .values("id", "action", "label_class_id", "items__id")
+        .values_list("id", "items__id")
     ):
-        decided[row["items__id"]] = row
+        decided_by[item_id] = resolution_id
 
-    items_qs = Item.objects.filter(project=project, pk__in=set(consensus) | set(decided))
+    items_qs = Item.objects.filter(project=project, pk__in=set(final))
     if "tag" in filters:
         items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()
     items = [
@@ -407,28 +396,15 @@ def _build(version: DatasetVersion) -> None:
     # Decide each item's final label and whether it is included.
     selected = []
     for item in items:
-        resolution = decided.get(item["id"])
-        cons = consensus.get(item["id"])
-        if resolution is not None:
-            if resolution["action"] == ResolutionAction.MARK_BORDERLINE:
-                label = roots[borderline_class.pk].key if borderline_class else "borderline"
-                status = ConsensusStatus.BORDERLINE
-            else:
-                label = (
-                    roots[resolution["label_class_id"]].key
-                    if resolution["label_class_id"] in roots
-                    else None
-                )
-                status = ConsensusStatus.RESOLVED
-            confidence = 1.0
-            resolution_id = resolution["id"]
-        else:
-            label = _value_key(
-                cons["label_class_id"], cons["value_text"], cons["value_number"], roots
-            )
-            status = cons["status"]
-            confidence = cons["confidence"] if cons["confidence"] is not None else cons["support"]
-            resolution_id = None
+        chosen = final[item["id"]]
+        label = _value_key(chosen.label_class_id, chosen.value_text, chosen.value_number, roots)
+        status = chosen.status
+        confidence = chosen.confidence if chosen.confidence is not None else chosen.support
+        resolution_id = (
+            decided_by.get(item["id"])
+            if chosen.source == consistency_selectors.SOURCE_SME
+            else None
+        )
         if label is None:
             continue
         if label in borderline_keys:

@@ -432,12 +432,22 @@ def effective_class_map(project: Project | int) -> dict[int, int]:
     )
 
 
-def sme_overrides(project: Project | int) -> dict[int, int]:
-    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), mapped
-    through the merges in force. The consensus of these items is the SME's label."""
+def sme_decisions(project: Project | int) -> dict[int, int]:
+    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), the
+    class as stored. One query."""
     project_id = project.pk if isinstance(project, Project) else project
-    mapping = effective_class_map(project_id)
-    rows = GoldLabel.objects.filter(
-        item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
-    ).values_list("item_id", "label_class_id")
-    return {item_id: mapping.get(class_id, class_id) for item_id, class_id in rows}
+    return dict(
+        GoldLabel.objects.filter(
+            item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
+        ).values_list("item_id", "label_class_id")
+    )
+
+
+def sme_overrides(project: Project | int) -> dict[int, int]:
+    """:func:`sme_decisions` mapped through the merges in force. The consensus of these
+    items is the SME's label."""
+    mapping = effective_class_map(project)
+    return {
+        item_id: mapping.get(class_id, class_id)
+        for item_id, class_id in sme_decisions(project).items()
+    }
