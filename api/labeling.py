@@ -16,30 +16,18 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from labeling import assignment as assignment_service
-from labeling import selectors, services
+from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
-from labeling.models import AnnotationSource, Assignment, Item, Project, TaskType
+from labeling.models import AnnotationSource, Assignment, Item, Project
 
 User = get_user_model()
 
 
 def class_rows(project: Project) -> list[dict]:
-    """The classes a labeler can choose, in display order (by rank for rating)."""
-    classes = list(selectors.active_classes(project))
-    if project.task_type == TaskType.RATING:
-        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0, c.order))
-    return [
-        {
-            "key": c.key,
-            "name": c.name,
-            "description": c.description,
-            "rank": c.rank,
-            "value": c.value,
-            "is_borderline": c.is_borderline,
-            "shortcut": c.shortcut,
-        }
-        for c in classes
-    ]
+    """The classes a labeler can choose, in the display order of every page
+    (``labeling.selectors.display_classes``)."""
+    fields = ("key", "name", "description", "rank", "value", "is_borderline", "shortcut")
+    return [{f: row[f] for f in fields} for row in selectors.display_classes(project)]
 
 
 def item_payload(request, item: Item) -> dict:
@@ -77,7 +65,7 @@ def annotation_payload(annotation) -> dict:
         "id": annotation.pk,
         "item": annotation.item_id,
         "labeler": annotation.labeler.get_username(),
-        "value": services.annotation_value(annotation),
+        "value": selectors.annotation_value(annotation),
         "guideline_version": annotation.guideline.version if annotation.guideline_id else None,
         "time_spent_ms": annotation.time_spent_ms,
         "comment": annotation.comment,

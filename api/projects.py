@@ -494,9 +494,8 @@ class ItemOutputSerializer(serializers.Serializer):
         return sorted(t.name for t in obj.tags.all())
 
     def get_status(self, obj) -> str:
-        if obj.n_current == 0:
-            return "unlabeled"
-        return "complete" if obj.n_current >= self.context["overlap"] else "in_progress"
+        # labeling.selectors.items_with_counts: the one rule, dynamic overlap honoured.
+        return obj.item_status
 
 
 class ItemListApi(ProjectScopedMixin, APIView):
@@ -509,7 +508,9 @@ class ItemListApi(ProjectScopedMixin, APIView):
         parameters=[
             OpenApiParameter("tag", str),
             OpenApiParameter(
-                "status", str, description="unlabeled | in_progress | complete (vs. overlap)"
+                "status",
+                str,
+                description="unlabeled | in_progress | complete (vs. the item's overlap target)",
             ),
             OpenApiParameter("external_id", str),
             OpenApiParameter("kind", str),
@@ -537,7 +538,7 @@ class ItemListApi(ProjectScopedMixin, APIView):
         items = items.prefetch_related("tags")
         paginator = Pagination()
         page = paginator.paginate_queryset(items, request, view=self)
-        data = ItemOutputSerializer(page, many=True, context={"overlap": self.project.overlap}).data
+        data = ItemOutputSerializer(page, many=True).data
         return paginator.get_paginated_response(data)
 
 
@@ -551,7 +552,7 @@ class ItemDetailApi(ProjectScopedMixin, APIView):
         item = get_object_or_404(
             selectors.items_with_counts(self.project).prefetch_related("tags"), pk=item_id
         )
-        return Response(ItemOutputSerializer(item, context={"overlap": self.project.overlap}).data)
+        return Response(ItemOutputSerializer(item).data)
 
 
 class ItemByIdApi(ProjectScopedMixin, APIView):
@@ -565,7 +566,7 @@ class ItemByIdApi(ProjectScopedMixin, APIView):
     def get(self, request, item_id: int):
         item = self.object
         item = selectors.items_with_counts(item.project).prefetch_related("tags").get(pk=item_id)
-        return Response(ItemOutputSerializer(item, context={"overlap": item.project.overlap}).data)
+        return Response(ItemOutputSerializer(item).data)
 
 
 # --- Annotations and progress ----------------------------------------------------------
@@ -590,7 +591,7 @@ class AnnotationOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_value(self, obj) -> str | float | None:
-        return services.annotation_value(obj)
+        return selectors.annotation_value(obj)
 
     def get_label_class(self, obj) -> str | None:
         return obj.label_class.key if obj.label_class_id else None

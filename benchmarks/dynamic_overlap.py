@@ -7,7 +7,7 @@ labeler model (``labeling.demo.labelers.simulate_label``). Two policies see the 
 label for the same (item, labeler, repetition), so the comparison is paired:
 
 * fixed: the first ``--overlap`` labelers (default 3);
-* dynamic: labels are added one at a time until ``labeling.assignment.dynamic_target``
+* dynamic: labels are added one at a time until ``labeling.selectors.dynamic_target``
   (the rule the hand-out uses) says the item is done (``--min`` 2, ``--max`` 5).
 
 Consensus is the plurality label (ties go to the label given first); quality is its
@@ -32,11 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django.setup()  # dynamic_target lives beside the hand-out service; no database is used
+django.setup()  # dynamic_target lives in labeling.selectors; no database is used
 
-from labeling.assignment import dynamic_target  # noqa: E402
 from labeling.demo.labelers import IMAGE_LABELERS, ItemContext, simulate_label  # noqa: E402
 from labeling.demo.synth import GUIDELINE_V2_DAY, START, build_demo  # noqa: E402
+from labeling.selectors import dynamic_target  # noqa: E402
 
 
 def plurality(labels: list[str]) -> str:

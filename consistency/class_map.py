@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeling.models import LabelClass, Project
+from labeling.selectors import class_roots
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class ClassMap:
 
 
 def class_map(project: Project, level: str) -> ClassMap:
-    """The project's classes with ``merged_into`` chains resolved to their root class.
+    """The project's classes with ``merged_into`` chains resolved to their root class
+    (``labeling.selectors.class_roots``, the one rule).
 
     Ordinal projects order root classes by rank (classes without a rank last).
     """
@@ -49,21 +51,16 @@ def class_map(project: Project, level: str) -> ClassMap:
         .values("id", "key", "name", "rank", "value", "is_borderline", "merged_into_id")
     )
     by_id = {r["id"]: r for r in rows}
-
-    def root(class_id: int) -> int:
-        seen = set()
-        while by_id[class_id]["merged_into_id"] is not None and class_id not in seen:
-            seen.add(class_id)
-            class_id = by_id[class_id]["merged_into_id"]
-        return class_id
-
+    root_of = class_roots({r["id"]: r["merged_into_id"] for r in rows})
     roots = [r for r in rows if r["merged_into_id"] is None]
     if level == "ordinal":
         roots.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0))
     code_by_root = {r["id"]: i for i, r in enumerate(roots)}
-    code_of = {r["id"]: code_by_root[root(r["id"])] for r in rows if root(r["id"]) in code_by_root}
+    code_of = {
+        r["id"]: code_by_root[root_of[r["id"]]] for r in rows if root_of[r["id"]] in code_by_root
+    }
     merges = {
-        r["key"]: by_id[root(r["id"])]["key"] for r in rows if r["merged_into_id"] is not None
+        r["key"]: by_id[root_of[r["id"]]]["key"] for r in rows if r["merged_into_id"] is not None
     }
     metric = np.array(
         [

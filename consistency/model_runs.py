@@ -18,14 +18,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from consistency.models import (
-    AgreementRun,
-    Consensus,
     ConsensusMethod,
     ModelRun,
     Prediction,
-    RunStatus,
 )
-from labeling.models import GoldLabel, Item, LabelClass, Project, TaskType
+from consistency.selectors import SOURCE_SME, final_labels, latest_finished_run
+from labeling.models import GoldLabel, GoldSource, Item, LabelClass, Project, TaskType
 from labeling.selectors import effective_class_map
 from provenance import events
 
@@ -173,14 +171,6 @@ def _slice_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _latest_run(project: Project) -> AgreementRun | None:
-    return (
-        AgreementRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-
-
 def _entry(key, value, item_ids, correct, hlp, hlp_reason) -> dict:
     n = len(item_ids)
     reasons: dict[str, str] = {}
@@ -217,19 +207,15 @@ def error_analysis(model_run: ModelRun) -> dict:
         }
 
     roots = effective_class_map(project)
-    run = _latest_run(project)
+    run = latest_finished_run(project)
+    # The reference: an imported gold label, else the item's final label (an SME decision,
+    # else the majority consensus of the latest run).
     gold = dict(
-        GoldLabel.objects.filter(item__project=project, label_class__isnull=False).values_list(
-            "item_id", "label_class_id"
-        )
+        GoldLabel.objects.filter(item__project=project, label_class__isnull=False)
+        .exclude(source=GoldSource.SME)
+        .values_list("item_id", "label_class_id")
     )
-    consensus: dict[int, int] = {}
-    if run is not None:
-        consensus = dict(
-            Consensus.objects.filter(
-                run=run, method=ConsensusMethod.MAJORITY, label_class__isnull=False
-            ).values_list("item_id", "label_class_id")
-        )
+    final = final_labels(project, run, method=ConsensusMethod.MAJORITY)
     predicted = dict(
         Prediction.objects.filter(model_run=model_run, label_class__isnull=False).values_list(
             "item_id", "label_class_id"
@@ -238,12 +224,16 @@ def error_analysis(model_run: ModelRun) -> dict:
     correct: dict[int, bool] = {}
     n_gold = n_consensus = 0
     for item_id, class_id in predicted.items():
+        chosen = final.get(item_id)
         if item_id in gold:
             reference = gold[item_id]
             n_gold += 1
-        elif item_id in consensus:
-            reference = consensus[item_id]
-            n_consensus += 1
+        elif chosen is not None and chosen.label_class_id is not None:
+            reference = chosen.label_class_id
+            if chosen.source == SOURCE_SME:
+                n_gold += 1  # an SME decision is a gold label
+            else:
+                n_consensus += 1
         else:
             continue
         correct[item_id] = roots.get(class_id, class_id) == roots.get(reference, reference)

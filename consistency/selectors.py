@@ -3,9 +3,19 @@ needs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Count, Max, QuerySet
 
-from consistency.models import AgreementRun, Consensus, RunStatus, TranscriptRuleSet
+from consistency.models import (
+    AgreementRun,
+    Consensus,
+    ConsensusMethod,
+    ConsensusStatus,
+    RunStatus,
+    TranscriptRuleSet,
+)
+from labeling import selectors as labeling_selectors
 from labeling.models import Annotation, Project
 
 
@@ -108,3 +118,63 @@ def current_normalization(project: Project | int) -> dict:
     if rule_set is None:
         return {"version": 0, "rules": []}
     return {"version": rule_set.version, "rules": list(rule_set.rules)}
+
+
+# --- The final label of an item ---------------------------------------------------------
+SOURCE_SME = "sme"
+SOURCE_CONSENSUS = "consensus"
+
+
+@dataclass(frozen=True)
+class FinalLabel:
+    """An item's final label. ``label_class_id`` is the class as stored (map it through
+    ``labeling.selectors.effective_class_map`` for the class it counts as today);
+    ``confidence`` is 1.0 for an SME decision; ``status`` is the consensus status, or
+    ``resolved`` for an SME decision."""
+
+    source: str  # SOURCE_SME | SOURCE_CONSENSUS
+    label_class_id: int | None
+    value_text: str
+    value_number: float | None
+    status: str
+    support: float | None
+    confidence: float | None
+
+
+def final_labels(
+    project: Project, run: AgreementRun | None, *, method: str = ConsensusMethod.MAJORITY
+) -> dict[int, FinalLabel]:
+    """``{item id: FinalLabel}``: an SME decision (a gold label with source ``sme``) wins
+    over the consensus of ``run`` by ``method``; items with neither are absent. Without a
+    run, the SME decisions alone. Two queries."""
+    out: dict[int, FinalLabel] = {}
+    if run is not None:
+        for row in Consensus.objects.filter(run=run, method=method).values(
+            "item_id",
+            "label_class_id",
+            "value_text",
+            "value_number",
+            "support",
+            "confidence",
+            "status",
+        ):
+            out[row["item_id"]] = FinalLabel(
+                source=SOURCE_CONSENSUS,
+                label_class_id=row["label_class_id"],
+                value_text=row["value_text"],
+                value_number=row["value_number"],
+                status=row["status"],
+                support=row["support"],
+                confidence=row["confidence"],
+            )
+    for item_id, class_id in labeling_selectors.sme_decisions(project).items():
+        out[item_id] = FinalLabel(
+            source=SOURCE_SME,
+            label_class_id=class_id,
+            value_text="",
+            value_number=None,
+            status=ConsensusStatus.RESOLVED,
+            support=None,
+            confidence=1.0,
+        )
+    return out

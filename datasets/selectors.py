@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
-from provenance.models import Event
+from labeling.selectors import annotation_value, class_roots
+from provenance.models import Event, Verb
 from review.models import Resolution, ResolutionAction
 
-MERGE_VERBS = ("class.merged", "class.unmerged")
+MERGE_VERBS = (Verb.CLASS_MERGED, Verb.CLASS_UNMERGED)
 CLASS_SUBJECT_TYPES = ("label_class", "class")
 
 
@@ -44,6 +44,7 @@ def item_history(item: Item) -> dict:
     item_events = list(Event.objects.filter(item_id_ref=item.pk).select_related("actor"))
     gold = GoldLabel.objects.filter(item=item).select_related("label_class", "created_by").first()
     classes = {c.pk: c for c in LabelClass.objects.filter(project_id=project_id)}
+    root_of = class_roots({c.pk: c.merged_into_id for c in classes.values()})
     class_ids = {a.label_class_id for a in annotations if a.label_class_id}
     if gold is not None and gold.label_class_id:
         class_ids.add(gold.label_class_id)
@@ -61,7 +62,7 @@ def item_history(item: Item) -> dict:
     project_events = list(
         Event.objects.filter(project_id=project_id)
         .filter(
-            Q(verb="guideline.published")
+            Q(verb=Verb.GUIDELINE_PUBLISHED)
             | Q(
                 verb__in=MERGE_VERBS,
                 subject_type__in=CLASS_SUBJECT_TYPES,
@@ -92,14 +93,14 @@ def item_history(item: Item) -> dict:
             continue  # told by the annotation rows below, with the event's reason
         if event.subject_type == "resolution" and event.subject_id in resolution_ids:
             continue
-        kind = {"item.gold_set": "gold"}.get(event.verb, "item")
+        kind = {Verb.ITEM_GOLD_SET: "gold"}.get(event.verb, "item")
         timeline.append(_event_entry(event, kind))
     for annotation in annotations:
         event = events_by_annotation.get(str(annotation.pk))
         verb = (
             event.verb
             if event
-            else ("annotation.revised" if annotation.supersedes_id else "annotation.created")
+            else (Verb.ANNOTATION_REVISED if annotation.supersedes_id else Verb.ANNOTATION_CREATED)
         )
         timeline.append(
             {
@@ -108,8 +109,8 @@ def item_history(item: Item) -> dict:
                 "verb": verb,
                 "actor": _username(annotation.labeler),
                 "annotation": annotation.pk,
-                "value": _annotation_value(annotation),
-                "maps_to": _root_key(classes, annotation.label_class_id),
+                "value": annotation_value(annotation),
+                "maps_to": _root_key(classes, root_of, annotation.label_class_id),
                 "guideline_version": annotation.guideline.version if annotation.guideline else None,
                 "comment": annotation.comment,
                 "is_current": annotation.is_current,
@@ -135,7 +136,7 @@ def item_history(item: Item) -> dict:
             }
         )
     for event in project_events:
-        kind = "guideline" if event.verb == "guideline.published" else "merge"
+        kind = "guideline" if event.verb == Verb.GUIDELINE_PUBLISHED else "merge"
         timeline.append(_event_entry(event, kind))
     timeline.sort(key=lambda entry: (entry["at"], _TYPE_ORDER.get(entry["type"], 9)))
 
@@ -197,25 +198,14 @@ def _event_entry(event: Event, kind: str) -> dict:
     }
 
 
-def _annotation_value(annotation: Annotation) -> Any:
-    if annotation.label_class is not None:
-        return annotation.label_class.key
-    if annotation.value_number is not None:
-        return annotation.value_number
-    return annotation.value_text
-
-
-def _root_key(classes: dict[int, LabelClass], class_id: int | None) -> str | None:
+def _root_key(
+    classes: dict[int, LabelClass], root_of: dict[int, int], class_id: int | None
+) -> str | None:
     """The class a label maps to today when its class has been merged, else None."""
     if class_id is None or class_id not in classes:
         return None
-    current, seen = classes[class_id], {class_id}
-    while current.merged_into_id and current.merged_into_id in classes:
-        if current.merged_into_id in seen:
-            break
-        seen.add(current.merged_into_id)
-        current = classes[current.merged_into_id]
-    return current.key if current.pk != class_id else None
+    root_id = root_of[class_id]
+    return classes[root_id].key if root_id != class_id else None
 
 
 # --- Dataset versions ------------------------------------------------------------------------

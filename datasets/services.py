@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from consistency import selectors as consistency_selectors
 from consistency.models import (
     AgreementRun,
     Consensus,
@@ -31,6 +32,7 @@ from consistency.models import (
 from datasets import lineage, splits
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineToken
 from labeling import access
+from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import Annotation, Guideline, Item, LabelClass, Project, SourceBatch
 from provenance import events
@@ -250,29 +252,17 @@ def request_dataset_version(
 
 
 # --- Building a version --------------------------------------------------------------------
-def class_roots(classes: Iterable[LabelClass]) -> dict[int, LabelClass]:
-    """Each class id -> the class it finally maps to, following ``merged_into`` chains."""
-    by_id = {c.pk: c for c in classes}
-    roots = {}
-    for class_id, label_class in by_id.items():
-        seen, current = {class_id}, label_class
-        while current.merged_into_id is not None and current.merged_into_id in by_id:
-            if current.merged_into_id in seen:  # a cycle is a data error; stop at it
-                break
-            seen.add(current.merged_into_id)
-            current = by_id[current.merged_into_id]
-        roots[class_id] = current
-    return roots
-
-
 def _value_key(label_class_id, value_text, value_number, roots) -> str | None:
-    if label_class_id is not None:
-        return roots[label_class_id].key
-    if value_text:
-        return value_text
-    if value_number is not None:
-        return format(value_number, "g")
-    return None
+    """A label's value (``labeling.selectors.label_value``, classes mapped to their root)
+    as dataset text: numbers in ``g`` format, no value as None."""
+    value = labeling_selectors.label_value(
+        class_key=roots[label_class_id].key if label_class_id is not None else None,
+        value_number=value_number,
+        value_text=value_text,
+    )
+    if isinstance(value, float | int):
+        return format(value, "g")
+    return value or None
 
 
 def _metadata_matches(metadata: dict, filters: dict) -> bool:
@@ -342,40 +332,30 @@ def _build(version: DatasetVersion) -> None:
     run = AgreementRun.objects.get(pk=request["agreement_run"], project=project)
 
     classes = list(LabelClass.objects.filter(project=project))
-    roots = class_roots(classes)
+    by_id = {c.pk: c for c in classes}
+    root_of = labeling_selectors.class_roots({c.pk: c.merged_into_id for c in classes})
+    roots = {class_id: by_id[root_id] for class_id, root_id in root_of.items()}
     class_merges = {
         c.key: roots[c.pk].key for c in sorted(classes, key=lambda c: c.key) if roots[c.pk] != c
     }
     borderline_keys = {roots[c.pk].key for c in classes if roots[c.pk].is_borderline}
-    borderline_class = next((c for c in classes if c.is_borderline), None)
 
-    consensus = {
-        row["item_id"]: row
-        for row in Consensus.objects.filter(run=run, method=request["consensus"]).values(
-            "item_id",
-            "label_class_id",
-            "value_text",
-            "value_number",
-            "support",
-            "confidence",
-            "status",
-        )
-    }
-
-    # SME decisions on items, latest wins; they override the computed consensus.
-    decided: dict[int, dict] = {}
-    for row in (
+    # The final label of each item: an SME decision wins over the run's consensus.
+    final = consistency_selectors.final_labels(project, run, method=request["consensus"])
+    # The resolution that decided an item (latest wins), named on its row.
+    decided_by: dict[int, int] = {}
+    for resolution_id, item_id in (
         Resolution.objects.filter(
             project=project,
             action__in=[ResolutionAction.SET_LABEL, ResolutionAction.MARK_BORDERLINE],
             items__isnull=False,
         )
         .order_by("created_at", "id")
-        .values("id", "action", "label_class_id", "items__id")
+        .values_list("id", "items__id")
     ):
-        decided[row["items__id"]] = row
+        decided_by[item_id] = resolution_id
 
-    items_qs = Item.objects.filter(project=project, pk__in=set(consensus) | set(decided))
+    items_qs = Item.objects.filter(project=project, pk__in=set(final))
     if "tag" in filters:
         items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()
     items = [
@@ -416,28 +396,15 @@ def _build(version: DatasetVersion) -> None:
     # Decide each item's final label and whether it is included.
     selected = []
     for item in items:
-        resolution = decided.get(item["id"])
-        cons = consensus.get(item["id"])
-        if resolution is not None:
-            if resolution["action"] == ResolutionAction.MARK_BORDERLINE:
-                label = roots[borderline_class.pk].key if borderline_class else "borderline"
-                status = ConsensusStatus.BORDERLINE
-            else:
-                label = (
-                    roots[resolution["label_class_id"]].key
-                    if resolution["label_class_id"] in roots
-                    else None
-                )
-                status = ConsensusStatus.RESOLVED
-            confidence = 1.0
-            resolution_id = resolution["id"]
-        else:
-            label = _value_key(
-                cons["label_class_id"], cons["value_text"], cons["value_number"], roots
-            )
-            status = cons["status"]
-            confidence = cons["confidence"] if cons["confidence"] is not None else cons["support"]
-            resolution_id = None
+        chosen = final[item["id"]]
+        label = _value_key(chosen.label_class_id, chosen.value_text, chosen.value_number, roots)
+        status = chosen.status
+        confidence = chosen.confidence if chosen.confidence is not None else chosen.support
+        resolution_id = (
+            decided_by.get(item["id"])
+            if chosen.source == consistency_selectors.SOURCE_SME
+            else None
+        )
         if label is None:
             continue
         if label in borderline_keys:

@@ -4,7 +4,8 @@ Rules (see ``next_item_for``):
 
 * An item is to be labeled by ``project.overlap`` different labelers; with
   ``project.dynamic_overlap`` its target is computed from its labels by
-  :func:`dynamic_target` (between ``min_overlap`` and ``max_overlap``).
+  ``labeling.selectors.dynamic_target`` (between ``min_overlap`` and ``max_overlap``),
+  the same rule the item status and project progress use.
 * An item's *load* is the number of labelers with a current annotation on it plus the
   number of other labelers holding an unexpired active assignment for it. An item is
   handed out only while its load is below its target; items with the highest load come
@@ -31,7 +32,6 @@ backs "never handed to the same labeler twice" in the database.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,10 +39,12 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import IntegerField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.sql import Query
 from django.utils import timezone
 
-from labeling import services
+from labeling import selectors, services
 from labeling.models import (
     Annotation,
     AnnotationSource,
@@ -68,65 +70,6 @@ class AssignmentError(ValidationError):
     """A request about an assignment that cannot be honoured (400 in the API)."""
 
 
-# --- Targets --------------------------------------------------------------------------
-def dynamic_target(labels: Sequence[Any], *, min_overlap: int, max_overlap: int) -> int:
-    """How many labels an item needs under dynamic overlap, given its labels so far.
-
-    ``labels`` are the item's current label values in the order they were given.
-    Fewer than ``min_overlap`` labels: the target is ``min_overlap``. If the first
-    ``min_overlap`` labels all agree, or a strict majority (more than half) of all labels
-    agrees, the item is done at its present count. Otherwise it needs one more label,
-    up to ``max_overlap``.
-
-    >>> dynamic_target(["a", "a"], min_overlap=2, max_overlap=5)
-    2
-    >>> dynamic_target(["a", "b"], min_overlap=2, max_overlap=5)
-    3
-    >>> dynamic_target(["a", "b", "a"], min_overlap=2, max_overlap=5)
-    3
-    >>> dynamic_target(["a", "b", "c", "a"], min_overlap=2, max_overlap=5)
-    5
-    """
-    n = len(labels)
-    if n < min_overlap:
-        return min_overlap
-    if len(set(labels[:min_overlap])) == 1:
-        return n
-    top = Counter(labels).most_common(1)[0][1]
-    if top * 2 > n:
-        return n
-    return min(n + 1, max_overlap) if n < max_overlap else n
-
-
-def _label_key(annotation_row: dict) -> Any:
-    if annotation_row["label_class_id"] is not None:
-        return ("c", annotation_row["label_class_id"])
-    if annotation_row["value_number"] is not None:
-        return ("n", annotation_row["value_number"])
-    return ("t", annotation_row["value_text"].strip().lower())
-
-
-def item_targets(project: Project, item_ids: Iterable[int]) -> dict[int, int]:
-    """The overlap target of each item: ``project.overlap``, or dynamic from its labels."""
-    ids = list(item_ids)
-    if not project.dynamic_overlap:
-        return dict.fromkeys(ids, project.overlap)
-    labels: dict[int, list] = {i: [] for i in ids}
-    rows = (
-        Annotation.objects.filter(item_id__in=ids, is_current=True)
-        .order_by("item_id", "created_at", "id")
-        .values("item_id", "label_class_id", "value_number", "value_text")
-    )
-    for row in rows:
-        labels[row["item_id"]].append(_label_key(row))
-    return {
-        i: dynamic_target(
-            labels[i], min_overlap=project.min_overlap, max_overlap=project.max_overlap
-        )
-        for i in ids
-    }
-
-
 # --- Reads ----------------------------------------------------------------------------
 def _live_assignments(now: datetime) -> QuerySet[Assignment]:
     return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
@@ -146,6 +89,15 @@ def _load_sql() -> str:
     )
 
 
+def _compiled(expression) -> tuple[str, list]:
+    """SQL and parameters of an ORM expression over raw SQL parts, for the hand-written
+    query below."""
+    query = Query(Item)
+    compiler = query.get_compiler(connection=connection)
+    sql, params = compiler.compile(expression.resolve_expression(query))
+    return sql, list(params)
+
+
 def _candidate_query(
     project: Project,
     labeler_id: int,
@@ -161,7 +113,6 @@ def _candidate_query(
     ORM would spend longer building the query than the database spends running it."""
     item, ann, asg = Item._meta.db_table, Annotation._meta.db_table, Assignment._meta.db_table
     when = connection.ops.adapt_datetimefield_value(now)
-    bound = project.overlap
     load = "(COALESCE(la.c, 0) + COALESCE(ls.c, 0))"
     # Each aggregate is a MATERIALIZED CTE: computed once per statement whatever the
     # planner believes. With fresh statistics (a new project, a bulk import) PostgreSQL
@@ -177,14 +128,11 @@ def _candidate_query(
     ]
     joins = "LEFT JOIN la ON la.item_id = i.id LEFT JOIN ls ON ls.item_id = i.id"
     params: list = [project.pk, project.pk, when, labeler_id]
-    target, target_params = "%s", [bound]
+    n, top = "COALESCE(la.c, 0)", "0"
     if project.dynamic_overlap:
-        # The per-item target in SQL, so items already done do not crowd the top of the
-        # order: n labels, the largest number that agree (top); done at max, or from min
-        # on once a strict majority agrees; below min the target is min; otherwise one
-        # more label. (``dynamic_target`` also stops when the first min labels agree,
-        # which this implies unless extra labels came later; the re-check under the lock
-        # uses ``dynamic_target`` itself.)
+        # The largest number of equal labels per item (``selectors.label_identity`` in
+        # SQL), so that the per-item target is computed in the query and items already
+        # done do not crowd the top of the order.
         ctes.append(
             "lt AS MATERIALIZED (SELECT item_id, MAX(c) AS top FROM (SELECT item_id,"
             f" COUNT(*) AS c FROM {ann} WHERE project_id = %s AND is_current GROUP BY item_id,"
@@ -192,12 +140,15 @@ def _candidate_query(
         )
         joins += " LEFT JOIN lt ON lt.item_id = i.id"
         params.append(project.pk)
-        n = "COALESCE(la.c, 0)"
-        target = (
-            f"(CASE WHEN {n} >= %s THEN {n} WHEN {n} < %s THEN %s"
-            f" WHEN COALESCE(lt.top, 0) * 2 > {n} THEN {n} ELSE {n} + 1 END)"
+        top = "COALESCE(lt.top, 0)"
+    # The target is the one rule of labeling.selectors, compiled to SQL over n and top.
+    target, target_params = _compiled(
+        selectors.item_target_expression(
+            project,
+            n=RawSQL(n, [], output_field=IntegerField()),
+            top=RawSQL(top, [], output_field=IntegerField()),
         )
-        target_params = [project.max_overlap, project.min_overlap, project.min_overlap]
+    )
     with_clause = "WITH " + ", ".join(ctes)
     where = [
         "i.project_id = %s",
@@ -341,7 +292,8 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
             tried.append(item_id)
             # Re-count now that the row lock is held (see module docstring).
             now = timezone.now()
-            if item_load(item_id, labeler.pk, now) >= item_targets(project, [item_id])[item_id]:
+            target = selectors.item_targets(project, [item_id])[item_id]
+            if item_load(item_id, labeler.pk, now) >= target:
                 continue
             return Assignment.objects.create(
                 project=project,
@@ -403,7 +355,7 @@ def submit_label(
         ).exists()
         if not handed:
             load = item_load(item.pk, labeler.pk, now)
-            if load >= item_targets(project, [item.pk])[item.pk]:
+            if load >= selectors.item_targets(project, [item.pk])[item.pk]:
                 raise AssignmentError(
                     {"item": "this item has all the labels it needs; ask for the next item"}
                 )

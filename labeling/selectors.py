@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.db.models import (
+    Case,
     Count,
+    Expression,
+    F,
     IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     TextField,
     Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, Least, Lower, Trim
+from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 
 from labeling.models import (
     Annotation,
@@ -24,8 +33,10 @@ from labeling.models import (
     Guideline,
     Item,
     LabelClass,
+    MeasurementLevel,
     Project,
     ProjectMembership,
+    TaskType,
 )
 
 
@@ -36,6 +47,80 @@ def current_guideline(project: Project) -> Guideline | None:
 def active_classes(project: Project) -> QuerySet[LabelClass]:
     """Classes a labeler can choose: those not merged into another."""
     return project.classes.filter(merged_into__isnull=True).order_by("order", "id")
+
+
+# --- The classes shown to people -----------------------------------------------------
+# One order and one set of keys for every page and the API: a digit pressed on the
+# labeling page and on the SME review page must choose the same class.
+DIGIT_KEYS = "123456789"
+BORDERLINE_KEY = "B"
+
+
+def display_classes(project: Project) -> list[dict]:
+    """The classes a person can choose (not merged into another), in display order,
+    each with the key that chooses it.
+
+    Display order is ``order, id``; for rating projects and ordinal levels it is by
+    ``rank`` (classes without a rank last, then ``order, id``). The first borderline
+    class gets ``kbd`` ``"B"``; the other classes get ``"1"`` … ``"9"`` in display order
+    and ``""`` past the ninth. Each row: ``key, name, description, rank, value,
+    is_borderline, shortcut, kbd``.
+    """
+    classes = list(active_classes(project))
+    if project.task_type == TaskType.RATING or project.level == MeasurementLevel.ORDINAL:
+        # sort() is stable: equal ranks keep the (order, id) order of active_classes.
+        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0))
+    rows, n, borderline_seen = [], 0, False
+    for c in classes:
+        if c.is_borderline and not borderline_seen:
+            kbd, borderline_seen = BORDERLINE_KEY, True
+        else:
+            kbd = DIGIT_KEYS[n] if n < len(DIGIT_KEYS) else ""
+            n += 1
+        rows.append(
+            {
+                "key": c.key,
+                "name": c.name,
+                "description": c.description,
+                "rank": c.rank,
+                "value": c.value,
+                "is_borderline": c.is_borderline,
+                "shortcut": c.shortcut,
+                "kbd": kbd,
+            }
+        )
+    return rows
+
+
+def class_buttons(project: Project) -> tuple[list[dict], dict | None]:
+    """:func:`display_classes` as a page shows them: the digit-keyed classes in display
+    order, and the borderline class (key ``B``) apart, or None."""
+    rows = display_classes(project)
+    borderline = next((r for r in rows if r["kbd"] == BORDERLINE_KEY), None)
+    return [r for r in rows if r is not borderline], borderline
+
+
+# --- The value of a label ---------------------------------------------------------------
+def label_value(*, class_key: str | None, value_number: float | None, value_text: str) -> Any:
+    """The value of a label as people and pipelines see it: its class key, else its
+    number, else its text. Every kind of label row (annotation, gold label, consensus)
+    goes through here; :func:`annotation_value` is the same for a loaded row."""
+    if class_key is not None:
+        return class_key
+    if value_number is not None:
+        return value_number
+    return value_text
+
+
+def annotation_value(label: Annotation | GoldLabel) -> Any:
+    """:func:`label_value` of an annotation or a gold label, with the key of its class as
+    stored (not mapped through merges). Reads ``label.label_class`` when it has a class
+    (select it with the label to avoid a query per row)."""
+    return label_value(
+        class_key=label.label_class.key if label.label_class_id is not None else None,
+        value_number=label.value_number,
+        value_text=label.value_text,
+    )
 
 
 def current_annotations(project: Project) -> QuerySet[Annotation]:
@@ -56,22 +141,89 @@ def labeler_progress(project: Project) -> list[dict]:
     ]
 
 
-def project_progress(project: Project) -> dict:
-    """Items, current annotations and the share of the overlap target reached (0–1)."""
-    n_items = project.items.count()
-    n_annotations = current_annotations(project).count()
-    target = n_items * project.overlap
-    done_items = (
-        Item.objects.filter(project=project)
-        .annotate(n=Count("annotations", filter=Q(annotations__is_current=True)))
-        .filter(n__gte=project.overlap)
-        .count()
+# --- An item's target and completeness (dynamic overlap) ---------------------------------
+# One rule in two forms that must agree: dynamic_target in Python (the re-check under the
+# hand-out's row lock) and item_target_expression in SQL (the hand-out query, the item
+# status of the REST list and filter, project progress).
+
+
+def dynamic_target(labels: Sequence[Any], *, min_overlap: int, max_overlap: int) -> int:
+    """How many labels an item needs under dynamic overlap, given its labels so far.
+
+    ``labels`` are the item's current label values (any hashable identity, see
+    :func:`label_identity`). Fewer than ``min_overlap`` labels: the target is
+    ``min_overlap``. From ``min_overlap`` on, if a strict majority (more than half) of the
+    labels agrees, or there are ``max_overlap`` labels or more, the item is done at its
+    present count; otherwise it needs one more label. (When the first ``min_overlap``
+    labels agree the item stops at ``min_overlap``: all of them agree then.)
+    :func:`item_target_expression` is the same rule in SQL.
+
+    >>> dynamic_target(["a", "a"], min_overlap=2, max_overlap=5)
+    2
+    >>> dynamic_target(["a", "b"], min_overlap=2, max_overlap=5)
+    3
+    >>> dynamic_target(["a", "b", "a"], min_overlap=2, max_overlap=5)
+    3
+    >>> dynamic_target(["a", "b", "c", "a"], min_overlap=2, max_overlap=5)
+    5
+    """
+    n = len(labels)
+    if n >= max_overlap:
+        return n
+    if n < min_overlap:
+        return min_overlap
+    top = Counter(labels).most_common(1)[0][1]
+    return n if top * 2 > n else n + 1
+
+
+def label_identity(label_class_id: int | None, value_number: float | None, value_text: str):
+    """When two labels count as the same for dynamic overlap: the same class as stored,
+    the same number, or (no class, no number) the same text with spaces trimmed, in lower
+    case. The SQL grouping of ``top`` (:func:`items_with_counts`, the hand-out's query)
+    is the same: ``label_class_id, value_number, LOWER(TRIM(value_text))``."""
+    if label_class_id is not None:
+        return ("c", label_class_id)
+    if value_number is not None:
+        return ("n", value_number)
+    return ("t", (value_text or "").strip(" ").lower())
+
+
+def item_target_expression(project: Project, *, n: Expression, top: Expression) -> Expression:
+    """The per-item overlap target as a SQL expression: ``project.overlap``, or with
+    dynamic overlap :func:`dynamic_target` in SQL, given ``n`` (the item's current labels)
+    and ``top`` (how many of them agree with the most common label), both integer
+    expressions. Used by the ORM (:func:`items_with_counts`) and, compiled, by the
+    hand-out's hand-written query (``labeling.assignment``)."""
+    if not project.dynamic_overlap:
+        return Value(project.overlap, output_field=IntegerField())
+    return Case(
+        When(GreaterThanOrEqual(n, project.max_overlap), then=n),
+        When(LessThan(n, project.min_overlap), then=Value(project.min_overlap)),
+        When(GreaterThan(top * Value(2), n), then=n),
+        default=n + Value(1),
+        output_field=IntegerField(),
     )
+
+
+def item_targets(project: Project, item_ids: Iterable[int]) -> dict[int, int]:
+    """The overlap target of each item: ``project.overlap``, or :func:`dynamic_target`
+    of its current labels (in the order given)."""
+    ids = list(item_ids)
+    if not project.dynamic_overlap:
+        return dict.fromkeys(ids, project.overlap)
+    labels: dict[int, list] = {i: [] for i in ids}
+    rows = (
+        Annotation.objects.filter(item_id__in=ids, is_current=True)
+        .order_by("item_id", "created_at", "id")
+        .values_list("item_id", "label_class_id", "value_number", "value_text")
+    )
+    for item_id, class_id, number, text in rows:
+        labels[item_id].append(label_identity(class_id, number, text))
     return {
-        "n_items": n_items,
-        "n_annotations": n_annotations,
-        "n_items_complete": done_items,
-        "fraction": (min(n_annotations, target) / target) if target else 0.0,
+        i: dynamic_target(
+            labels[i], min_overlap=project.min_overlap, max_overlap=project.max_overlap
+        )
+        for i in ids
     }
 
 
@@ -81,7 +233,10 @@ ITEM_STATUSES = ("unlabeled", "in_progress", "complete")
 
 
 def items_with_counts(project: Project) -> QuerySet[Item]:
-    """The project's items, each annotated with ``n_current`` (current annotations)."""
+    """The project's items, each annotated with ``n_current`` (current annotations),
+    ``n_target`` (its overlap target, fixed or dynamic: :func:`item_target_expression`)
+    and ``item_status``: ``unlabeled`` (no current annotation), ``complete``
+    (``n_current >= n_target``) or ``in_progress``."""
     n_current = (
         Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
         .order_by()
@@ -89,9 +244,52 @@ def items_with_counts(project: Project) -> QuerySet[Item]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return Item.objects.filter(project=project).annotate(
+    items = Item.objects.filter(project=project).annotate(
         n_current=Coalesce(Subquery(n_current, output_field=IntegerField()), Value(0))
     )
+    top: Expression = Value(0)
+    if project.dynamic_overlap:
+        # The size of the largest group of equal labels (label_identity in SQL).
+        groups = (
+            Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
+            .annotate(_text=Lower(Trim("value_text")))
+            .values("label_class_id", "value_number", "_text")
+            .annotate(c=Count("pk"))
+            .order_by("-c")
+            .values("c")[:1]
+        )
+        items = items.annotate(
+            n_top=Coalesce(Subquery(groups, output_field=IntegerField()), Value(0))
+        )
+        top = F("n_top")
+    items = items.annotate(n_target=item_target_expression(project, n=F("n_current"), top=top))
+    return items.annotate(
+        item_status=Case(
+            When(n_current=0, then=Value("unlabeled")),
+            When(n_current__gte=F("n_target"), then=Value("complete")),
+            default=Value("in_progress"),
+            output_field=TextField(),
+        )
+    )
+
+
+def project_progress(project: Project) -> dict:
+    """Items, current annotations, items complete (their target reached, dynamic overlap
+    honoured) and ``fraction``: the labels given towards the items' targets over the sum
+    of the targets (an item counts up to its target), 0–1."""
+    totals = items_with_counts(project).aggregate(
+        n_items=Count("pk"),
+        n_items_complete=Count("pk", filter=Q(item_status="complete")),
+        towards=Sum(Least(F("n_current"), F("n_target"))),
+        target=Sum("n_target"),
+    )
+    target = totals["target"] or 0
+    return {
+        "n_items": totals["n_items"],
+        "n_annotations": current_annotations(project).count(),
+        "n_items_complete": totals["n_items_complete"],
+        "fraction": (totals["towards"] / target) if target else 0.0,
+    }
 
 
 def filter_items(
@@ -107,7 +305,8 @@ def filter_items(
 
     ``metadata`` maps keys (``^[A-Za-z0-9_]+$``, else ValueError) to values compared as
     text (``{"line": "3"}`` matches ``3`` and ``"3"``); ``status`` is ``unlabeled`` (no
-    current annotation), ``in_progress`` (fewer than the overlap) or ``complete``.
+    current annotation), ``in_progress`` (fewer than its target) or ``complete`` (the
+    ``item_status`` of :func:`items_with_counts`: dynamic overlap honoured).
     Keys become JSON key transforms, never ORM lookups.
     """
     items = items_with_counts(project)
@@ -127,12 +326,7 @@ def filter_items(
     if status:
         if status not in ITEM_STATUSES:
             raise ValueError(f"status must be one of {', '.join(ITEM_STATUSES)}")
-        if status == "unlabeled":
-            items = items.filter(n_current=0)
-        elif status == "in_progress":
-            items = items.filter(n_current__gt=0, n_current__lt=project.overlap)
-        else:
-            items = items.filter(n_current__gte=project.overlap)
+        items = items.filter(item_status=status)
     return items.order_by("id")
 
 
@@ -209,28 +403,51 @@ def labeler_progress_detail(project: Project, *, labeler_id: int | None = None) 
 # The one place for both: consistency (agreement, flags) and review read them here.
 
 
-def effective_class_map(project: Project | int) -> dict[int, int]:
-    """``{class id: class id it counts as}`` for every class of the project, following
-    ``merged_into`` chains (a class merged into one that was merged later counts as the
-    last one). Unmerged classes map to themselves."""
-    project_id = project.pk if isinstance(project, Project) else project
-    parent = dict(LabelClass.objects.filter(project_id=project_id).values_list("id", "merged_into"))
+def class_roots(parent: dict[int, int | None]) -> dict[int, int]:
+    """``{class id: root class id}`` from ``{class id: merged_into id or None}``: each
+    class counts as the end of its ``merged_into`` chain (a class merged into one that was
+    merged later counts as the last one). Unmerged classes map to themselves; a chain
+    leaving ``parent`` ends at the last class inside it; a cycle (a data error) ends
+    before the class that repeats.
+
+    >>> class_roots({1: None, 2: 1, 3: 2, 4: None})
+    {1: 1, 2: 1, 3: 1, 4: 4}
+    """
     out = {}
     for cid in parent:
         seen, cur = {cid}, cid
-        while parent.get(cur) is not None and parent[cur] not in seen:
+        while parent.get(cur) is not None and parent[cur] in parent and parent[cur] not in seen:
             cur = parent[cur]
             seen.add(cur)
         out[cid] = cur
     return out
 
 
-def sme_overrides(project: Project | int) -> dict[int, int]:
-    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), mapped
-    through the merges in force. The consensus of these items is the SME's label."""
+def effective_class_map(project: Project | int) -> dict[int, int]:
+    """``{class id: class id it counts as}`` for every class of the project
+    (:func:`class_roots` of its classes). One query."""
     project_id = project.pk if isinstance(project, Project) else project
-    mapping = effective_class_map(project_id)
-    rows = GoldLabel.objects.filter(
-        item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
-    ).values_list("item_id", "label_class_id")
-    return {item_id: mapping.get(class_id, class_id) for item_id, class_id in rows}
+    return class_roots(
+        dict(LabelClass.objects.filter(project_id=project_id).values_list("id", "merged_into"))
+    )
+
+
+def sme_decisions(project: Project | int) -> dict[int, int]:
+    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), the
+    class as stored. One query."""
+    project_id = project.pk if isinstance(project, Project) else project
+    return dict(
+        GoldLabel.objects.filter(
+            item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
+        ).values_list("item_id", "label_class_id")
+    )
+
+
+def sme_overrides(project: Project | int) -> dict[int, int]:
+    """:func:`sme_decisions` mapped through the merges in force. The consensus of these
+    items is the SME's label."""
+    mapping = effective_class_map(project)
+    return {
+        item_id: mapping.get(class_id, class_id)
+        for item_id, class_id in sme_decisions(project).items()
+    }

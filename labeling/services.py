@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from labeling import images
+from labeling import images, selectors
 from labeling.models import (
     Annotation,
     AnnotationSource,
@@ -370,15 +370,6 @@ def _store_image_stats(
 
 
 # --- Annotations ----------------------------------------------------------------------
-def annotation_value(annotation: Annotation) -> Any:
-    """The value as a pipeline sees it: class key, number or text."""
-    if annotation.label_class_id is not None:
-        return annotation.label_class.key
-    if annotation.value_number is not None:
-        return annotation.value_number
-    return annotation.value_text
-
-
 def resolve_value(*, project: Project, value: Any) -> dict:
     """Turn a submitted value into annotation fields, or raise ValidationError.
 
@@ -443,7 +434,7 @@ def submit_annotation(
         **fields,
     )
     after = {
-        "value": annotation_value(annotation),
+        "value": selectors.annotation_value(annotation),
         "guideline_version": guideline.version if guideline else None,
         "comment": comment,
     }
@@ -461,7 +452,7 @@ def submit_annotation(
             actor_id=labeler.pk,
             annotation_id=annotation.pk,
             item_id=item.pk,
-            before={"annotation": previous.pk, "value": annotation_value(previous)},
+            before={"annotation": previous.pk, "value": selectors.annotation_value(previous)},
             after=after,
             reason=reason,
         )
@@ -483,7 +474,7 @@ def set_gold_label(
     before = None
     if existing is not None:
         before = {
-            "value": existing.label_class.key if existing.label_class_id else existing.value_text,
+            "value": selectors.annotation_value(existing),
             "source": existing.source,
         }
         existing.delete()

@@ -15,12 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from labeling import access, selectors, services
+from labeling import access, selectors
 from labeling import assignment as assignment_service
 from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
 from labeling.models import Annotation, Assignment, Item, Project, TaskType
-
-DIGIT_KEYS = "123456789"
 
 
 @login_required
@@ -51,29 +49,6 @@ def home(request):
 
 # The labeling pages: label roles, unarchived projects only.
 labeling_page = page_access(LABEL_ROLES, projects=Project.objects.filter(is_archived=False))
-
-
-def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
-    """Class buttons with their keys (1..9 in display order) and the borderline class."""
-    rows, borderline, n = [], None, 0
-    classes = list(selectors.active_classes(project))
-    if project.task_type == TaskType.RATING:
-        classes.sort(key=lambda c: (c.rank is None, c.rank if c.rank is not None else 0, c.order))
-    for c in classes:
-        if c.is_borderline and borderline is None:
-            borderline = {"key": c.key, "name": c.name, "description": c.description, "kbd": "B"}
-            continue
-        rows.append(
-            {
-                "key": c.key,
-                "name": c.name,
-                "description": c.description,
-                "rank": c.rank,
-                "kbd": DIGIT_KEYS[n] if n < len(DIGIT_KEYS) else "",
-            }
-        )
-        n += 1
-    return rows, borderline
 
 
 def _image_src(item: Item) -> str:
@@ -114,7 +89,7 @@ def label(request, project: Project, role: str):
                 .select_related("label_class")
                 .first()
             )
-    classes, borderline = _classes_for_ui(project)
+    classes, borderline = selectors.class_buttons(project)
     guideline = selectors.current_guideline(project)
     examples = []
     if guideline is not None:
@@ -130,7 +105,7 @@ def label(request, project: Project, role: str):
     previous = assignment_service.previous_label(
         project, request.user, before_item_id=own.item_id if own else None
     )
-    own_value = services.annotation_value(own) if own else None
+    own_value = selectors.annotation_value(own) if own else None
     context = {
         "project": project,
         "role": role,

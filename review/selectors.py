@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from consistency.models import AgreementRun, Flag, FlagStatus, RunStatus
 from consistency.selectors import rule_sets
+from labeling import selectors as labeling_selectors
 from labeling.models import Annotation, Item, Project
 
 
@@ -50,7 +51,7 @@ def item_labels(items: Iterable[Item]) -> dict[int, list[dict]]:
         out[a.item_id].append(
             {
                 "labeler": a.labeler.get_username(),
-                "value": a.label_class.key if a.label_class_id else a.value_text,
+                "value": labeling_selectors.annotation_value(a),
                 "guideline_version": a.guideline.version if a.guideline_id else None,
                 "comment": a.comment,
                 "created_at": a.created_at,

@@ -29,7 +29,6 @@ from review import selectors as review_selectors
 from review import services as review_services
 from review.models import ResolutionAction
 
-DIGITS = "123456789"
 KIND_ICONS = {
     FlagKind.ITEM_DISAGREEMENT: "◐",
     FlagKind.MERGE_CLASSES: "⇄",
@@ -114,17 +113,6 @@ def queue(request, project: Project, role: str):
         "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
     }
     return render(request, "review/queue.html", context)
-
-
-def _classes_for_ui(project: Project) -> tuple[list[dict], dict | None]:
-    rows, borderline, n = [], None, 0
-    for c in selectors.active_classes(project):
-        if c.is_borderline and borderline is None:
-            borderline = {"key": c.key, "name": c.name}
-            continue
-        rows.append({"key": c.key, "name": c.name, "kbd": DIGITS[n] if n < len(DIGITS) else ""})
-        n += 1
-    return rows, borderline
 
 
 def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
@@ -234,7 +222,7 @@ def flag_page(request, flag: Flag, role: str):
         }
         for i in items
     ]
-    classes, borderline = _classes_for_ui(project)
+    classes, borderline = selectors.class_buttons(project)
     prev_id, next_id = review_selectors.neighbours(flag)
     open_ids = list(
         Flag.objects.filter(project=project, status=FlagStatus.OPEN)

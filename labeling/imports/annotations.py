@@ -51,6 +51,7 @@ from labeling.models import (
     SourceBatchStatus,
     TaskType,
 )
+from labeling.selectors import annotation_value
 from provenance import events
 from provenance.bulk import BATCH_SIZE, chunks
 
@@ -378,7 +379,7 @@ def _store_annotations(
                 a.pk,
                 a.item_id,
                 {
-                    "value": _value_of(a),
+                    "value": annotation_value(a),
                     "labeler": r.labeler,
                     "created_at": a.created_at.isoformat(),
                     "guideline_version": r.guideline_version,
@@ -397,14 +398,6 @@ def _store_annotations(
         "n_members_added": n_members,
         "n_gold": n_gold,
     }
-
-
-def _value_of(annotation: Annotation) -> Any:
-    if annotation.label_class_id is not None:
-        return annotation.label_class.key
-    if annotation.value_number is not None:
-        return annotation.value_number
-    return annotation.value_text
 
 
 def _store_gold(
@@ -450,7 +443,11 @@ def _store_gold(
         project_id=project.pk,
         actor_id=actor_id,
         rows=[
-            (item_id, before.get(item_id), {"value": _value_of(a), "source": GoldSource.IMPORT})
+            (
+                item_id,
+                before.get(item_id),
+                {"value": annotation_value(a), "source": GoldSource.IMPORT},
+            )
             for item_id, a in gold.items()
         ],
         reason="imported",

@@ -152,3 +152,24 @@ def viewer(project, make_user):
     user = make_user("viewer")
     labeling_services.set_membership(project=project, user=user, role=Role.VIEWER)
     return user
+
+
+def sme_decision(project, items, key, *, by, rationale="decided"):
+    """An SME's set-label decision on ``items`` as ``review.services`` records it: a
+    Resolution naming the items and an SME gold label on each."""
+    from labeling.models import GoldSource, LabelClass
+    from review.models import Resolution, ResolutionAction
+
+    resolution = Resolution.objects.create(
+        project=project,
+        action=ResolutionAction.SET_LABEL,
+        rationale=rationale,
+        label_class=LabelClass.objects.get(project=project, key=key),
+        decided_by=by,
+    )
+    resolution.items.set(items)
+    for item in items:
+        labeling_services.set_gold_label(
+            item=item, value=key, source=GoldSource.SME, actor=by, reason=rationale
+        )
+    return resolution

@@ -6,8 +6,7 @@ from django.urls import reverse
 from datasets.models import DatasetStatus, DatasetVersion
 from labeling import services as labeling_services
 from labeling.models import LabelClass
-from review.models import Resolution, ResolutionAction
-from tests.datasets.conftest import build, run_majority
+from tests.datasets.conftest import build, run_majority, sme_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -82,14 +81,9 @@ def test_diff_lists_added_removed_and_relabeled_items_with_reasons(
     items = labeled_project["items"]
     first = build(project, filters={"metadata.factory": "A"})
     # An SME decides item-001, "scratch" is merged into "dent", item-000 gets a new labeler.
-    resolution = Resolution.objects.create(
-        project=project,
-        action=ResolutionAction.SET_LABEL,
-        rationale="reflection, not a scratch",
-        label_class=LabelClass.objects.get(project=project, key="no_defect"),
-        decided_by=manager,
+    sme_decision(
+        project, [items[1]], "no_defect", by=manager, rationale="reflection, not a scratch"
     )
-    resolution.items.set([items[1]])
     LabelClass.objects.filter(project=project, key="scratch").update(
         merged_into=LabelClass.objects.get(project=project, key="dent")
     )

@@ -11,8 +11,7 @@ from datasets.models import DatasetRow, DatasetStatus, ImmutableError
 from labeling import services as labeling_services
 from labeling.models import LabelClass
 from provenance.models import Event
-from review.models import Resolution, ResolutionAction
-from tests.datasets.conftest import build, label_items, make_items, run_majority
+from tests.datasets.conftest import build, label_items, make_items, run_majority, sme_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -121,14 +120,7 @@ def test_later_labels_merges_and_resolutions_do_not_change_a_published_version(
     LabelClass.objects.filter(project=project, key="scratch").update(
         merged_into=LabelClass.objects.get(project=project, key="dent")
     )
-    resolution = Resolution.objects.create(
-        project=project,
-        action=ResolutionAction.SET_LABEL,
-        rationale="clearly fine",
-        label_class=LabelClass.objects.get(project=project, key="no_defect"),
-        decided_by=manager,
-    )
-    resolution.items.set(labeled_project["items"][:2])
+    sme_decision(project, labeled_project["items"][:2], "no_defect", by=manager)
     run_majority(project)
 
     version.refresh_from_db()
@@ -152,14 +144,13 @@ def test_merged_classes_map_to_their_root_and_the_mapping_is_recorded(labeled_pr
 
 def test_resolutions_override_consensus_and_are_named_on_the_row(labeled_project, manager):
     project = labeled_project["project"]
-    resolution = Resolution.objects.create(
-        project=project,
-        action=ResolutionAction.SET_LABEL,
+    resolution = sme_decision(
+        project,
+        [labeled_project["items"][0]],
+        "no_defect",
+        by=manager,
         rationale="the mark is dust",
-        label_class=LabelClass.objects.get(project=project, key="no_defect"),
-        decided_by=manager,
     )
-    resolution.items.set([labeled_project["items"][0]])
     version = build(project)
     row = rows_of(version)[0]
     assert (row["label"], row["status"], row["resolution"]) == (

@@ -6,7 +6,7 @@ from labeling import services as labeling_services
 from labeling.models import LabelClass, SourceBatch
 from provenance import events
 from review.models import Resolution, ResolutionAction
-from tests.datasets.conftest import build, label_items, make_items, run_majority
+from tests.datasets.conftest import build, label_items, make_items, run_majority, sme_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -127,14 +127,9 @@ def test_lineage_names_every_source_batch_and_resolution_that_contributed(
     )
     label_items(items, labelers, lambda i, j: "scratch" if i % 2 else "dent")
     run = run_majority(project)
-    decided = Resolution.objects.create(
-        project=project,
-        action=ResolutionAction.SET_LABEL,
-        rationale="SME says dent",
-        label_class=LabelClass.objects.get(project=project, key="dent"),
-        decided_by=manager,
+    decided = sme_decision(
+        project, [items[1], items[7]], "dent", by=manager, rationale="SME says dent"
     )
-    decided.items.set([items[1], items[7]])
     merge = Resolution.objects.create(
         project=project,
         action=ResolutionAction.MERGE_CLASSES,

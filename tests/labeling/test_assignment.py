@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from labeling import assignment as A
-from labeling import services
+from labeling import selectors, services
 from labeling.models import Annotation, Assignment, AssignmentStatus, Role
 from provenance.models import Event
 
@@ -194,16 +194,16 @@ def test_relabel_needs_a_reason_and_project_items(project, labelers, manager):
         (["a", "b", "c"], 4),
         (["a", "b", "c", "a"], 5),
         (["a", "b", "c", "d", "e"], 5),
-        (["a", "a", "b"], 3),  # done at 2 already; a later disagreement does not reopen it
+        (["a", "a", "b"], 3),  # a majority of three agrees
     ],
 )
 def test_dynamic_target_min2_max5(labels, expected):
-    assert A.dynamic_target(labels, min_overlap=2, max_overlap=5) == expected
+    assert selectors.dynamic_target(labels, min_overlap=2, max_overlap=5) == expected
 
 
 def test_dynamic_target_min3_first_three_disagree_but_majority_stops():
-    assert A.dynamic_target(["a", "a", "b"], min_overlap=3, max_overlap=5) == 3
-    assert A.dynamic_target(["a", "b", "c"], min_overlap=3, max_overlap=5) == 4
+    assert selectors.dynamic_target(["a", "a", "b"], min_overlap=3, max_overlap=5) == 3
+    assert selectors.dynamic_target(["a", "b", "c"], min_overlap=3, max_overlap=5) == 4
 
 
 def test_dynamic_overlap_hands_out_more_only_on_disagreement(project, make_user):
@@ -215,7 +215,7 @@ def test_dynamic_overlap_hands_out_more_only_on_disagreement(project, make_user)
         services.submit_annotation(item=agree, labeler=u, value=v)
     for u, v in zip(team[:2], ["dent", "scratch"], strict=True):
         services.submit_annotation(item=disagree, labeler=u, value=v)
-    assert A.item_targets(project, [agree.pk, disagree.pk]) == {agree.pk: 2, disagree.pk: 3}
+    assert selectors.item_targets(project, [agree.pk, disagree.pk]) == {agree.pk: 2, disagree.pk: 3}
     handed = A.next_item_for(project, team[2])
     assert handed.item_id == disagree.pk
     assert A.next_item_for(project, team[3]) is None  # 2 labels + 1 active = target 3
@@ -269,11 +269,13 @@ def test_dynamic_target_in_sql_agrees_with_dynamic_target(project, make_user):
     for item in items:
         labels: list[str] = []
         stop_at = rng.randint(0, 5)
-        while len(labels) < stop_at and A.dynamic_target(
+        while len(labels) < stop_at and selectors.dynamic_target(
             labels, min_overlap=2, max_overlap=5
         ) > len(labels):
             labels.append(rng.choice(["dent", "scratch", "no_defect"]))
         for labeler, value in zip(team, labels, strict=False):
             services.submit_annotation(item=item, labeler=labeler, value=value)
-        expected_open += A.dynamic_target(labels, min_overlap=2, max_overlap=5) > len(labels)
+        expected_open += selectors.dynamic_target(labels, min_overlap=2, max_overlap=5) > len(
+            labels
+        )
     assert A.count_candidates(project, team[5]) == expected_open
