@@ -358,22 +358,7 @@ class UserDetailApi(APIView):
         is_active = serializers.BooleanField()
 
     def _target(self, request, username: str):
-        if not access.is_any_manager(access.caller_of(request)):
-            raise PermissionDenied("only managers and superusers may change accounts")
-        target = User.objects.filter(username=username).first()
-        if target is None:
-            raise NotFound("no such user")
-        if request.user.is_superuser:
-            return target
-        # The target's memberships in projects the caller manages.
-        visible = access.scope_queryset(
-            request.user, ProjectMembership.objects.filter(user_id=target.pk), roles=MANAGER_ROLES
-        )
-        if target.is_staff or target.is_superuser or not visible.exists():
-            raise NotFound("no such user")
-        if access.is_any_manager(target):
-            raise PermissionDenied("only a superuser may change a manager's account")
-        return target
+        return access.account_for(access.caller_of(request), username)
 
     @extend_schema(request=InputSerializer, responses=UserOutputSerializer)
     def patch(self, request, username: str):

@@ -202,6 +202,32 @@ def is_any_manager(caller: Caller) -> bool:
     )
 
 
+def account_for(caller: Caller, username: str) -> AbstractBaseUser:
+    """The account ``username`` if ``caller`` may change it (activate or deactivate).
+
+    A superuser may change any account; a manager only the non-staff members of projects
+    they manage (any other account is 404 to them, so its existence does not leak), and
+    never another manager's account (403). Everyone else gets 403.
+    """
+    from django.contrib.auth import get_user_model
+
+    if not is_any_manager(caller):
+        raise PermissionDenied("only managers and superusers may change accounts")
+    target = get_user_model().objects.filter(username=username).first()
+    if target is None:
+        raise Http404("no such user")
+    if caller.is_superuser:
+        return target
+    managed = scope_queryset(
+        caller, ProjectMembership.objects.filter(user_id=target.pk), roles=MANAGER_ROLES
+    )
+    if target.is_staff or target.is_superuser or not managed.exists():
+        raise Http404("no such user")
+    if is_any_manager(target):
+        raise PermissionDenied("only a superuser may change a manager's account")
+    return target
+
+
 def may_create_projects(caller: Caller) -> bool:
     """Staff and superusers create projects (never a pipeline token)."""
     if is_token(caller) or not caller.is_authenticated:
