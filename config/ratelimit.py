@@ -52,6 +52,11 @@ def client_address(request) -> str:
     return remote
 
 
+# Cache keys start with this (tests give each test its own, since a Redis cache is not
+# rolled back with the test's transaction).
+KEY_NAMESPACE = "login-fail"
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why attempts are refused and for how long (seconds, rounded up)."""
@@ -64,12 +69,12 @@ def _keys(username: str, address: str) -> list[tuple[str, int, str]]:
     account = hashlib.sha256(username.strip().lower().encode("utf-8", "replace")).hexdigest()
     return [
         (
-            f"login-fail:account:{account}",
+            f"{KEY_NAMESPACE}:account:{account}",
             settings.CONCORD_LOGIN_MAX_FAILURES_PER_ACCOUNT,
             "account",
         ),
         (
-            f"login-fail:address:{address}",
+            f"{KEY_NAMESPACE}:address:{address}",
             settings.CONCORD_LOGIN_MAX_FAILURES_PER_ADDRESS,
             "address",
         ),

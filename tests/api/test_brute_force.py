@@ -4,6 +4,8 @@ and per client address in the shared cache, on the log-in page and the token end
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
@@ -18,10 +20,15 @@ TOKEN_URL = "/api/v1/auth/token/"
 
 
 @pytest.fixture(autouse=True)
-def generous_request_rate(monkeypatch):
-    """The per-address request rate (30/minute) would answer first; these tests are about
-    the failure counts."""
+def own_counters(monkeypatch):
+    """Counts of this test only (a Redis cache outlives the test's transaction), and a
+    per-address request rate (30/minute) that does not answer before the failure counts."""
+    test_id = uuid.uuid4().hex
+    monkeypatch.setattr(ratelimit, "KEY_NAMESPACE", f"login-fail-{test_id}")
     monkeypatch.setattr(ClientAddressThrottle, "THROTTLE_RATES", {"auth": "10000/minute"})
+    monkeypatch.setattr(
+        ClientAddressThrottle, "cache_format", f"throttle-{test_id}_%(scope)s_%(ident)s"
+    )
 
 
 def ask_token(api, username, password, **extra):
