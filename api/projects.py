@@ -102,10 +102,14 @@ class ClassOutputSerializer(serializers.Serializer):
 class ClassInputSerializer(serializers.Serializer):
     key = serializers.CharField(max_length=80)
     name = serializers.CharField(max_length=200, required=False)
-    rank = serializers.IntegerField(required=False, allow_null=True)
+    rank = serializers.IntegerField(
+        required=False, allow_null=True, min_value=-1_000_000, max_value=1_000_000
+    )
     value = serializers.FloatField(required=False, allow_null=True)
     is_borderline = serializers.BooleanField(required=False, default=False)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
+    )
     shortcut = serializers.CharField(max_length=1, required=False, allow_blank=True, default="")
 
 

@@ -20,7 +20,7 @@ from api.schema import paginated
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
-from labeling.models import MAX_COMMENT_CHARS
+from labeling.models import MAX_COMMENT_CHARS, MAX_GUIDELINE_CHARS
 from review import selectors as review_selectors
 from review import services as review_services
 from review.models import ResolutionAction
@@ -142,8 +142,8 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
         rationale = serializers.CharField(
             allow_blank=True, required=False, default="", max_length=MAX_COMMENT_CHARS
         )
-        label = serializers.CharField(required=False, allow_null=True, default=None)
-        into = serializers.CharField(required=False, allow_null=True, default=None)
+        label = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
+        into = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
         items = serializers.ListField(
             child=serializers.JSONField(), required=False, allow_null=True, default=None
         )
@@ -151,7 +151,11 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
             child=serializers.CharField(), required=False, allow_null=True, default=None
         )
         guideline_text = serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, default=None
+            required=False,
+            allow_blank=True,
+            allow_null=True,
+            default=None,
+            max_length=MAX_GUIDELINE_CHARS,
         )
 
         def validate_items(self, value):

@@ -101,12 +101,18 @@ def check_text(value: Any, text: str, *, root: str = "") -> None:
 
 
 def loads(text: str, *, max_depth: int = MAX_DEPTH, where: str = "the JSON") -> Any:
-    """``json.loads`` with the depth and text checks above.
+    """``json.loads`` with the depth and text checks above, refusing ``NaN`` and
+    ``Infinity`` as strict JSON does.
 
-    Raises :class:`UnsafeJson` for either failure and ``json.JSONDecodeError`` for text
+    Raises :class:`UnsafeJson` for any of these and ``json.JSONDecodeError`` for text
     that is not JSON (as ``json.loads`` does).
     """
     check_depth(text, max_depth=max_depth, where=where)
-    value = json.loads(text)
+    value = json.loads(text, parse_constant=_refuse_constant)
     check_text(value, text)
     return value
+
+
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON (Python's parser accepts them; DRF's strict mode not).
+    raise UnsafeJson(f"{name} is not a JSON value")

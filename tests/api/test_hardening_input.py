@@ -209,3 +209,21 @@ def test_tiny_or_malformed_chunk_items_is_a_400(api, project, manager, chunk):
 def test_projects_table_untouched_by_refused_settings(manager_api, project):
     patch_project(manager_api, project, {"assignment_ttl_minutes": 10**12})
     assert Project.objects.get(pk=project.pk).assignment_ttl_minutes == 30
+
+
+def test_nan_and_infinity_are_not_json(api, project, labelers):
+    item = text_item(project)
+    client = api.as_user(labelers[0])
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        body = '{"value": "dent", "time_spent_ms": ' + constant + "}"
+        response = post_raw(client, f"/api/v1/items/{item.pk}/annotations/", body)
+        assert response.status_code == 400 and constant in response.json()["detail"]
+
+
+def test_a_huge_class_rank_is_a_400(manager_api, project):
+    response = manager_api.post(
+        f"/api/v1/projects/{project.pk}/classes/",
+        {"key": "huge", "rank": 2**63},
+        format="json",
+    )
+    assert response.status_code == 400 and "rank" in response.json()["errors"]
