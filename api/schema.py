@@ -2,9 +2,22 @@
 class, as in the house style) get component names prefixed with their API class, so
 ``NextItemApi.OutputSerializer`` becomes ``NextItemOutput`` instead of colliding."""
 
+from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+
+
+class SchemaAccess(BasePermission):
+    """The schema and its pages: anyone when ``CONCORD_SCHEMA_PUBLIC`` (the default: they
+    describe the API, not a project's data), else signed-in users only."""
+
+    def has_permission(self, request, view) -> bool:
+        return settings.CONCORD_SCHEMA_PUBLIC or bool(
+            request.user and request.user.is_authenticated
+        )
+
 
 PAGINATED_MARK = "concord_paginated"
 

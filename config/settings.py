@@ -292,6 +292,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Labeling, agreement, SME resolution and versioned datasets.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.schema.SchemaAccess"],
     # Several nouns have a "status": give each choice set its own schema name.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "consistency.models.RunStatus",
@@ -311,6 +312,8 @@ CONCORD_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("CONCORD_LOGIN_MAX_FAILURES_PER
 CONCORD_LOGIN_WINDOW_SECONDS = env_int("CONCORD_LOGIN_WINDOW_SECONDS", 15 * 60)
 # Proxies (addresses or networks) whose X-Forwarded-For is believed; none by default.
 CONCORD_TRUSTED_PROXIES = env_list("CONCORD_TRUSTED_PROXIES")
+# Whether anonymous visitors may read the OpenAPI schema and its pages (api.schema).
+CONCORD_SCHEMA_PUBLIC = env_bool("CONCORD_SCHEMA_PUBLIC", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -66,3 +66,13 @@ def test_no_template_has_inline_script_or_event_handler_attributes():
         if INLINE_SCRIPT.search(p.read_text()) or HANDLER_ATTRIBUTE.search(p.read_text())
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_the_schema_is_served_to_anonymous_users_by_a_setting(client, settings, public):
+    settings.CONCORD_SCHEMA_PUBLIC = public
+    for path in ("/api/v1/schema/", "/api/v1/schema/ui/"):
+        response = client.get(path, secure=True)
+        assert (response.status_code == 200) is public, (path, response.status_code)
+        if not public:
+            assert response.status_code in (401, 403)
