@@ -16,8 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.schema import paginated
 from consistency import runs, selectors
 from consistency.models import AgreementRun, ConsensusMethod, ConsensusStatus, RunStatus
+from consistency.run_params import MAX_CHUNK_ITEMS
 from labeling.access import REVIEW_ROLES, SME_ROLES
 
 
@@ -69,7 +71,11 @@ class AgreementRunsApi(ProjectScopedMixin, APIView):
             child=serializers.ChoiceField(choices=["majority", "dawid_skene"]), required=False
         )
         chunk_items = serializers.IntegerField(
-            required=False, min_value=1, help_text="items per parallel chunk"
+            required=False,
+            min_value=1,
+            max_value=MAX_CHUNK_ITEMS,
+            help_text="items per parallel chunk, at least CONCORD_AGREEMENT_MIN_CHUNK_ITEMS "
+            "(1000 unless configured)",
         )
 
     class AcceptedSerializer(serializers.Serializer):
@@ -108,7 +114,10 @@ class AgreementRunsApi(ProjectScopedMixin, APIView):
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(responses={200: RunSerializer(many=True)}, summary="List agreement runs")
+    @extend_schema(
+        responses={200: paginated(RunSerializer(), "PaginatedAgreementRunList")},
+        summary="List agreement runs",
+    )
     def get(self, request, project_id: int):
         paginator = Pagination()
         page = paginator.paginate_queryset(
@@ -197,7 +206,7 @@ class AgreementRunConsensusApi(ProjectScopedMixin, APIView):
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: OutputSerializer(many=True)},
+        responses={200: paginated(OutputSerializer(), "PaginatedConsensusList")},
         summary="Consensus of an agreement run",
     )
     def get(self, request, run_id: int):

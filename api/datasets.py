@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
+from api.schema import paginated
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
@@ -72,7 +73,7 @@ class DatasetListApi(ProjectScopedMixin, APIView):
         status = serializers.CharField()
         url = serializers.CharField()
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=paginated(serializers.DictField(), "PaginatedDatasetVersionList"))
     def get(self, request, project_id: int):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(
@@ -236,6 +237,22 @@ def token_payload(token: PipelineToken, secret: str | None = None) -> dict:
     return payload
 
 
+class TokenOutputSerializer(serializers.Serializer):
+    """One pipeline token as listed (``token_payload``); the secret only when created."""
+
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField())
+    user = serializers.CharField(allow_null=True)
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    token = serializers.CharField(required=False, help_text="the secret, in the POST answer only")
+
+
 class TokenListApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/tokens/`` (never the secrets) and ``POST {name, scopes?,
     expires_at?}`` → the new token with its secret, shown this once."""
@@ -252,7 +269,7 @@ class TokenListApi(ProjectScopedMixin, APIView):
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=TokenOutputSerializer(many=True))
     def get(self, request, project_id: int):
         tokens = PipelineToken.objects.filter(project=self.project).select_related(
             "user", "created_by"

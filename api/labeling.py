@@ -18,7 +18,14 @@ from api.base import ProjectScopedMixin
 from labeling import assignment as assignment_service
 from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
-from labeling.models import AnnotationSource, Assignment, Item, Project
+from labeling.models import (
+    MAX_COMMENT_CHARS,
+    MAX_TIME_SPENT_MS,
+    AnnotationSource,
+    Assignment,
+    Item,
+    Project,
+)
 
 User = get_user_model()
 
@@ -116,11 +123,16 @@ class SubmitAnnotationApi(ProjectScopedMixin, APIView):
     allowed_roles = {"POST": LABEL_ROLES}
     scope_model = Item
     scope_url_kwarg = "item_id"
+    body_limit = "small"
 
     class InputSerializer(serializers.Serializer):
         value = serializers.JSONField()
-        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-        comment = serializers.CharField(required=False, allow_blank=True, default="")
+        time_spent_ms = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=MAX_TIME_SPENT_MS
+        )
+        comment = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
+        )
         assignment = serializers.IntegerField(required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: OwnAnnotationSerializer})
@@ -172,11 +184,19 @@ class RelabelApi(ProjectScopedMixin, APIView):
     allowed_roles = {"POST": MANAGER_ROLES}
 
     class InputSerializer(serializers.Serializer):
-        items = serializers.ListField(child=serializers.CharField(), min_length=1)
-        labelers = serializers.ListField(
-            child=serializers.CharField(), required=False, allow_null=True
+        items = serializers.ListField(
+            child=serializers.CharField(max_length=500), min_length=1, max_length=100_000
         )
-        reason = serializers.CharField()
+        labelers = serializers.ListField(
+            child=serializers.CharField(max_length=150), required=False, allow_null=True
+        )
+        reason = serializers.CharField(max_length=MAX_COMMENT_CHARS)
+
+        def validate_labelers(self, names):
+            repeated = sorted({n for n in names or () if names.count(n) > 1})
+            if repeated:
+                raise serializers.ValidationError(f"listed more than once: {', '.join(repeated)}")
+            return names
 
     class OutputSerializer(serializers.Serializer):
         assignments = serializers.ListField(child=serializers.DictField())

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.schema import paginated
 from consistency import model_runs
 from consistency.models import ModelRun
 from labeling.access import REVIEW_ROLES, SME_ROLES
@@ -91,6 +92,7 @@ class ModelRunsApi(ProjectScopedMixin, APIView):
     error analysis); ``GET`` lists the project's model runs, newest first (paginated)."""
 
     allowed_roles = {"GET": REVIEW_ROLES, "POST": SME_ROLES}
+    body_limit = "import"  # config.limits: one row per item
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
@@ -123,7 +125,7 @@ class ModelRunsApi(ProjectScopedMixin, APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: ModelRunOutputSerializer(many=True)},
+        responses={200: paginated(ModelRunOutputSerializer(), "PaginatedModelRunList")},
         summary="List model runs with their error analysis",
     )
     def get(self, request, project_id: int):

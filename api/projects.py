@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
+from api.schema import paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
 from labeling.imports.annotations import import_annotations, import_label_studio_file
@@ -40,6 +41,9 @@ from labeling.imports.errors import ImportRejected
 from labeling.imports.formats import detect_format
 from labeling.imports.items import import_items
 from labeling.models import (
+    MAX_ASSIGNMENT_TTL_MINUTES,
+    MAX_COMMENT_CHARS,
+    MAX_GUIDELINE_CHARS,
     Guideline,
     Item,
     LabelClass,
@@ -98,10 +102,14 @@ class ClassOutputSerializer(serializers.Serializer):
 class ClassInputSerializer(serializers.Serializer):
     key = serializers.CharField(max_length=80)
     name = serializers.CharField(max_length=200, required=False)
-    rank = serializers.IntegerField(required=False, allow_null=True)
+    rank = serializers.IntegerField(
+        required=False, allow_null=True, min_value=-1_000_000, max_value=1_000_000
+    )
     value = serializers.FloatField(required=False, allow_null=True)
     is_borderline = serializers.BooleanField(required=False, default=False)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
+    )
     shortcut = serializers.CharField(max_length=1, required=False, allow_blank=True, default="")
 
 
@@ -160,10 +168,14 @@ class ProjectListCreateApi(APIView):
         dynamic_overlap = serializers.BooleanField(required=False)
         min_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
         max_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
-        guideline = serializers.CharField(required=False, allow_blank=True, default="")
+        description = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
+        )
+        guideline = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=MAX_GUIDELINE_CHARS
+        )
 
-    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    @extend_schema(responses=paginated(ProjectOutputSerializer(), "PaginatedProjectList"))
     def get(self, request):
         check_query_params(request, frozenset({"page", "page_size"}))
         projects = _projects_with_classes(
@@ -198,13 +210,17 @@ class ProjectDetailApi(ProjectScopedMixin, APIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        description = serializers.CharField(
+            required=False, allow_blank=True, max_length=MAX_COMMENT_CHARS
+        )
         level = serializers.ChoiceField(MeasurementLevel.values, required=False)
         overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
         dynamic_overlap = serializers.BooleanField(required=False)
         min_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
         max_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
-        assignment_ttl_minutes = serializers.IntegerField(min_value=1, required=False)
+        assignment_ttl_minutes = serializers.IntegerField(
+            min_value=1, max_value=MAX_ASSIGNMENT_TTL_MINUTES, required=False
+        )
         is_archived = serializers.BooleanField(required=False)
 
     def _output(self, request):
@@ -217,6 +233,11 @@ class ProjectDetailApi(ProjectScopedMixin, APIView):
 
     @extend_schema(request=InputSerializer, responses=ProjectOutputSerializer)
     def patch(self, request, project_id: int):
+        if not isinstance(request.data, dict):
+            raise ApiError(
+                f"the body must be a JSON object of settings, got {type(request.data).__name__}",
+                errors={"non_field_errors": ["expected a JSON object"]},
+            )
         unknown = sorted(set(request.data) - set(self.InputSerializer().fields))
         if unknown:
             raise ApiError(
@@ -259,8 +280,10 @@ class GuidelineListCreateApi(ProjectScopedMixin, APIView):
     allowed_roles = {"GET": READ_ROLES, "POST": MANAGER_ROLES}
 
     class InputSerializer(serializers.Serializer):
-        text = serializers.CharField()
-        change_note = serializers.CharField(required=False, allow_blank=True, default="")
+        text = serializers.CharField(max_length=MAX_GUIDELINE_CHARS)
+        change_note = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
+        )
         example_items = serializers.ListField(
             child=serializers.CharField(max_length=255), required=False, default=list
         )
@@ -268,8 +291,8 @@ class GuidelineListCreateApi(ProjectScopedMixin, APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         version = serializers.IntegerField()
-        text = serializers.CharField()
-        change_note = serializers.CharField()
+        text = serializers.CharField(max_length=MAX_GUIDELINE_CHARS)
+        change_note = serializers.CharField(max_length=MAX_COMMENT_CHARS)
         published_at = serializers.DateTimeField()
         published_by = serializers.SerializerMethodField()
         example_items = serializers.SerializerMethodField()
@@ -501,7 +524,7 @@ class ItemListApi(ProjectScopedMixin, APIView):
             OpenApiParameter("kind", str),
             OpenApiParameter("page_size", int),
         ],
-        responses=ItemOutputSerializer(many=True),
+        responses=paginated(ItemOutputSerializer(), "PaginatedItemList"),
     )
     def get(self, request, project_id: int):
         params = request.query_params
@@ -599,7 +622,7 @@ class AnnotationListApi(ProjectScopedMixin, APIView):
             OpenApiParameter("include_revisions", bool),
             OpenApiParameter("page_size", int),
         ],
-        responses=AnnotationOutputSerializer(many=True),
+        responses=paginated(AnnotationOutputSerializer(), "PaginatedAnnotationList"),
     )
     def get(self, request, project_id: int):
         check_query_params(request, ANNOTATION_LIST_PARAMS)
@@ -677,6 +700,7 @@ IMPORT_RESULT = inline_serializer(
 class _ImportApi(ProjectScopedMixin, APIView):
     allowed_roles = {"POST": MANAGER_ROLES}
     parser_classes = [MultiPartParser, RawBodyParser]
+    body_limit = "import"  # config.limits
     renderer_classes = [JSONRenderer]
     content_negotiation_class = FormatParamIsNotARenderer
     accepted_params: frozenset = frozenset({"partial"})

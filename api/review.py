@@ -16,9 +16,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.schema import paginated
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
+from labeling.models import MAX_COMMENT_CHARS, MAX_GUIDELINE_CHARS
 from review import selectors as review_selectors
 from review import services as review_services
 from review.models import ResolutionAction
@@ -70,7 +72,7 @@ class FlagListApi(ProjectScopedMixin, GenericAPIView):
             OpenApiParameter("status", enum=[*FlagStatus.values, "all"], default="open"),
             OpenApiParameter("kind", enum=FlagKind.values),
         ],
-        responses={200: dict},
+        responses={200: paginated(serializers.DictField(), "PaginatedFlagList")},
     )
     def get(self, request, project_id: int):
         status = request.query_params.get("status", FlagStatus.OPEN)
@@ -137,9 +139,11 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
 
     class Input(serializers.Serializer):
         action = serializers.ChoiceField(choices=ResolutionAction.values)
-        rationale = serializers.CharField(allow_blank=True, required=False, default="")
-        label = serializers.CharField(required=False, allow_null=True, default=None)
-        into = serializers.CharField(required=False, allow_null=True, default=None)
+        rationale = serializers.CharField(
+            allow_blank=True, required=False, default="", max_length=MAX_COMMENT_CHARS
+        )
+        label = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
+        into = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
         items = serializers.ListField(
             child=serializers.JSONField(), required=False, allow_null=True, default=None
         )
@@ -147,7 +151,11 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
             child=serializers.CharField(), required=False, allow_null=True, default=None
         )
         guideline_text = serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, default=None
+            required=False,
+            allow_blank=True,
+            allow_null=True,
+            default=None,
+            max_length=MAX_GUIDELINE_CHARS,
         )
 
         def validate_items(self, value):
@@ -176,7 +184,9 @@ class NormalizationApi(ProjectScopedMixin, APIView):
 
     class Input(serializers.Serializer):
         rules = serializers.ListField(child=serializers.DictField())
-        rationale = serializers.CharField(allow_blank=True, required=False, default="")
+        rationale = serializers.CharField(
+            allow_blank=True, required=False, default="", max_length=MAX_COMMENT_CHARS
+        )
 
     @extend_schema(responses={200: dict})
     def get(self, request, project_id: int):

@@ -89,9 +89,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: a body over the view's limit is refused before anything reads it.
+    "config.limits.BodySizeLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -119,32 +122,64 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 SQLITE_PATH = Path(os.environ.get("CONCORD_SQLITE_PATH", VAR_DIR / "concord.sqlite3"))
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-else:
-    DATABASES = {
+# The web server and the worker write concurrently: WAL lets readers go on while one
+# writer commits, IMMEDIATE takes the write lock at BEGIN (no deadlocking lock upgrades)
+# and the timeout waits instead of failing.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": (
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=NORMAL;"
+        "PRAGMA busy_timeout=30000;"
+        "PRAGMA foreign_keys=ON;"
+    ),
+}
+
+
+def database_config(database_url: str, *, sqlite_path: Path, var_dir: Path) -> dict:
+    """The ``default`` database: ``database_url`` parsed, or SQLite at ``sqlite_path``.
+
+    Whenever the engine is SQLite — the embedded default or a ``sqlite:///`` URL — it gets
+    :data:`SQLITE_OPTIONS` (options given in the URL's query win) and a test database in a
+    file under ``var_dir``, not in memory, so a worker started by an integration test
+    opens the very database the test writes.
+    """
+    if database_url:
+        config = dj_database_url.parse(database_url, conn_max_age=60)
+    else:
+        config = {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path}
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
+        config.setdefault("TEST", {})["NAME"] = str(var_dir / "test_concord.sqlite3")
+        # A connection kept open across requests holds SQLite's file locks for nothing.
+        config["CONN_MAX_AGE"] = 0
+    return config
+
+
+DATABASES = {"default": database_config(DATABASE_URL, sqlite_path=SQLITE_PATH, var_dir=VAR_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: shared by every process (log-in failure counts, API throttles) -------------
+# Redis when there is one, else a table of the database (created by ``migrate``, see
+# api.apps); never per-process memory, whose counts an attacker spreads over processes.
+CACHE_KEY_PREFIX = os.environ.get("CONCORD_CACHE_PREFIX", "concord")
+if REDIS_URL:
+    CACHES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            "OPTIONS": {
-                # The web server and the worker write concurrently: WAL lets readers go on
-                # while one writer commits, IMMEDIATE takes the write lock at BEGIN (no
-                # deadlocking lock upgrades) and the timeout waits instead of failing.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-                "init_command": (
-                    "PRAGMA journal_mode=WAL;"
-                    "PRAGMA synchronous=NORMAL;"
-                    "PRAGMA busy_timeout=30000;"
-                    "PRAGMA foreign_keys=ON;"
-                ),
-            },
-            # A file, not :memory:, so a worker process started by an integration test
-            # can open the very database the test writes.
-            "TEST": {"NAME": str(VAR_DIR / "test_concord.sqlite3")},
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "concord_cache",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -185,7 +220,11 @@ CONCORD_MAX_IMAGE_BYTES = env_int("CONCORD_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 CONCORD_MAX_IMAGE_PIXELS = env_int("CONCORD_MAX_IMAGE_PIXELS", 50_000_000)
 CONCORD_MAX_IMPORT_BYTES = env_int("CONCORD_MAX_IMPORT_BYTES", 512 * 1024 * 1024)
 CONCORD_THUMBNAIL_SIZE = (256, 256)
-DATA_UPLOAD_MAX_MEMORY_SIZE = CONCORD_MAX_IMPORT_BYTES
+# Bodies per endpoint (config.limits): small for log-in, tokens and one annotation, the
+# import limit for imports (streamed), this default for everything else.
+CONCORD_MAX_SMALL_BODY_BYTES = env_int("CONCORD_MAX_SMALL_BODY_BYTES", 64 * 1024)
+CONCORD_MAX_BODY_BYTES = env_int("CONCORD_MAX_BODY_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONCORD_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Celery ---------------------------------------------------------------------------
@@ -235,6 +274,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON nested at most 64 levels and holding storable text (api.parsers): a 400, never
+    # a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "api.schema.ConcordAutoSchema",
@@ -246,6 +292,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Labeling, agreement, SME resolution and versioned datasets.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.schema.SchemaAccess"],
     # Several nouns have a "status": give each choice set its own schema name.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "consistency.models.RunStatus",
@@ -259,7 +306,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security (production: DEBUG off) -------------------------------------------------
+# Brute force (config.ratelimit): failed passwords per account and per client address.
+CONCORD_LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("CONCORD_LOGIN_MAX_FAILURES_PER_ACCOUNT", 10)
+CONCORD_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("CONCORD_LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
+CONCORD_LOGIN_WINDOW_SECONDS = env_int("CONCORD_LOGIN_WINDOW_SECONDS", 15 * 60)
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; none by default.
+CONCORD_TRUSTED_PROXIES = env_list("CONCORD_TRUSTED_PROXIES")
+# Whether anonymous visitors may read the OpenAPI schema and its pages (api.schema).
+CONCORD_SCHEMA_PUBLIC = env_bool("CONCORD_SCHEMA_PUBLIC", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:
@@ -284,6 +340,8 @@ LOGGING = {
 CONCORD_ASSIGNMENT_TTL_MINUTES = env_int("CONCORD_ASSIGNMENT_TTL_MINUTES", 30)
 # Agreement runs over more items than this are split into chunks computed in parallel.
 CONCORD_AGREEMENT_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_CHUNK_ITEMS", 50_000)
+# The smallest chunk a request may ask for: tiny chunks make a run of thousands of tasks.
+CONCORD_AGREEMENT_MIN_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_MIN_CHUNK_ITEMS", 1000)
 CONCORD_FETCH_TIMEOUT_SECONDS = env_int("CONCORD_FETCH_TIMEOUT_SECONDS", 10)
 CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES = env_int(
     "CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES", 4 * CONCORD_MAX_IMPORT_BYTES

@@ -19,7 +19,10 @@ if _owns_run_dir:
     os.environ["CONCORD_VAR_DIR"] = str(_run_dir)
     os.environ["CONCORD_TEST_RUN_OWNER"] = str(os.getpid())
     os.environ["CONCORD_QUEUE"] = f"concord-test-{os.getpid()}"
+    os.environ["CONCORD_CACHE_PREFIX"] = f"concord-test-{os.getpid()}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Tests split projects of a few items into chunks (the production minimum is 1000).
+os.environ.setdefault("CONCORD_AGREEMENT_MIN_CHUNK_ITEMS", "1")
 # Tests render templates without running collectstatic first.
 os.environ.setdefault("CONCORD_STATIC_MANIFEST", "0")
 

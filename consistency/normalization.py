@@ -6,10 +6,17 @@ A rule set is an ordered list of rules, each a plain dict (that is how it is sto
      "whole_word": true, "note": "one spelling for the filler"}
 
 Rules apply in order, each to the output of the previous one. ``find`` is literal text
-unless ``regex`` is true (Python ``re`` syntax; the replacement may then use ``\\1``
-groups). ``whole_word`` only matches where ``find`` is not glued to another letter or
-digit on either side. Nothing here imports Django; ``review.services`` publishes rule
-sets as versioned ``consistency.TranscriptRuleSet`` rows.
+unless ``regex`` is true; the replacement may then use ``\\1`` and ``\\g<name>`` groups.
+``whole_word`` only matches where ``find`` is not glued to another letter or digit on
+either side.
+
+Regular expressions come from users, so they run on RE2 (``google-re2``), whose time is
+linear in the text: a pattern such as ``((.+)+)+X`` that would keep Python's backtracking
+``re`` busy for hours finishes at once. RE2 has no backreferences in patterns and no
+lookarounds; such patterns are refused when the rule is checked. Its ``\\w``, ``\\d`` and
+``\\b`` are ASCII-only (use ``\\pL`` for letters of any script). Literal rules are escaped
+and run on ``re``, where they cannot backtrack. Nothing here imports Django;
+``review.services`` publishes rule sets as versioned ``consistency.TranscriptRuleSet`` rows.
 
 >>> rules = validate_rules([{"find": "Umm", "replace": "Um", "whole_word": True},
 ...                         {"find": "...", "replace": ","}])
@@ -22,6 +29,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+
+import re2
 
 MAX_RULES = 100
 MAX_PATTERN_CHARS = 300
@@ -37,11 +46,20 @@ class Rule:
     whole_word: bool = False
     note: str = ""
 
-    def compiled(self) -> re.Pattern:
-        body = self.find if self.regex else re.escape(self.find)
-        if self.whole_word:
-            body = rf"(?<!\w)(?:{body})(?!\w)"
-        return re.compile(body, 0 if self.case_sensitive else re.IGNORECASE)
+    def compiled(self):
+        """The compiled pattern: ``re`` for literal text, RE2 for a user's regex.
+
+        Raises ``re.error`` / ``re2.error`` when the pattern does not compile.
+        """
+        if not self.regex:
+            body = re.escape(self.find)
+            if self.whole_word:
+                body = rf"(?<!\w)(?:{body})(?!\w)"
+            return re.compile(body, 0 if self.case_sensitive else re.IGNORECASE)
+        options = re2.Options()
+        options.case_sensitive = self.case_sensitive
+        options.log_errors = False
+        return re2.compile(self.find, options)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,8 +111,12 @@ def validate_rules(raw: Sequence[Mapping | Rule]) -> list[Rule]:
         )
         try:
             pattern = rule.compiled()
-        except re.error as exc:
-            raise ValueError(f"rule {i + 1}: not a valid regular expression ({exc})") from exc
+        except (re.error, re2.error) as exc:
+            reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
+            raise ValueError(
+                f"rule {i + 1}: not a valid regular expression ({reason}; backreferences "
+                "and lookarounds are not supported)"
+            ) from exc
         if rule.regex:
             for ref in re.findall(r"\\(\d+)|\\g<(\w+)>", replace):
                 num, name = ref
@@ -107,10 +129,32 @@ def validate_rules(raw: Sequence[Mapping | Rule]) -> list[Rule]:
     return rules
 
 
-def _sub(rule: Rule, pattern: re.Pattern, text: str) -> tuple[str, int]:
-    if rule.regex:
+def _glued(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] touches a word character (``\\w`` of ``re``) on a side."""
+
+    def word(ch: str) -> bool:
+        return ch.isalnum() or ch == "_"
+
+    return (start > 0 and word(text[start - 1])) or (end < len(text) and word(text[end]))
+
+
+def _sub(rule: Rule, pattern, text: str) -> tuple[str, int]:
+    if not rule.regex:
+        return pattern.subn(lambda _m: rule.replace, text)  # literal: no backslash escapes
+    if not rule.whole_word:
         return pattern.subn(rule.replace, text)
-    return pattern.subn(lambda _m: rule.replace, text)  # literal: no backslash escapes
+    # RE2 has no lookarounds: whole-word regex matches glued to a word are left as they are.
+    count = 0
+
+    def replace(match) -> str:
+        nonlocal count
+        if _glued(text, match.start(), match.end()):
+            return match.group(0)
+        count += 1
+        return match.expand(rule.replace)
+
+    out, _ = pattern.subn(replace, text)
+    return out, count
 
 
 def apply_rules(text: str, rules: Sequence[Mapping | Rule]) -> str:

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from consistency.metrics import LEVELS
 from labeling.models import Item, Project, TaskType
 
+MAX_CHUNK_ITEMS = 10_000_000
 DEFAULT_N_BOOTSTRAP = 1000
 MAX_N_BOOTSTRAP = 10_000
 CONSENSUS_METHODS = ("majority", "dawid_skene")
@@ -43,7 +44,8 @@ def validate_params(project: Project, params: dict | None) -> dict:
     """Normalised run parameters with defaults, or ValidationError naming what is wrong.
 
     ``{level?, slices?, n_bootstrap? (0..10000, default 1000), seed? (int, default 0),
-    consensus? (subset of majority, dawid_skene; default both), chunk_items? (>= 1)}``.
+    consensus? (subset of majority, dawid_skene; default both), chunk_items?
+    (``CONCORD_AGREEMENT_MIN_CHUNK_ITEMS``..``MAX_CHUNK_ITEMS``)}``.
     """
     params = dict(params or {})
     errors: dict[str, list[str]] = {}
@@ -94,10 +96,16 @@ def validate_params(project: Project, params: dict | None) -> dict:
             f"unknown consensus method(s) in {consensus!r}; use {', '.join(CONSENSUS_METHODS)}"
         ]
     chunk_items = params.get("chunk_items")
+    min_chunk = settings.CONCORD_AGREEMENT_MIN_CHUNK_ITEMS
     if chunk_items is not None and (
-        isinstance(chunk_items, bool) or not isinstance(chunk_items, int) or chunk_items < 1
+        isinstance(chunk_items, bool)
+        or not isinstance(chunk_items, int)
+        or not min_chunk <= chunk_items <= MAX_CHUNK_ITEMS
     ):
-        errors["chunk_items"] = [f"chunk_items must be a positive integer, got {chunk_items!r}"]
+        errors["chunk_items"] = [
+            f"chunk_items must be an integer from {min_chunk} to {MAX_CHUNK_ITEMS}, "
+            f"got {chunk_items!r}"
+        ]
     if errors:
         raise ValidationError(errors)
     out = {

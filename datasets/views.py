@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from consistency.models import AgreementRun, RunStatus
 from datasets import exporters, selectors, services
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
+from labeling import safe_json
 from labeling.access import MANAGER_ROLES, REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
 
@@ -59,7 +60,9 @@ def _build_request_from_form(post) -> dict:
         data["group_by"] = post["group_by"].strip()
     if post.get("filters", "").strip():
         try:
-            data["filters"] = json.loads(post["filters"])
+            data["filters"] = safe_json.loads(post["filters"], where="filters")
+        except safe_json.UnsafeJson as exc:
+            raise ValidationError({"filters": str(exc)}) from None
         except json.JSONDecodeError as exc:
             raise ValidationError({"filters": f"not valid JSON: {exc.msg}"}) from None
     return data

@@ -7,6 +7,7 @@ Models hold data and constraints only; every write goes through ``labeling.servi
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -43,6 +44,16 @@ class Role(models.TextChoices):
     SME = "sme", "Subject-matter expert"
     MANAGER = "manager", "Manager"
     VIEWER = "viewer", "Viewer"
+
+
+# Bounds on what users may set (checked in services; the API serializers repeat them so
+# the schema shows them). Beyond them a value is a mistake or an attack: a TTL of 10^9
+# minutes overflows the datetime arithmetic of every hand-out.
+MAX_ASSIGNMENT_TTL_MINUTES = 43_200  # 30 days
+MAX_OVERLAP = 100
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # one day
+MAX_COMMENT_CHARS = 10_000
+MAX_GUIDELINE_CHARS = 200_000
 
 
 class Project(models.Model):
@@ -88,6 +99,28 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Bounds and cross-checks of the overlap and expiry settings, naming the field."""
+        errors = {}
+        if not 1 <= (self.assignment_ttl_minutes or 0) <= MAX_ASSIGNMENT_TTL_MINUTES:
+            errors["assignment_ttl_minutes"] = (
+                f"must be between 1 and {MAX_ASSIGNMENT_TTL_MINUTES} minutes"
+            )
+        for name in ("overlap", "min_overlap", "max_overlap"):
+            if not 1 <= (getattr(self, name) or 0) <= MAX_OVERLAP:
+                errors[name] = f"must be between 1 and {MAX_OVERLAP}"
+        if not errors:
+            if self.min_overlap > self.max_overlap:
+                errors["max_overlap"] = "must be at least min_overlap"
+            elif self.overlap > self.max_overlap:
+                errors["overlap"] = f"must be at most max_overlap ({self.max_overlap})"
+            elif self.dynamic_overlap and self.overlap < self.min_overlap:
+                errors["overlap"] = (
+                    f"with dynamic overlap it must be at least min_overlap ({self.min_overlap})"
+                )
+        if errors:
+            raise ValidationError(errors)
 
 
 class ProjectMembership(models.Model):

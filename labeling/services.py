@@ -22,6 +22,8 @@ from django.utils.text import slugify
 
 from labeling import images, selectors
 from labeling.models import (
+    MAX_COMMENT_CHARS,
+    MAX_TIME_SPENT_MS,
     Annotation,
     AnnotationSource,
     GoldLabel,
@@ -73,6 +75,10 @@ def create_project(
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValidationError({"classes": f"duplicate class keys: {', '.join(duplicates)}"})
+    # max_overlap bounds overlap; when not given it follows a large overlap.
+    if "max_overlap" not in settings_fields:
+        default_max = Project._meta.get_field("max_overlap").default
+        settings_fields["max_overlap"] = max(int(overlap), default_max)
     slug = slug or _unique_slug(name)
     if Project.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"a project with slug {slug!r} exists already"})
@@ -410,6 +416,14 @@ def submit_annotation(
     of the current annotation is locked so two submissions cannot both become current.
     """
     project = item.project
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ValidationError(
+            {"time_spent_ms": f"must be between 0 and {MAX_TIME_SPENT_MS} (one day)"}
+        )
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise ValidationError(
+            {"comment": f"at most {MAX_COMMENT_CHARS} characters, got {len(comment)}"}
+        )
     fields = resolve_value(project=project, value=value)
     if guideline is None:
         guideline = project.guidelines.order_by("-version").first()

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from labeling import access, selectors
 from labeling import assignment as assignment_service
 from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
-from labeling.models import Annotation, Assignment, Item, Project, TaskType
+from labeling.models import MAX_TIME_SPENT_MS, Annotation, Assignment, Item, Project, TaskType
 
 
 @login_required
@@ -138,7 +138,8 @@ def _submit(request, project: Project):
             labeler=request.user,
             value=value,
             comment=request.POST.get("comment", "").strip(),
-            time_spent_ms=int(time_spent) if time_spent.isdigit() else None,
+            # Measured by the page, not typed: a tab left open a day is clamped, not refused.
+            time_spent_ms=min(int(time_spent), MAX_TIME_SPENT_MS) if time_spent.isdigit() else None,
             assignment_id=int(assignment_id) if assignment_id.isdigit() else None,
         )
     except ValidationError as exc:

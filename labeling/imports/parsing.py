@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from labeling import images
+from labeling import images, safe_json
 from labeling.imports.errors import ImportRejected, _error
 from labeling.imports.formats import EXTENSION_FORMATS, _decode
 
@@ -25,6 +25,10 @@ MAX_ZIP_MEMBERS = 200_000
 def parse_json(data: bytes, *, list_keys: Sequence[str] = ("items", "rows")) -> list[tuple]:
     """A JSON list of rows (or an object holding one under ``list_keys``) as (row, value)."""
     text = _decode(data)
+    try:
+        safe_json.check_depth(text, where="the file")
+    except safe_json.UnsafeJson as exc:
+        raise ImportRejected(str(exc), errors=[_error(None, "", str(exc))]) from exc
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -45,21 +49,53 @@ def parse_json(data: bytes, *, list_keys: Sequence[str] = ("items", "rows")) -> 
             ),
             errors=[_error(None, "", "expected a JSON list")],
         )
-    return [(n, value) for n, value in enumerate(document, start=1)]
+    rows = [(n, value) for n, value in enumerate(document, start=1)]
+    bad = _invalid_text_errors(rows) if safe_json.has_surrogate_escape(text) else []
+    if bad:
+        raise ImportRejected(
+            f"{len(bad)} row(s) hold invalid text (a lone surrogate escape such as \\ud800)",
+            errors=bad,
+        )
+    return rows
+
+
+def _invalid_text_errors(rows: list[tuple]) -> list[dict]:
+    """Row errors for values holding a lone surrogate (which no database column stores)."""
+    errors = []
+    for n, value in rows:
+        where = safe_json.surrogate_path(value)
+        if where is not None:
+            errors.append(_error(n, where.split(".")[0].split("[")[0], f"{where}: invalid text"))
+    return errors
 
 
 def parse_jsonl(data: bytes) -> tuple[list[tuple], list[dict]]:
     """JSON Lines: one row per non-blank line, numbered by line. Malformed lines are row
     errors (not a whole-file failure) so a partial import can skip them."""
     text = _decode(data)
+    # One pass over the whole file; only when it is too deep somewhere is each line checked
+    # (so the rows at fault are named).
+    check_lines = safe_json.nesting_depth(text) > safe_json.MAX_DEPTH
+    check_text = safe_json.has_surrogate_escape(text)
     rows, errors = [], []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            rows.append((n, json.loads(line)))
+            if check_lines:
+                safe_json.check_depth(line, where="the row")
+            value = json.loads(line)
+        except safe_json.UnsafeJson as exc:
+            errors.append(_error(n, "", str(exc)))
+            continue
         except json.JSONDecodeError as exc:
             errors.append(_error(n, "", f"malformed JSON at column {exc.colno}: {exc.msg}"))
+            continue
+        where = safe_json.surrogate_path(value) if check_text else None
+        if where is not None:
+            errors.append(_error(n, where.split(".")[0].split("[")[0], f"{where}: invalid text"))
+            continue
+        rows.append((n, value))
     return rows, errors
 
 

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from labeling.imports.errors import _error
-from labeling.models import PayloadKind
+from labeling.models import MAX_COMMENT_CHARS, MAX_TIME_SPENT_MS, PayloadKind
 
 ITEM_FIELDS = frozenset({"external_id", "image_url", "text", "audio_url", "metadata", "tags"})
 PAYLOAD_FIELDS = ("image_url", "text", "audio_url")
@@ -312,14 +312,22 @@ def clean_annotation_row(
             )
     if raw.get("time_spent_ms") not in (None, ""):
         row.time_spent_ms = _parse_int(raw["time_spent_ms"])
-        if row.time_spent_ms is None or not 0 <= row.time_spent_ms <= 2**31 - 1:
+        if row.time_spent_ms is None or not 0 <= row.time_spent_ms <= MAX_TIME_SPENT_MS:
             errors.append(
-                _error(n, prefix + "time_spent_ms", "time_spent_ms must be a whole number ≥ 0")
+                _error(
+                    n,
+                    prefix + "time_spent_ms",
+                    f"time_spent_ms must be a whole number from 0 to {MAX_TIME_SPENT_MS}",
+                )
             )
     comment = raw.get("comment")
     if comment not in (None, ""):
         if not isinstance(comment, str):
             errors.append(_error(n, prefix + "comment", "comment must be text"))
+        elif len(comment) > MAX_COMMENT_CHARS:
+            errors.append(
+                _error(n, prefix + "comment", f"comment longer than {MAX_COMMENT_CHARS} characters")
+            )
         else:
             row.comment = comment
     if "gold" in raw:
