@@ -45,10 +45,73 @@ class ErrorAnalysisReferenceSerializer(serializers.Serializer):
     n_without_reference = serializers.IntegerField()
 
 
+class PrioritisationRowSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="`tag` or a metadata key")
+    value = serializers.CharField()
+    n_items = serializers.IntegerField(help_text="scored items of the slice")
+    share = serializers.FloatField(allow_null=True, help_text="n_items / items scored in the run")
+    model_accuracy = serializers.FloatField(allow_null=True)
+    hlp = serializers.FloatField(
+        allow_null=True, help_text="measured on the slice's items: ground truth, else pairwise"
+    )
+    hlp_method = serializers.CharField(allow_null=True, help_text="gold | pairwise")
+    hlp_n_items = serializers.IntegerField(help_text="items the HLP estimate rests on")
+    gap_to_hlp = serializers.FloatField(allow_null=True, help_text="hlp - model_accuracy")
+    potential_gain = serializers.FloatField(
+        allow_null=True, help_text="max(gap_to_hlp, 0) * share; the table's order, largest first"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class TagStatisticsSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    n_items = serializers.IntegerField(help_text="scored items carrying the tag")
+    n_errors = serializers.IntegerField()
+    share_of_data = serializers.FloatField(allow_null=True)
+    share_of_errors = serializers.FloatField(
+        allow_null=True, help_text="model errors with the tag / all model errors"
+    )
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="misclassified items with the tag / items with the tag"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class PerClassSerializer(serializers.Serializer):
+    support = serializers.IntegerField(help_text="scored items with this reference class")
+    n_predicted = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+# "class" is a Python keyword: the field is declared by name.
+PerClassSerializer._declared_fields = {
+    "class": serializers.CharField(help_text="root class key"),
+    **PerClassSerializer._declared_fields,
+}
+
+
+class ConfusionSerializer(serializers.Serializer):
+    classes = serializers.ListField(child=serializers.CharField())
+    counts = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="counts[r][p]: reference class r predicted as class p",
+    )
+    definition = serializers.CharField()
+
+
 class ErrorAnalysisSerializer(serializers.Serializer):
     reference = ErrorAnalysisReferenceSerializer(allow_null=True)
     overall = ErrorAnalysisEntrySerializer()
     slices = ErrorAnalysisEntrySerializer(many=True)
+    prioritisation = PrioritisationRowSerializer(many=True)
+    tags = TagStatisticsSerializer(many=True)
+    per_class = PerClassSerializer(many=True)
+    confusion = ConfusionSerializer(allow_null=True)
+    macro_f1 = serializers.FloatField(allow_null=True, required=False)
+    hlp_basis = serializers.DictField(required=False)
     reasons = serializers.DictField(child=serializers.CharField())
 
 

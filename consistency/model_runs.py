@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from consistency.class_map import ClassMap, class_map
+from consistency.metrics import error_analysis as ea
 from consistency.models import (
     AgreementRun,
     Consensus,
@@ -25,14 +29,16 @@ from consistency.models import (
     Prediction,
     RunStatus,
 )
-from labeling.models import GoldLabel, Item, LabelClass, Project, TaskType
-from labeling.selectors import effective_class_map
+from consistency.scan import scan_annotations
+from labeling.models import GoldLabel, GoldSource, Item, LabelClass, Project, TaskType
 from provenance import events
 
 MAX_SLICE_DISTINCT = 50
 MAX_ERRORS_LISTED = 100
 MISSING = "(missing)"
 NO_TAG = "(no tag)"
+# Below this many scored items (or items under an HLP) a slice's figures are null.
+MIN_SLICE_ITEMS = 5
 
 
 # ------------------------------------------------------------------ upload
@@ -183,14 +189,13 @@ def _latest_run(project: Project) -> AgreementRun | None:
     )
 
 
-def _entry(key, value, item_ids, correct, hlp, hlp_reason) -> dict:
-    n = len(item_ids)
+def _entry(key, value, n: int, n_correct: int, hlp, hlp_reason) -> dict:
     reasons: dict[str, str] = {}
     accuracy = None
     if n == 0:
         reasons["model_accuracy"] = "no predicted item with a reference label in this slice"
     else:
-        accuracy = sum(1 for i in item_ids if correct[i]) / n
+        accuracy = n_correct / n
     if hlp is None:
         reasons["hlp"] = hlp_reason or "no HLP available"
     return {
@@ -203,55 +208,195 @@ def _entry(key, value, item_ids, correct, hlp, hlp_reason) -> dict:
     }
 
 
-def error_analysis(model_run: ModelRun) -> dict:
-    """Model accuracy against the reference, overall, per metadata slice and per tag."""
-    project = model_run.project
-    if project.task_type != TaskType.CLASSIFICATION:
-        why = (
-            "error analysis is computed for classification projects "
-            f"(this one: {project.task_type})"
-        )
-        return {
-            "reference": None,
-            "overall": _entry(None, None, [], {}, None, why),
-            "slices": [],
-            "reasons": {"overall": why},
-        }
+@dataclass(frozen=True)
+class _Slice:
+    """One slice of the project's items: a metadata value or a tag."""
 
-    roots = effective_class_map(project)
+    key: str
+    value: str
+    items: np.ndarray  # item ids of the project in the slice, sorted
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """The items of a model run that have a reference label (sorted by item id)."""
+
+    items: np.ndarray  # (S,) item ids
+    reference: np.ndarray  # (S,) class codes
+    predicted: np.ndarray  # (S,) class codes
+    n_gold: int
+    n_consensus: int
+    n_predicted: int
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.reference == self.predicted
+
+    def positions(self, items: np.ndarray) -> np.ndarray:
+        """Positions (into the scored arrays) of those of ``items`` that are scored."""
+        return np.flatnonzero(np.isin(self.items, items, assume_unique=True))
+
+
+def _references(project: Project, classes: ClassMap) -> tuple[dict, dict, AgreementRun | None]:
+    """(ground truth {item: code}, consensus {item: code}, the agreement run read).
+
+    The reference of an item is its gold label (any source, SME decisions included: a
+    decision is the item's final label), else the majority consensus of the latest
+    succeeded agreement run. Codes are root classes after merges.
+    """
+    gold = {
+        item_id: classes.code_of[class_id]
+        for item_id, class_id in GoldLabel.objects.filter(
+            item__project=project, label_class__isnull=False
+        ).values_list("item_id", "label_class_id")
+        if class_id in classes.code_of
+    }
     run = _latest_run(project)
-    gold = dict(
-        GoldLabel.objects.filter(item__project=project, label_class__isnull=False).values_list(
-            "item_id", "label_class_id"
-        )
-    )
     consensus: dict[int, int] = {}
     if run is not None:
-        consensus = dict(
-            Consensus.objects.filter(
+        consensus = {
+            item_id: classes.code_of[class_id]
+            for item_id, class_id in Consensus.objects.filter(
                 run=run, method=ConsensusMethod.MAJORITY, label_class__isnull=False
             ).values_list("item_id", "label_class_id")
-        )
-    predicted = dict(
-        Prediction.objects.filter(model_run=model_run, label_class__isnull=False).values_list(
-            "item_id", "label_class_id"
-        )
+            if class_id in classes.code_of
+        }
+    return gold, consensus, run
+
+
+def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict) -> _Scored:
+    rows = Prediction.objects.filter(model_run=model_run, label_class__isnull=False).values_list(
+        "item_id", "label_class_id"
     )
-    correct: dict[int, bool] = {}
-    n_gold = n_consensus = 0
-    for item_id, class_id in predicted.items():
+    items, reference, predicted = [], [], []
+    n_predicted = n_gold = n_consensus = 0
+    for item_id, class_id in rows.iterator(chunk_size=20_000):
+        n_predicted += 1
         if item_id in gold:
-            reference = gold[item_id]
+            ref = gold[item_id]
             n_gold += 1
         elif item_id in consensus:
-            reference = consensus[item_id]
+            ref = consensus[item_id]
             n_consensus += 1
         else:
             continue
-        correct[item_id] = roots.get(class_id, class_id) == roots.get(reference, reference)
-    evaluated = sorted(correct)
+        items.append(item_id)
+        reference.append(ref)
+        predicted.append(classes.code_of.get(class_id, -1))
+    order = np.argsort(np.asarray(items, dtype=np.int64), kind="stable")
+    return _Scored(
+        items=np.asarray(items, dtype=np.int64)[order],
+        reference=np.asarray(reference, dtype=np.int64)[order],
+        predicted=np.asarray(predicted, dtype=np.int64)[order],
+        n_gold=n_gold,
+        n_consensus=n_consensus,
+        n_predicted=n_predicted,
+    )
 
+
+def _slices(project: Project) -> tuple[list[_Slice], dict[str, str]]:
+    """Every metadata slice (keys with at most ``MAX_SLICE_DISTINCT`` values) and every
+    tag (with ``(no tag)`` for the untagged items, when any item is tagged), in the order
+    metadata keys, values, then tags -- each sorted. Returns (slices, reasons)."""
     reasons: dict[str, str] = {}
+    metadata = dict(Item.objects.filter(project=project).values_list("id", "metadata"))
+    out: list[_Slice] = []
+    keys = sorted({k for m in metadata.values() if isinstance(m, dict) for k in m})
+    for key in keys:
+        groups: dict[str, list[int]] = {}
+        for item_id, m in metadata.items():
+            value = _slice_text(m.get(key) if isinstance(m, dict) else None)
+            groups.setdefault(value, []).append(item_id)
+        if len(groups) > MAX_SLICE_DISTINCT:
+            reasons[f"slice:{key}"] = (
+                f"{len(groups)} distinct values (more than {MAX_SLICE_DISTINCT}); not sliced"
+            )
+            continue
+        for value in sorted(groups):
+            out.append(_Slice(key, value, np.sort(np.asarray(groups[value], dtype=np.int64))))
+    tags: dict[str, list[int]] = {}
+    for item_id, tag in Item.tags.through.objects.filter(item__project=project).values_list(
+        "item_id", "tag__name"
+    ):
+        tags.setdefault(tag, []).append(item_id)
+    if tags:
+        tagged = {i for ids in tags.values() for i in ids}
+        tags[NO_TAG] = [i for i in metadata if i not in tagged]
+    for tag in sorted(tags):
+        out.append(_Slice("tag", tag, np.unique(np.asarray(tags[tag], dtype=np.int64))))
+    return out, reasons
+
+
+def _human_labels(project: Project, classes: ClassMap) -> dict:
+    """The inputs of :func:`group_hlp`: current human labels as codes, and ground truth.
+
+    Ground truth for HLP excludes SME decisions (``source == sme``): those are made on the
+    items humans find hard, so measuring humans against them is biased by construction.
+    The ground-truth labeler of an item is the account that set its ground truth
+    (``GoldLabel.created_by``); that account's own label on the item is left out.
+    """
+    cols = scan_annotations(project.pk)
+    codes = classes.codes(cols.label_class)
+    keep = codes >= 0
+    gold_rows = [
+        (item_id, classes.code_of[class_id], created_by if created_by is not None else -1)
+        for item_id, class_id, created_by in GoldLabel.objects.filter(
+            item__project=project, label_class__isnull=False
+        )
+        .exclude(source=GoldSource.SME)
+        .values_list("item_id", "label_class_id", "created_by_id")
+        if class_id in classes.code_of
+    ]
+    gold = np.asarray(gold_rows, dtype=np.int64).reshape(-1, 3)
+    return {
+        "label_item": cols.item[keep],
+        "label_labeler": cols.labeler[keep],
+        "label_value": codes[keep],
+        "gold_item": gold[:, 0],
+        "gold_value": gold[:, 1],
+        "gold_labeler": gold[:, 2],
+    }
+
+
+def _not_classification(project: Project) -> dict:
+    why = f"error analysis is computed for classification projects (this one: {project.task_type})"
+    return {
+        "reference": None,
+        "overall": _entry(None, None, 0, 0, None, why),
+        "slices": [],
+        "prioritisation": [],
+        "tags": [],
+        "per_class": [],
+        "confusion": None,
+        "reasons": dict.fromkeys(
+            ("overall", "prioritisation", "tags", "per_class", "confusion"), why
+        ),
+    }
+
+
+def error_analysis(model_run: ModelRun) -> dict:
+    """The model's error analysis against the reference labels.
+
+    Returns the DESIGN "Error analysis" document: ``reference`` (where the reference
+    labels came from), ``overall`` and ``slices`` (accuracy beside the latest agreement
+    run's HLP), ``prioritisation`` (accuracy beside HLP measured per tag and metadata
+    slice, ranked by potential gain; see :mod:`consistency.metrics.error_analysis`),
+    ``tags`` (share of data, share of errors, error rate), ``per_class`` and
+    ``confusion`` (rows: reference, columns: prediction), ``reasons``. Fractions are in
+    [0, 1]; a figure that cannot be computed is None with a reason.
+    """
+    project = model_run.project
+    if project.task_type != TaskType.CLASSIFICATION:
+        return _not_classification(project)
+
+    classes = class_map(project, "nominal")
+    gold, consensus, run = _references(project, classes)
+    scored = _scored(model_run, classes, gold, consensus)
+    correct = scored.correct
+    slices, reasons = _slices(project)
+    positions = [scored.positions(s.items) for s in slices]
+
+    # ---- accuracy beside the latest agreement run's HLP (the first contract, kept)
     results = (run.results or {}) if run is not None else {}
     no_run = "no succeeded agreement run in this project"
     if run is None:
@@ -262,17 +407,17 @@ def error_analysis(model_run: ModelRun) -> dict:
         overall_hlp_reason = (hlp_block.get("reasons") or {}).get(
             "value", f"agreement run {run.pk} has no overall HLP"
         )
-    overall = _entry(None, None, evaluated, correct, overall_hlp, overall_hlp_reason)
-    if not predicted:
+    n_scored = int(scored.items.size)
+    overall = _entry(None, None, n_scored, int(correct.sum()), overall_hlp, overall_hlp_reason)
+    if not scored.n_predicted:
         reasons["overall"] = "the model run has no class predictions"
-
     run_slices = {
         (s.get("key"), s.get("value")): s
         for s in results.get("slices") or []
         if isinstance(s, dict) and s.get("value") is not None
     }
 
-    def hlp_for(key: str, value: str) -> tuple[float | None, str | None]:
+    def run_hlp(key: str, value: str) -> tuple[float | None, str | None]:
         if run is None:
             return None, no_run
         found = run_slices.get((key, value))
@@ -283,46 +428,69 @@ def error_analysis(model_run: ModelRun) -> dict:
             return None, why or f"agreement run {run.pk} has no HLP for {key}={value}"
         return found["hlp"], None
 
-    slices: list[dict] = []
-    metadata = dict(Item.objects.filter(project=project).values_list("id", "metadata"))
-    keys = sorted({k for m in metadata.values() if isinstance(m, dict) for k in m})
-    for key in keys:
-        values = {
-            i: _slice_text(m.get(key) if isinstance(m, dict) else None) for i, m in metadata.items()
-        }
-        distinct = sorted(set(values.values()))
-        if len(distinct) > MAX_SLICE_DISTINCT:
-            reasons[f"slice:{key}"] = (
-                f"{len(distinct)} distinct values (more than {MAX_SLICE_DISTINCT}); not sliced"
-            )
-            continue
-        for value in distinct:
-            members = [i for i in evaluated if values.get(i) == value]
-            hlp, why = hlp_for(key, value)
-            slices.append(_entry(key, value, members, correct, hlp, why))
+    entries = []
+    for s, pos in zip(slices, positions, strict=True):
+        hlp, why = run_hlp(s.key, s.value)
+        entries.append(_entry(s.key, s.value, int(pos.size), int(correct[pos].sum()), hlp, why))
 
-    tags: dict[str, set[int]] = {}
-    tagged: set[int] = set()
-    for item_id, tag in Item.tags.through.objects.filter(item__project=project).values_list(
-        "item_id", "tag__name"
-    ):
-        tags.setdefault(tag, set()).add(item_id)
-        tagged.add(item_id)
-    if tags:
-        tags[NO_TAG] = set(metadata) - tagged
-    for tag in sorted(tags):
-        members = [i for i in evaluated if i in tags[tag]]
-        hlp, why = hlp_for("tag", tag)
-        slices.append(_entry("tag", tag, members, correct, hlp, why))
+    # ---- prioritisation: HLP measured on each slice's items, ranked by potential gain
+    humans = _human_labels(project, classes)
+    hlps = ea.group_hlp(
+        humans["label_item"],
+        humans["label_labeler"],
+        humans["label_value"],
+        [s.items for s in slices],
+        gold_item=humans["gold_item"],
+        gold_value=humans["gold_value"],
+        gold_labeler=humans["gold_labeler"],
+    )
+    table = ea.prioritisation(
+        [
+            {
+                "key": s.key,
+                "value": s.value,
+                "n_items": int(pos.size),
+                "n_correct": int(correct[pos].sum()),
+                "hlp": hlp,
+            }
+            for s, pos, hlp in zip(slices, positions, hlps, strict=True)
+        ],
+        n_scored=n_scored,
+        min_items=MIN_SLICE_ITEMS,
+    )
+    tags = ea.tag_statistics(
+        correct,
+        {
+            s.value: pos
+            for s, pos in zip(slices, positions, strict=True)
+            if s.key == "tag" and s.value != NO_TAG
+        },
+    )
+    report = ea.classification_report(scored.reference, scored.predicted, classes.keys)
 
     return {
         "reference": {
             "agreement_run": run.pk if run is not None else None,
-            "n_gold": n_gold,
-            "n_consensus": n_consensus,
-            "n_without_reference": len(predicted) - len(evaluated),
+            "n_gold": scored.n_gold,
+            "n_consensus": scored.n_consensus,
+            "n_without_reference": scored.n_predicted - n_scored,
         },
         "overall": overall,
-        "slices": slices,
+        "slices": entries,
+        "prioritisation": table,
+        "tags": tags,
+        "per_class": report["per_class"],
+        "confusion": report["confusion"],
+        "macro_f1": report["macro_f1"],
+        "hlp_basis": {
+            "method": "gold" if humans["gold_item"].size else "pairwise",
+            "n_ground_truth_items": int(humans["gold_item"].size),
+            "min_slice_items": MIN_SLICE_ITEMS,
+            "definition": (
+                "per slice: human labels against ground truth (imported or set by a "
+                "manager; SME decisions excluded), the ground-truth labeler's own label "
+                "left out; where the slice has no such label, pairwise agreement"
+            ),
+        },
         "reasons": reasons,
     }
