@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -213,7 +213,84 @@ class ModelRunApi(ProjectScopedMixin, APIView):
         return Response(payload(request, run))
 
 
+class CompareSliceSerializer(serializers.Serializer):
+    key = serializers.CharField(allow_null=True, help_text="`tag` or a metadata key; null overall")
+    value = serializers.CharField(allow_null=True)
+    n_items = serializers.IntegerField(help_text="items scored by both runs")
+    model_accuracy = serializers.FloatField(allow_null=True)
+    other_accuracy = serializers.FloatField(allow_null=True)
+    difference = serializers.FloatField(
+        allow_null=True, help_text="other_accuracy - model_accuracy"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class CompareItemSerializer(serializers.Serializer):
+    item = serializers.CharField(help_text="external id")
+    reference = serializers.CharField()
+    model = serializers.CharField(help_text="this run's prediction")
+    other = serializers.CharField(help_text="the other run's prediction")
+    model_correct = serializers.BooleanField()
+    other_correct = serializers.BooleanField()
+
+
+class CompareItemsPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CompareItemSerializer(many=True)
+
+
+class CompareOutputSerializer(serializers.Serializer):
+    model_run = serializers.IntegerField()
+    other_run = serializers.IntegerField()
+    n_common = serializers.IntegerField(help_text="items predicted by both runs")
+    n_scored = serializers.IntegerField(help_text="of those, items with a reference label")
+    disagreement_share = serializers.FloatField(
+        allow_null=True, help_text="items the two runs predict differently / n_common"
+    )
+    overall = CompareSliceSerializer(allow_null=True)
+    slices = CompareSliceSerializer(many=True)
+    items = CompareItemsPageSerializer(help_text="where exactly one run is right (paginated)")
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class ModelRunCompareApi(ProjectScopedMixin, APIView):
+    """``GET /model-runs/{id}/compare/{other}/``: two runs of one project side by side
+    (a candidate in shadow mode against the current model). A run of another project is
+    404, like one the caller cannot see."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = ModelRun.objects.select_related("project")
+    scope_url_kwarg = "model_run_id"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: CompareOutputSerializer},
+        summary="Compare two model runs",
+    )
+    def get(self, request, model_run_id: int, other_model_run_id: int):
+        other = self.get_scoped_object(ModelRun, other_model_run_id)
+        if other.project_id != self.project.pk:
+            raise NotFound("no such model run in this project")
+        body = model_runs.compare_runs(self.object, other)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(body["items"], request, view=self)
+        body["items"] = {
+            "count": paginator.page.paginator.count,
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            "results": page,
+        }
+        return Response(body)
+
+
 urlpatterns = [
     path("projects/<int:project_id>/model-runs/", ModelRunsApi.as_view(), name="api-model-runs"),
     path("model-runs/<int:model_run_id>/", ModelRunApi.as_view(), name="api-model-run"),
+    path(
+        "model-runs/<int:model_run_id>/compare/<int:other_model_run_id>/",
+        ModelRunCompareApi.as_view(),
+        name="api-model-run-compare",
+    ),
 ]

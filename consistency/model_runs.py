@@ -494,3 +494,107 @@ def error_analysis(model_run: ModelRun) -> dict:
         },
         "reasons": reasons,
     }
+
+
+# ------------------------------------------------------------------ comparison
+
+
+def _class_predictions(model_run: ModelRun, classes: ClassMap) -> dict[int, int]:
+    """``{item id: root class code}`` of a run's class predictions."""
+    rows = Prediction.objects.filter(model_run=model_run, label_class__isnull=False).values_list(
+        "item_id", "label_class_id"
+    )
+    return {
+        item_id: classes.code_of[class_id]
+        for item_id, class_id in rows.iterator(chunk_size=20_000)
+        if class_id in classes.code_of
+    }
+
+
+def compare_runs(model_run: ModelRun, other: ModelRun) -> dict:
+    """Two model runs of one project side by side (a candidate in shadow mode).
+
+    Both are scored on the same items: those both runs predicted and that have a
+    reference label (see :func:`error_analysis`). Returns ``{model_run, other_run,
+    n_common, n_scored, disagreement_share, overall, slices, items, reasons}``:
+    ``slices[]`` = ``{key, value, n_items, model_accuracy, other_accuracy, difference}``
+    with ``difference = other_accuracy - model_accuracy``; ``disagreement_share`` = items
+    the two predict differently / items both predicted (reference or not); ``items`` =
+    the scored items where exactly one run is right, by item id, as ``{item (external
+    id), reference, model, other, model_correct, other_correct}``.
+
+    Raises ``ValueError`` when the runs belong to different projects.
+    """
+    if model_run.project_id != other.project_id:
+        raise ValueError("both model runs must belong to the same project")
+    project = model_run.project
+    reasons: dict[str, str] = {}
+    if project.task_type != TaskType.CLASSIFICATION:
+        why = f"model runs are compared in classification projects (this one: {project.task_type})"
+        return {
+            "model_run": model_run.pk,
+            "other_run": other.pk,
+            "n_common": 0,
+            "n_scored": 0,
+            "disagreement_share": None,
+            "overall": None,
+            "slices": [],
+            "items": [],
+            "reasons": {"disagreement_share": why, "slices": why},
+        }
+    classes = class_map(project, "nominal")
+    gold, consensus, _ = _references(project, classes)
+    mine = _class_predictions(model_run, classes)
+    theirs = _class_predictions(other, classes)
+    common = np.asarray(sorted(set(mine) & set(theirs)), dtype=np.int64)
+    a = np.asarray([mine[i] for i in common.tolist()], dtype=np.int64)
+    b = np.asarray([theirs[i] for i in common.tolist()], dtype=np.int64)
+    disagreement = float((a != b).mean()) if common.size else None
+    if disagreement is None:
+        reasons["disagreement_share"] = "no item is predicted by both runs"
+
+    reference = np.asarray(
+        [gold.get(i, consensus.get(i, -1)) for i in common.tolist()], dtype=np.int64
+    )
+    has_ref = reference >= 0
+    items, reference, a, b = common[has_ref], reference[has_ref], a[has_ref], b[has_ref]
+    right_a, right_b = a == reference, b == reference
+    slices, slice_reasons = _slices(project)
+    reasons.update(slice_reasons)
+    groups = [{"key": None, "value": None, "positions": np.arange(items.size)}] + [
+        {
+            "key": s.key,
+            "value": s.value,
+            "positions": np.flatnonzero(np.isin(items, s.items, assume_unique=True)),
+        }
+        for s in slices
+    ]
+    compared = ea.compare_groups(right_a, right_b, groups)
+
+    split = np.flatnonzero(right_a != right_b)
+    external = dict(
+        Item.objects.filter(pk__in=items[split].tolist()).values_list("id", "external_id")
+    )
+    keys = classes.keys
+    rows = [
+        {
+            "item": external[int(items[p])],
+            "reference": keys[reference[p]],
+            "model": keys[a[p]],
+            "other": keys[b[p]],
+            "model_correct": bool(right_a[p]),
+            "other_correct": bool(right_b[p]),
+        }
+        for p in split.tolist()
+    ]
+    return {
+        "model_run": model_run.pk,
+        "other_run": other.pk,
+        "n_common": int(common.size),
+        "n_scored": int(items.size),
+        "disagreement_share": disagreement,
+        "overall": compared[0],
+        "slices": compared[1:],
+        "items": rows,
+        "reasons": reasons,
+    }

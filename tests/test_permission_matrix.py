@@ -206,6 +206,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-agreement-history": {"GET": REVIEW},
     "api-model-runs": {"GET": REVIEW, "POST": SME_ONLY},
     "api-model-run": {"GET": REVIEW},
+    "api-model-run-compare": {"GET": REVIEW},
     # REST: provenance and datasets
     "api-item-history": {"GET": REVIEW},
     "api-datasets": {"GET": REVIEW, "POST": SME_ONLY},
@@ -362,6 +363,7 @@ def build_world(make_user) -> tuple[dict, dict, dict]:
             "dataset_id": versions[0].pk,
             "other_id": versions[1].pk,
             "model_run_id": project.model_runs.create(name="baseline").pk,
+            "other_model_run_id": project.model_runs.create(name="candidate").pk,
             "token_id": victim["id"],
             "username": labeler.username,
         }

@@ -289,3 +289,117 @@ def test_per_class_metrics_and_confusion_match_scikit_learn(manager, make_user):
     # Hand check of one: "yes" precision 3/4, recall 3/5.
     assert analysis["per_class"][0]["precision"] == 0.75
     assert analysis["per_class"][0]["recall"] == 0.6
+
+
+# Comparison, hand-counted. Model A is the run compared, B the other (the candidate).
+#   item  site   truth  A    B    A right  B right
+#   n1    north  yes    yes  yes  yes      yes
+#   n2    north  yes    no   yes  no       yes
+#   n3    north  no     no   yes  yes      no
+#   n4    north  no     yes  yes  no       no    (agree, both wrong)
+#   s1    south  yes    yes  yes  yes      yes
+#   s2    south  yes    yes  no   yes      no
+#   s3    south  no     no   no   yes      yes
+#   s4    south  -      yes  no   -        -     (no reference: disagrees, not scored)
+#   s5    south  yes    yes  -    -        -     (only A predicted it)
+# predicted by both: 8, they differ on n2 n3 s2 s4 -> disagreement 4/8.
+# scored by both: 7.  A right 5/7, B right 4/7, difference -1/7.
+# north: A 2/4, B 2/4, difference 0.  south (s1-s3): A 3/3, B 2/3, difference -1/3.
+# one right, one wrong: n2, n3, s2.
+COMPARED = [
+    ("n1", "north", "yes", "yes", "yes"),
+    ("n2", "north", "yes", "no", "yes"),
+    ("n3", "north", "no", "no", "yes"),
+    ("n4", "north", "no", "yes", "yes"),
+    ("s1", "south", "yes", "yes", "yes"),
+    ("s2", "south", "yes", "yes", "no"),
+    ("s3", "south", "no", "no", "no"),
+    ("s4", "south", None, "yes", "no"),
+    ("s5", "south", "yes", "yes", None),
+]
+
+
+def client_for(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    client.defaults["wsgi.url_scheme"] = "https"
+    return client
+
+
+def compared_runs(manager, make_user, name="Compare"):
+    project, humans, _ = build_project(manager, make_user, name=name)
+    rows = [(e, [], {"site": site}, t, ("yes", "yes"), a) for e, site, t, a, _ in COMPARED]
+    run_a = model_runs.upload_model_run(
+        project=project,
+        name="current",
+        predictions=add_items(project, rows, humans),
+        created_by=manager,
+    )
+    run_b = model_runs.upload_model_run(
+        project=project,
+        name="candidate",
+        predictions=[{"item": e, "value": b} for e, _, _, _, b in COMPARED if b],
+        created_by=manager,
+    )
+    return project, run_a, run_b
+
+
+def test_comparison_of_two_runs_equals_a_hand_count(manager, make_user):
+    _, run_a, run_b = compared_runs(manager, make_user)
+    client = client_for(manager)
+    response = client.get(f"/api/v1/model-runs/{run_a.pk}/compare/{run_b.pk}/", secure=True)
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["n_common"], body["n_scored"]) == (8, 7)
+    assert body["disagreement_share"] == 0.5
+    overall = body["overall"]
+    assert overall["model_accuracy"] == pytest.approx(5 / 7)
+    assert overall["other_accuracy"] == pytest.approx(4 / 7)
+    assert overall["difference"] == pytest.approx(-1 / 7)
+    slices = {(s["key"], s["value"]): s for s in body["slices"]}
+    north, south = slices[("site", "north")], slices[("site", "south")]
+    assert (north["n_items"], north["model_accuracy"], north["other_accuracy"]) == (4, 0.5, 0.5)
+    assert north["difference"] == 0.0
+    assert south["n_items"] == 3 and south["model_accuracy"] == 1.0
+    assert south["other_accuracy"] == pytest.approx(2 / 3)
+    assert south["difference"] == pytest.approx(-1 / 3)
+    items = body["items"]
+    assert items["count"] == 3
+    assert [(r["item"], r["model_correct"], r["other_correct"]) for r in items["results"]] == [
+        ("n2", False, True),
+        ("n3", True, False),
+        ("s2", True, False),
+    ]
+    assert items["results"][0] == {
+        "item": "n2",
+        "reference": "yes",
+        "model": "no",
+        "other": "yes",
+        "model_correct": False,
+        "other_correct": True,
+    }
+
+    paged = client.get(
+        f"/api/v1/model-runs/{run_a.pk}/compare/{run_b.pk}/?page_size=2&page=2", secure=True
+    ).json()["items"]
+    assert paged["count"] == 3 and [r["item"] for r in paged["results"]] == ["s2"]
+    assert paged["previous"] is not None and paged["next"] is None
+
+    # The other way round, the difference changes sign.
+    back = client.get(f"/api/v1/model-runs/{run_b.pk}/compare/{run_a.pk}/", secure=True).json()
+    assert back["overall"]["difference"] == pytest.approx(1 / 7)
+
+
+def test_comparing_with_a_run_of_another_project_is_a_404(manager, make_user):
+    _, run_a, _ = compared_runs(manager, make_user)
+    _, run_c, _ = compared_runs(manager, make_user, name="Elsewhere")
+    # The manager manages both projects (each run is readable), and still cannot mix them.
+    assert (
+        client_for(manager).get(f"/api/v1/model-runs/{run_c.pk}/", secure=True).status_code == 200
+    )
+    response = client_for(manager).get(
+        f"/api/v1/model-runs/{run_a.pk}/compare/{run_c.pk}/", secure=True
+    )
+    assert response.status_code == 404
