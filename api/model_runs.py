@@ -10,12 +10,13 @@ from __future__ import annotations
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.projects import _ImportApi
 from consistency import model_runs
 from consistency.models import ModelRun
 from labeling.access import REVIEW_ROLES, SME_ROLES
@@ -149,11 +150,17 @@ def payload(request, run: ModelRun) -> dict:
     }
 
 
-class ModelRunsApi(ProjectScopedMixin, APIView):
+class ModelRunsApi(_ImportApi):
     """``POST /projects/{id}/model-runs/`` uploads a model's predictions (201, with the
-    error analysis); ``GET`` lists the project's model runs, newest first (paginated)."""
+    error analysis); ``GET`` lists the project's model runs, newest first (paginated).
+
+    The body's format comes from its Content-Type (or, for a multipart upload in the
+    field ``file``, from the file's extension): JSON ``{name, predictions, params?}`` (or
+    a list of rows with ``?name=``), JSON Lines or CSV (columns ``item``, ``value``,
+    ``confidence``) with ``?name=``."""
 
     allowed_roles = {"GET": REVIEW_ROLES, "POST": SME_ROLES}
+    accepted_params = frozenset({"name"})
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
@@ -161,26 +168,27 @@ class ModelRunsApi(ProjectScopedMixin, APIView):
         params = serializers.DictField(required=False)
 
     @extend_schema(
-        request={"application/json": InputSerializer},
+        request={
+            "application/json": InputSerializer,
+            "application/x-ndjson": {},
+            "text/csv": {},
+        },
+        parameters=[
+            OpenApiParameter("name", str, description="the run's name (JSONL, CSV, JSON list)")
+        ],
         responses={201: ModelRunOutputSerializer},
         summary="Upload a model run's predictions",
         description="Rows are {item: <external id>, value, confidence?}. An unknown item, "
-        "an unknown class or a duplicate item is a 400 naming the row numbers (1-based); "
-        "then nothing is stored.",
+        "an unknown class or a duplicate item is a 400 naming the row numbers (1-based; "
+        "line numbers in JSONL); then nothing is stored.",
     )
     def post(self, request, project_id: int):
-        data = request.data
-        if not isinstance(data, dict):
-            raise ValidationError({"detail": "the request body must be a JSON object"})
-        unknown = sorted(set(data) - {"name", "predictions", "params"})
-        if unknown:
-            raise ValidationError({k: ["unknown field"] for k in unknown})
-        run = model_runs.upload_model_run(
-            project=self.project,
-            name=data.get("name"),
-            predictions=data.get("predictions"),
-            params=data.get("params"),
-            created_by=request.user,
+        data, fmt, _ = self._read_upload(request)
+        name = request.query_params.get("name")
+        if name is None and request.content_type.startswith("multipart/form-data"):
+            name = request.data.get("name")
+        run = model_runs.upload_model_run_file(
+            project=self.project, data=data, fmt=fmt, name=name, created_by=request.user
         )
         return Response(payload(request, run), status=status.HTTP_201_CREATED)
 

@@ -9,8 +9,10 @@ Numbers that cannot be computed are ``None`` with a reason, never a made-up 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +32,11 @@ from consistency.models import (
     RunStatus,
 )
 from consistency.scan import scan_annotations
+from labeling.imports.errors import ImportRejected
+from labeling.imports.parsing import parse_csv, parse_jsonl
 from labeling.models import GoldLabel, GoldSource, Item, LabelClass, Project, TaskType
 from provenance import events
+from provenance.bulk import chunks, insert_rows
 
 MAX_SLICE_DISTINCT = 50
 MAX_ERRORS_LISTED = 100
@@ -63,8 +68,106 @@ def upload_model_run(
 
     Rows are ``{item: <external id>, value: <class key | number | text>, confidence?}``;
     the value's kind follows the project's task type. Raises ``ValidationError`` naming
-    the 1-based row numbers at fault.
+    the 1-based row numbers at fault; then nothing is stored.
     """
+    if not isinstance(predictions, list) or not predictions:
+        _check_name_and_params(name, params)
+        raise ValidationError({"predictions": ["predictions must be a non-empty list of rows"]})
+    return _store(
+        project=project,
+        name=name,
+        rows=list(enumerate(predictions, start=1)),
+        created_by=created_by,
+        params=params,
+    )
+
+
+def upload_model_run_file(
+    *,
+    project: Project,
+    data: bytes,
+    fmt: str,
+    created_by: AbstractBaseUser | None,
+    name: str | None = None,
+) -> ModelRun:
+    """Store a model run sent as a request body, all or nothing.
+
+    ``fmt`` (from the Content-Type or a file name):
+
+    - ``"json"``: an object ``{name, predictions: [rows], params?}``, or a list of rows
+      (then ``name`` comes from the argument); rows numbered from 1;
+    - ``"jsonl"``: one row object per line, numbered by line;
+    - ``"csv"``: a header with ``item``, ``value`` and optionally ``confidence``; data
+      rows numbered from 1. CSV cells are text, so ``confidence`` (and a rating's value)
+      is read as a number.
+
+    Rows are as in :func:`upload_model_run`. Raises ``ValidationError`` naming the rows
+    (or the field) at fault; then nothing is stored.
+    """
+    if fmt == "json":
+        try:
+            document = json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise ValidationError({"body": ["the body must be UTF-8 text"]}) from exc
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                {"body": [f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]}
+            ) from exc
+        if isinstance(document, list):
+            return upload_model_run(
+                project=project, name=name, predictions=document, created_by=created_by
+            )
+        if not isinstance(document, dict):
+            raise ValidationError(
+                {"body": ["send an object {name, predictions, params?} or a list of rows"]}
+            )
+        unknown = sorted(set(document) - {"name", "predictions", "params"})
+        if unknown:
+            raise ValidationError({k: ["unknown field"] for k in unknown})
+        return upload_model_run(
+            project=project,
+            name=document.get("name", name),
+            predictions=document.get("predictions"),
+            params=document.get("params"),
+            created_by=created_by,
+        )
+    try:
+        if fmt == "jsonl":
+            rows, errors = parse_jsonl(data)
+        elif fmt == "csv":
+            rows, errors = parse_csv(data, required=("item", "value"))
+            rows = [(n, _csv_row(cells, project.task_type)) for n, cells in rows]
+        else:
+            raise ValidationError(
+                {"format": [f"predictions are sent as JSON, JSONL or CSV, not {fmt}"]}
+            )
+    except ImportRejected as exc:
+        raise ValidationError({"predictions": [exc.message]}) from exc
+    if not rows and not errors:
+        _check_name_and_params(name, None)
+        raise ValidationError({"predictions": ["the body holds no prediction rows"]})
+    return _store(
+        project=project,
+        name=name,
+        rows=rows,
+        created_by=created_by,
+        params=None,
+        unreadable=[(e["row"], f"row {e['row']}: {e['message']}") for e in errors],
+    )
+
+
+def _csv_row(cells: dict, task_type: str) -> dict:
+    """A CSV row as a prediction row: numbers where the row needs numbers."""
+    row: dict[str, Any] = dict(cells)
+    for column in ("confidence",) + (("value",) if task_type == TaskType.RATING else ()):
+        if column in row:
+            # Text that is not a number stays text: the row check names it.
+            with contextlib.suppress(ValueError):
+                row[column] = float(row[column])
+    return row
+
+
+def _check_name_and_params(name: Any, params: Any) -> dict:
     if not isinstance(name, str) or not name.strip():
         raise ValidationError({"name": ["name must be a non-empty text"]})
     if len(name) > 200:
@@ -73,79 +176,64 @@ def upload_model_run(
         params = {}
     if not isinstance(params, dict):
         raise ValidationError({"params": ["params must be a JSON object"]})
-    if not isinstance(predictions, list) or not predictions:
-        raise ValidationError({"predictions": ["predictions must be a non-empty list of rows"]})
+    return params
 
+
+def _reject(errors: list[str]) -> None:
+    shown = errors[:MAX_ERRORS_LISTED]
+    if len(errors) > MAX_ERRORS_LISTED:
+        shown.append(f"... and {len(errors) - MAX_ERRORS_LISTED} more rows at fault")
+    raise ValidationError({"predictions": shown})
+
+
+def _store(
+    *,
+    project: Project,
+    name: str,
+    rows: list[tuple[int, Any]],
+    created_by: AbstractBaseUser | None,
+    params: dict | None,
+    unreadable: Sequence[tuple[int, str]] = (),
+) -> ModelRun:
+    """Check every numbered row, then write the run, its predictions and one event in one
+    transaction (nothing when any row is bad). ``unreadable``: (row, message naming it) of
+    rows the parser could not read, reported with the others in row order."""
+    params = _check_name_and_params(name, params)
     wanted_ids = {
         str(row["item"])
-        for row in predictions
+        for _, row in rows
         if isinstance(row, dict) and isinstance(row.get("item"), str | int)
     }
-    items = dict(
-        Item.objects.filter(project=project, external_id__in=wanted_ids).values_list(
-            "external_id", "id"
+    items: dict[str, int] = {}
+    wanted = sorted(wanted_ids)
+    for chunk in chunks(wanted):
+        items.update(
+            Item.objects.filter(project=project, external_id__in=chunk).values_list(
+                "external_id", "id"
+            )
         )
-    )
     classes = dict(LabelClass.objects.filter(project=project).values_list("key", "id"))
     task = project.task_type
 
-    errors: list[str] = []
-    rows: list[Prediction] = []
+    faults: list[tuple[int, str]] = list(unreadable)
+    checked: list[dict] = []
     seen: dict[str, int] = {}
-    for number, row in enumerate(predictions, start=1):
-        if not isinstance(row, dict):
-            errors.append(f"row {number}: must be an object {{item, value, confidence?}}")
-            continue
-        unknown_keys = sorted(set(row) - {"item", "value", "confidence"})
-        if unknown_keys:
-            errors.append(f"row {number}: unknown field(s) {', '.join(unknown_keys)}")
-            continue
-        raw_item = row.get("item")
-        if isinstance(raw_item, bool) or not isinstance(raw_item, str | int) or raw_item == "":
-            errors.append(f"row {number}: item (the item's external id) is required")
-            continue
-        external_id = str(raw_item)
-        if external_id not in items:
-            errors.append(f"row {number}: unknown item {external_id!r}")
-            continue
-        if external_id in seen:
-            errors.append(
-                f"row {number}: duplicate prediction for item {external_id!r} "
-                f"(first in row {seen[external_id]})"
-            )
-            continue
-        seen[external_id] = number
-        confidence = row.get("confidence")
-        if confidence is not None:
-            confidence = _number(confidence)
-            if confidence is None or not 0.0 <= confidence <= 1.0:
-                errors.append(f"row {number}: confidence must be a number between 0 and 1")
-                continue
-        value = row.get("value")
-        prediction = Prediction(item_id=items[external_id], confidence=confidence)
-        if task == TaskType.CLASSIFICATION:
-            if not isinstance(value, str) or value not in classes:
-                errors.append(f"row {number}: unknown class {value!r}")
-                continue
-            prediction.label_class_id = classes[value]
-        elif task == TaskType.RATING:
-            number_value = _number(value)
-            if number_value is None:
-                errors.append(f"row {number}: value must be a number")
-                continue
-            prediction.value_number = number_value
+    for number, row in rows:
+        prediction, fault = _check_row(
+            number, row, items=items, classes=classes, task=task, seen=seen
+        )
+        if fault is not None:
+            faults.append((number, fault))
         else:
-            if not isinstance(value, str):
-                errors.append(f"row {number}: value must be a text")
-                continue
-            prediction.value_text = value
-        rows.append(prediction)
-
-    if errors:
-        shown = errors[:MAX_ERRORS_LISTED]
-        if len(errors) > MAX_ERRORS_LISTED:
-            shown.append(f"... and {len(errors) - MAX_ERRORS_LISTED} more rows at fault")
-        raise ValidationError({"predictions": shown})
+            checked.append(prediction)
+    if faults:
+        faults.sort(key=lambda f: f[0])
+        _reject(
+            [
+                message if message.startswith("row ") else f"row {n}: {message}"
+                for n, message in faults
+            ]
+        )
 
     actor = created_by if created_by is not None and created_by.is_authenticated else None
     with transaction.atomic():
@@ -154,11 +242,11 @@ def upload_model_run(
             name=name.strip(),
             created_by=actor,
             params=params,
-            n_predictions=len(rows),
+            n_predictions=len(checked),
         )
-        for prediction in rows:
-            prediction.model_run = run
-        Prediction.objects.bulk_create(rows, batch_size=2000)
+        for prediction in checked:
+            prediction["model_run_id"] = run.pk
+        insert_rows(Prediction, checked)
         events.generic(
             verb="model_run.uploaded",
             subject_type="model_run",
@@ -168,6 +256,57 @@ def upload_model_run(
             after={"name": run.name, "n_predictions": run.n_predictions, "params": params},
         )
     return run
+
+
+def _check_row(
+    number: int,
+    row: Any,
+    *,
+    items: dict[str, int],
+    classes: dict[str, int],
+    task: str,
+    seen: dict[str, int],
+) -> tuple[dict | None, str | None]:
+    """(prediction, None) for a good row -- ``{item_id, confidence, label_class_id |
+    value_number | value_text}`` -- or (None, the message naming the row)."""
+    if not isinstance(row, dict):
+        return None, f"row {number}: must be an object {{item, value, confidence?}}"
+    unknown_keys = sorted(set(row) - {"item", "value", "confidence"})
+    if unknown_keys:
+        return None, f"row {number}: unknown field(s) {', '.join(unknown_keys)}"
+    raw_item = row.get("item")
+    if isinstance(raw_item, bool) or not isinstance(raw_item, str | int) or raw_item == "":
+        return None, f"row {number}: item (the item's external id) is required"
+    external_id = str(raw_item)
+    if external_id not in items:
+        return None, f"row {number}: unknown item {external_id!r}"
+    if external_id in seen:
+        return None, (
+            f"row {number}: duplicate prediction for item {external_id!r} "
+            f"(first in row {seen[external_id]})"
+        )
+    seen[external_id] = number
+    confidence = row.get("confidence")
+    if confidence is not None:
+        confidence = _number(confidence)
+        if confidence is None or not 0.0 <= confidence <= 1.0:
+            return None, f"row {number}: confidence must be a number between 0 and 1"
+    value = row.get("value")
+    prediction: dict[str, Any] = {"item_id": items[external_id], "confidence": confidence}
+    if task == TaskType.CLASSIFICATION:
+        if not isinstance(value, str) or value not in classes:
+            return None, f"row {number}: unknown class {value!r}"
+        prediction["label_class_id"] = classes[value]
+    elif task == TaskType.RATING:
+        number_value = _number(value)
+        if number_value is None:
+            return None, f"row {number}: value must be a number"
+        prediction["value_number"] = number_value
+    else:
+        if not isinstance(value, str):
+            return None, f"row {number}: value must be a text"
+        prediction["value_text"] = value
+    return prediction, None
 
 
 # ------------------------------------------------------------------ error analysis
