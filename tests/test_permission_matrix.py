@@ -184,6 +184,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-project-member": {"DELETE": MANAGER_ONLY},
     "api-project-items": {"GET": READ},
     "api-items-import": {"POST": MANAGER_ONLY},
+    "api-items-tags": {"POST": MANAGER_ONLY},
     "api-project-item": {"GET": READ},
     "api-item": {"GET": READ},
     "api-project-annotations": {"GET": READ},
