@@ -113,6 +113,12 @@ class ErrorAnalysisSerializer(serializers.Serializer):
     confusion = ConfusionSerializer(allow_null=True)
     macro_f1 = serializers.FloatField(allow_null=True, required=False)
     hlp_basis = serializers.DictField(required=False)
+    model_as_labeler = serializers.DictField(
+        allow_null=True,
+        required=False,
+        help_text="the model's Cohen's kappa with each labeler and the consensus, and its "
+        "position (below | inside | above) in the humans' spread, with warnings",
+    )
     reasons = serializers.DictField(child=serializers.CharField())
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -37,6 +38,8 @@ from labeling.imports.parsing import parse_csv, parse_jsonl
 from labeling.models import GoldLabel, GoldSource, Item, LabelClass, Project, TaskType
 from provenance import events
 from provenance.bulk import chunks, insert_rows
+
+User = get_user_model()
 
 MAX_SLICE_DISTINCT = 50
 MAX_ERRORS_LISTED = 100
@@ -497,6 +500,55 @@ def _human_labels(project: Project, classes: ClassMap) -> dict:
     }
 
 
+def _model_as_labeler(
+    model_run: ModelRun, classes: ClassMap, humans: dict, consensus: dict, results: dict
+) -> dict:
+    """The model as one more labeler (see :func:`consistency.metrics.error_analysis.
+    model_as_labeler`), labelers by username, with the warnings a reader needs: a model
+    "above" the humans' spread where the labels follow two conventions may only have
+    picked one of them."""
+    predicted = _class_predictions(model_run, classes)
+    out = ea.model_as_labeler(
+        humans["label_item"],
+        humans["label_labeler"],
+        humans["label_value"],
+        np.fromiter(predicted.keys(), dtype=np.int64, count=len(predicted)),
+        np.fromiter(predicted.values(), dtype=np.int64, count=len(predicted)),
+        n_classes=len(classes.keys),
+        consensus_item=np.fromiter(consensus.keys(), dtype=np.int64, count=len(consensus)),
+        consensus_value=np.fromiter(consensus.values(), dtype=np.int64, count=len(consensus)),
+    )
+    ids = [e["labeler"] for e in out["per_labeler"]]
+    names = dict(User.objects.filter(pk__in=ids).values_list("pk", "username"))
+    for entry in out["per_labeler"]:
+        entry["labeler_id"] = entry["labeler"]
+        entry["labeler"] = names.get(entry["labeler"], f"user {entry['labeler']}")
+    out["human_mean_kappas"] = {
+        names.get(k, f"user {k}"): v for k, v in out["human_mean_kappas"].items()
+    }
+    warnings = []
+    if out["position"] == "above":
+        warnings.append(
+            "the model agrees with the labelers more than they agree with each other: "
+            "check that it does not just follow one labeling convention"
+        )
+        conventions = ((results.get("hlp") or {}).get("warnings")) or []
+        if conventions:
+            warnings.append(
+                "the latest agreement run found labels that follow two conventions ("
+                + "; ".join(conventions)
+                + "): HLP is low because humans disagree on the convention, so a model "
+                "that picked one convention beats HLP without being better"
+            )
+    out["warnings"] = warnings
+    out["definition"] = (
+        "Cohen's kappa of the model with each labeler on the items both labeled; "
+        "consensus: the latest agreement run's majority label; human_spread: the range of "
+        "each labeler's mean kappa with the other labelers (current labels)"
+    )
+    return out
+
+
 def _not_classification(project: Project) -> dict:
     why = f"error analysis is computed for classification projects (this one: {project.task_type})"
     return {
@@ -507,8 +559,10 @@ def _not_classification(project: Project) -> dict:
         "tags": [],
         "per_class": [],
         "confusion": None,
+        "model_as_labeler": None,
         "reasons": dict.fromkeys(
-            ("overall", "prioritisation", "tags", "per_class", "confusion"), why
+            ("overall", "prioritisation", "tags", "per_class", "confusion", "model_as_labeler"),
+            why,
         ),
     }
 
@@ -606,6 +660,7 @@ def error_analysis(model_run: ModelRun) -> dict:
         },
     )
     report = ea.classification_report(scored.reference, scored.predicted, classes.keys)
+    as_labeler = _model_as_labeler(model_run, classes, humans, consensus, results)
 
     return {
         "reference": {
@@ -621,6 +676,7 @@ def error_analysis(model_run: ModelRun) -> dict:
         "per_class": report["per_class"],
         "confusion": report["confusion"],
         "macro_f1": report["macro_f1"],
+        "model_as_labeler": as_labeler,
         "hlp_basis": {
             "method": "gold" if humans["gold_item"].size else "pairwise",
             "n_ground_truth_items": int(humans["gold_item"].size),

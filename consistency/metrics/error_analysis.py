@@ -28,6 +28,8 @@ prioritisation            the table ranked by potential gain
 tag_statistics            share of data, share of errors and error rate per tag
 classification_report     per-class precision, recall, F1 and the confusion matrix
 compare_groups            two models' accuracies per group, and how often they disagree
+model_as_labeler          the model's kappa with each human and the consensus, against
+                          the humans' own spread
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "classification_report",
     "compare_groups",
     "group_hlp",
+    "model_as_labeler",
     "prioritisation",
     "tag_statistics",
 ]
@@ -485,3 +488,198 @@ def compare_groups(correct_a, correct_b, groups: Sequence[dict]) -> list[dict]:
             entry["difference"] = entry["other_accuracy"] - entry["model_accuracy"]
         out.append(entry)
     return out
+
+
+def _pair_kappas(item, rater, value, n_classes: int):
+    """Cohen's kappa of every pair of raters on the items both rated.
+
+    Returns (pairs (P, 2) of rater ids with a < b, kappa (P,) with NaN where chance
+    agreement is 1, n_shared (P,)).
+    """
+    order = np.lexsort((rater, item))
+    item, rater, value = item[order], rater[order], value[order]
+    firsts, seconds = [], []
+    for d in range(1, item.size):
+        same = item[d:] == item[:-d]
+        if not same.any():
+            break
+        firsts.append(np.flatnonzero(same))
+        seconds.append(np.flatnonzero(same) + d)
+    if not firsts:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), empty
+    i, j = np.concatenate(firsts), np.concatenate(seconds)
+    # rater[i] < rater[j] within an item (sorted by rater), so the pair is ordered.
+    pair_keys, inverse = np.unique(
+        np.stack([rater[i], rater[j]], axis=1), axis=0, return_inverse=True
+    )
+    inverse = inverse.ravel()
+    k = max(int(n_classes), 1)
+    p = pair_keys.shape[0]
+    table = (
+        np.bincount(inverse * k * k + value[i] * k + value[j], minlength=p * k * k)
+        .reshape(p, k, k)
+        .astype(np.float64)
+    )
+    n = table.sum(axis=(1, 2))
+    po = np.trace(table, axis1=1, axis2=2) / n
+    pe = (table.sum(axis=2) * table.sum(axis=1)).sum(axis=1) / (n * n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(pe < 1.0, (po - pe) / (1.0 - pe), np.nan)
+    return pair_keys, kappa, n.astype(np.int64)
+
+
+def model_as_labeler(
+    label_item,
+    label_labeler,
+    label_value,
+    predicted_item,
+    predicted_value,
+    *,
+    n_classes: int,
+    consensus_item=None,
+    consensus_value=None,
+) -> dict:
+    """The model treated as one more labeler: its Cohen's kappa with each human, with the
+    human consensus, and where it falls in the humans' own spread.
+
+    Parameters
+    ----------
+    label_item, label_labeler, label_value : array_like of int, shape (N,)
+        Human labels (one per item and labeler); labeler ids must be >= 0.
+    predicted_item, predicted_value : array_like of int, shape (M,)
+        The model's predictions (one per item).
+    n_classes : int
+        Number of class codes.
+    consensus_item, consensus_value : array_like of int, shape (C,), optional
+        The human consensus label of items.
+
+    Returns
+    -------
+    dict
+        ``{per_labeler: [{labeler, n_shared, agreement, cohen_kappa, reasons}],
+        model_mean_kappa, human_mean_kappas: {labeler: mean kappa with the other humans},
+        human_spread: [min, max] | None, position: "below" | "inside" | "above" | None,
+        consensus: {n_shared, agreement, cohen_kappa, reasons}, reasons}``. A human's
+        "mean kappa" averages its kappas with every other human it shares an item with;
+        the model's averages its kappas with the humans. ``position`` compares the
+        model's mean with the spread of the humans' means.
+
+    Examples
+    --------
+    Two humans who agree on half the items, and a model that always sides with human 1:
+
+    >>> out = model_as_labeler([1, 1, 2, 2, 3, 3, 4, 4], [0, 1] * 4, [0, 0, 1, 1, 0, 1, 1, 0],
+    ...                        [1, 2, 3, 4], [0, 1, 0, 1], n_classes=2)
+    >>> [e["cohen_kappa"] for e in out["per_labeler"]], out["human_spread"], out["position"]
+    ([1.0, 0.0], [0.0, 0.0], 'above')
+    """
+    item = _ids("label_item", label_item)
+    labeler = _ids("label_labeler", label_labeler)
+    value = _ids("label_value", label_value)
+    p_item = _ids("predicted_item", predicted_item)
+    p_value = _ids("predicted_value", predicted_value)
+    _same_length(label_item=item, label_labeler=labeler, label_value=value)
+    _same_length(predicted_item=p_item, predicted_value=p_value)
+    if labeler.size and labeler.min() < 0:
+        raise ValueError("labeler ids must be >= 0")
+    reasons: dict[str, str] = {}
+
+    # Humans among themselves, then with the model as rater -1.
+    pairs, kappa, _ = _pair_kappas(item, labeler, value, n_classes)
+    humans = np.unique(labeler)
+    human_means: dict[int, float] = {}
+    for h in humans.tolist():
+        mine = kappa[((pairs[:, 0] == h) | (pairs[:, 1] == h)) & np.isfinite(kappa)]
+        if mine.size:
+            human_means[h] = float(mine.mean())
+    all_item = np.concatenate([item, p_item])
+    all_rater = np.concatenate([labeler, np.full(p_item.size, -1, dtype=np.int64)])
+    all_value = np.concatenate([value, p_value])
+    m_pairs, m_kappa, m_n = _pair_kappas(all_item, all_rater, all_value, n_classes)
+    with_model = m_pairs[:, 0] == -1
+    per_labeler = []
+    shared = {
+        int(b): (float(k), int(n))
+        for b, k, n in zip(
+            m_pairs[with_model, 1], m_kappa[with_model], m_n[with_model], strict=True
+        )
+    }
+    # Raw agreement with each human, from the same shared items.
+    model_of = dict(zip(p_item.tolist(), p_value.tolist(), strict=True))
+    for h in humans.tolist():
+        sel = labeler == h
+        on = np.fromiter(
+            (i in model_of for i in item[sel].tolist()), dtype=bool, count=int(sel.sum())
+        )
+        entry = {
+            "labeler": h,
+            "n_shared": int(on.sum()),
+            "agreement": None,
+            "cohen_kappa": None,
+            "reasons": {},
+        }
+        if on.any():
+            theirs = value[sel][on]
+            ours = np.fromiter((model_of[i] for i in item[sel][on].tolist()), dtype=np.int64)
+            entry["agreement"] = float((theirs == ours).mean())
+            k = shared.get(h, (np.nan, 0))[0]
+            if np.isfinite(k):
+                entry["cohen_kappa"] = k
+            else:
+                entry["reasons"]["cohen_kappa"] = (
+                    "one class only on the shared items: chance agreement is 1"
+                )
+        else:
+            entry["reasons"]["agreement"] = "no item labeled by this labeler is predicted"
+            entry["reasons"]["cohen_kappa"] = entry["reasons"]["agreement"]
+        per_labeler.append(entry)
+
+    model_kappas = [e["cohen_kappa"] for e in per_labeler if e["cohen_kappa"] is not None]
+    model_mean = float(np.mean(model_kappas)) if model_kappas else None
+    if model_mean is None:
+        reasons["model_mean_kappa"] = "no kappa with any labeler"
+    spread = None
+    position = None
+    if len(human_means) >= 2:
+        spread = [min(human_means.values()), max(human_means.values())]
+    else:
+        reasons["human_spread"] = "fewer than two labelers with a kappa among themselves"
+    if spread is not None and model_mean is not None:
+        position = (
+            "below" if model_mean < spread[0] else "above" if model_mean > spread[1] else "inside"
+        )
+    else:
+        reasons["position"] = "needs the model's mean kappa and the humans' spread"
+
+    consensus = {"n_shared": 0, "agreement": None, "cohen_kappa": None, "reasons": {}}
+    if consensus_item is not None and len(consensus_item):
+        c_item = _ids("consensus_item", consensus_item)
+        c_value = _ids("consensus_value", consensus_value)
+        _same_length(consensus_item=c_item, consensus_value=c_value)
+        common, ci, pi = np.intersect1d(c_item, p_item, return_indices=True)
+        consensus["n_shared"] = int(common.size)
+        if common.size:
+            a, b = c_value[ci], p_value[pi]
+            consensus["agreement"] = float((a == b).mean())
+            k = max(int(n_classes), 1)
+            table = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(np.float64)
+            n = table.sum()
+            pe = float(table.sum(axis=1) @ table.sum(axis=0)) / (n * n)
+            if pe < 1.0:
+                consensus["cohen_kappa"] = float((np.trace(table) / n - pe) / (1.0 - pe))
+            else:
+                consensus["reasons"]["cohen_kappa"] = "one class only: chance agreement is 1"
+        else:
+            consensus["reasons"]["agreement"] = "no predicted item has a consensus"
+    else:
+        consensus["reasons"]["agreement"] = "no human consensus"
+    return {
+        "per_labeler": per_labeler,
+        "model_mean_kappa": model_mean,
+        "human_mean_kappas": {int(h): v for h, v in human_means.items()},
+        "human_spread": spread,
+        "position": position,
+        "consensus": consensus,
+        "reasons": reasons,
+    }

@@ -403,3 +403,35 @@ def test_comparing_with_a_run_of_another_project_is_a_404(manager, make_user):
         f"/api/v1/model-runs/{run_a.pk}/compare/{run_c.pk}/", secure=True
     )
     assert response.status_code == 404
+
+
+def test_the_model_as_one_more_labeler_and_the_two_conventions_warning(manager, make_user):
+    """h1 and h2 agree on 2 of 4 items with balanced classes: kappa 0 (both humans' mean
+    kappa is 0, the spread [0, 0]). The model copies h1: kappa 1 with h1, 0 with h2,
+    mean 0.5 -- above the humans' spread. With a conventions warning on the latest run,
+    the payload says why that is not "better than humans"."""
+    from consistency.models import AgreementRun, RunStatus
+
+    project, humans, _ = build_project(manager, make_user, name="Conventions")
+    h1 = ["yes", "no", "yes", "no"]
+    h2 = ["yes", "no", "no", "yes"]
+    rows = [(f"k{i}", [], {}, None, (h1[i], h2[i]), h1[i]) for i in range(4)]
+    predictions = add_items(project, rows, humans)
+    AgreementRun.objects.create(
+        project=project,
+        status=RunStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        results={"hlp": {"value": 0.5, "warnings": ["classes 'yes' and 'no': two conventions"]}},
+    )
+    run = model_runs.upload_model_run(
+        project=project, name="m", predictions=predictions, created_by=manager
+    )
+    out = model_runs.error_analysis(run)["model_as_labeler"]
+    kappas = {
+        e["labeler"]: (e["n_shared"], e["agreement"], e["cohen_kappa"]) for e in out["per_labeler"]
+    }
+    assert kappas == {humans[0].username: (4, 1.0, 1.0), humans[1].username: (4, 0.5, 0.0)}
+    assert out["model_mean_kappa"] == 0.5
+    assert out["human_spread"] == [0.0, 0.0] and out["position"] == "above"
+    assert len(out["warnings"]) == 2 and "two conventions" in out["warnings"][1]
+    assert out["consensus"]["cohen_kappa"] is None and out["consensus"]["reasons"]

@@ -106,3 +106,48 @@ def test_bad_input_is_a_value_error():
         ea.classification_report([0, 2], [0, 1], ["a", "b"])
     with pytest.raises(ValueError):
         ea.tag_statistics([True], {"x": [3]})
+
+
+def test_model_as_labeler_kappas_equal_cohen_kappa_on_the_shared_items():
+    from consistency.metrics import cohen_kappa
+
+    item, labeler, value = random_labels(4, n_items=80, n_labelers=4, n_classes=3)
+    rng = np.random.default_rng(9)
+    p_item = np.arange(0, 80, 1)[rng.random(80) < 0.8]
+    p_value = rng.integers(0, 3, p_item.size)
+    cons_item = np.arange(0, 80, 2)
+    cons_value = rng.integers(0, 3, cons_item.size)
+    out = ea.model_as_labeler(
+        item,
+        labeler,
+        value,
+        p_item,
+        p_value,
+        n_classes=3,
+        consensus_item=cons_item,
+        consensus_value=cons_value,
+    )
+    model_of = dict(zip(p_item.tolist(), p_value.tolist(), strict=True))
+    for entry in out["per_labeler"]:
+        sel = (labeler == entry["labeler"]) & np.isin(item, p_item)
+        expected = cohen_kappa(value[sel], [model_of[i] for i in item[sel].tolist()], n_classes=3)
+        assert entry["n_shared"] == sel.sum()
+        assert entry["cohen_kappa"] == pytest.approx(expected)
+    # Humans among themselves: each human's mean of its pairwise kappas.
+    for h, mean in out["human_mean_kappas"].items():
+        kappas = []
+        for other in set(labeler.tolist()) - {h}:
+            a = dict(zip(item[labeler == h].tolist(), value[labeler == h].tolist(), strict=True))
+            b = dict(
+                zip(item[labeler == other].tolist(), value[labeler == other].tolist(), strict=True)
+            )
+            both = sorted(set(a) & set(b))
+            if both:
+                kappas.append(cohen_kappa([a[i] for i in both], [b[i] for i in both], n_classes=3))
+        assert mean == pytest.approx(np.mean(kappas))
+    common = sorted(set(cons_item.tolist()) & set(p_item.tolist()))
+    cons_of = dict(zip(cons_item.tolist(), cons_value.tolist(), strict=True))
+    assert out["consensus"]["cohen_kappa"] == pytest.approx(
+        cohen_kappa([cons_of[i] for i in common], [model_of[i] for i in common], n_classes=3)
+    )
+    assert out["position"] in ("below", "inside", "above")
