@@ -414,6 +414,8 @@ def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict)
     n_predicted = n_gold = n_consensus = 0
     for item_id, class_id in rows.iterator(chunk_size=20_000):
         n_predicted += 1
+        if class_id not in classes.code_of:
+            continue  # a class deleted from under the run: no root to compare
         if item_id in gold:
             ref = gold[item_id]
             n_gold += 1
@@ -424,7 +426,7 @@ def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict)
             continue
         items.append(item_id)
         reference.append(ref)
-        predicted.append(classes.code_of.get(class_id, -1))
+        predicted.append(classes.code_of[class_id])
     order = np.argsort(np.asarray(items, dtype=np.int64), kind="stable")
     return _Scored(
         items=np.asarray(items, dtype=np.int64)[order],

@@ -160,6 +160,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
+    "model-run-page": {"GET": REVIEW},
     # review pages
     "review-queue": {"GET": REVIEW},
     "review-normalization": {"GET": REVIEW, "POST": REVIEW},  # publishing needs SME

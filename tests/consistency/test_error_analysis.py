@@ -435,3 +435,35 @@ def test_the_model_as_one_more_labeler_and_the_two_conventions_warning(manager, 
     assert out["human_spread"] == [0.0, 0.0] and out["position"] == "above"
     assert len(out["warnings"]) == 2 and "two conventions" in out["warnings"][1]
     assert out["consensus"]["cohen_kappa"] is None and out["consensus"]["reasons"]
+
+
+def test_the_model_run_page_lists_slices_by_potential_gain_and_sorts_and_compares(
+    client, manager, make_user
+):
+    project, run = speech_project(manager, make_user)
+    other = model_runs.upload_model_run(
+        project=project,
+        name="candidate",
+        predictions=[{"item": "clean_speech-0", "value": "yes"}],
+        created_by=manager,
+    )
+    client.force_login(manager)
+    page = client.get(f"/model-runs/{run.pk}/", secure=True)
+    assert page.status_code == 200
+    html = page.content.decode()
+    order = [
+        html.index(f'data-slice="tag={t}"')
+        for t in ("people_noise", "clean_speech", "low_bandwidth", "car_noise")
+    ]
+    assert order == sorted(order)
+    assert 'data-chart="accuracy-vs-hlp"' in html
+    sorted_page = client.get(f"/model-runs/{run.pk}/?sort=share", secure=True).content.decode()
+    shares = [
+        sorted_page.index(f'data-slice="tag={t}"')
+        for t in ("clean_speech", "people_noise", "low_bandwidth", "car_noise")
+    ]
+    assert shares == sorted(shares)
+    compared = client.get(f"/model-runs/{run.pk}/?compare={other.pk}", secure=True).content.decode()
+    assert 'data-testid="compare-slices"' in compared
+    # clean_speech-0: this run says "no" (wrong), the candidate "yes" (right)
+    assert "<td>clean_speech-0</td>" in compared
