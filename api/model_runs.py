@@ -10,12 +10,13 @@ from __future__ import annotations
 from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.projects import UploadApi
 from api.schema import paginated
 from consistency import model_runs
 from consistency.models import ModelRun
@@ -46,10 +47,79 @@ class ErrorAnalysisReferenceSerializer(serializers.Serializer):
     n_without_reference = serializers.IntegerField()
 
 
+class PrioritisationRowSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="`tag` or a metadata key")
+    value = serializers.CharField()
+    n_items = serializers.IntegerField(help_text="scored items of the slice")
+    share = serializers.FloatField(allow_null=True, help_text="n_items / items scored in the run")
+    model_accuracy = serializers.FloatField(allow_null=True)
+    hlp = serializers.FloatField(
+        allow_null=True, help_text="measured on the slice's items: ground truth, else pairwise"
+    )
+    hlp_method = serializers.CharField(allow_null=True, help_text="gold | pairwise")
+    hlp_n_items = serializers.IntegerField(help_text="items the HLP estimate rests on")
+    gap_to_hlp = serializers.FloatField(allow_null=True, help_text="hlp - model_accuracy")
+    potential_gain = serializers.FloatField(
+        allow_null=True, help_text="max(gap_to_hlp, 0) * share; the table's order, largest first"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class TagStatisticsSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    n_items = serializers.IntegerField(help_text="scored items carrying the tag")
+    n_errors = serializers.IntegerField()
+    share_of_data = serializers.FloatField(allow_null=True)
+    share_of_errors = serializers.FloatField(
+        allow_null=True, help_text="model errors with the tag / all model errors"
+    )
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="misclassified items with the tag / items with the tag"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class PerClassSerializer(serializers.Serializer):
+    support = serializers.IntegerField(help_text="scored items with this reference class")
+    n_predicted = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+# "class" is a Python keyword: the field is declared by name.
+PerClassSerializer._declared_fields = {
+    "class": serializers.CharField(help_text="root class key"),
+    **PerClassSerializer._declared_fields,
+}
+
+
+class ConfusionSerializer(serializers.Serializer):
+    classes = serializers.ListField(child=serializers.CharField())
+    counts = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="counts[r][p]: reference class r predicted as class p",
+    )
+    definition = serializers.CharField()
+
+
 class ErrorAnalysisSerializer(serializers.Serializer):
     reference = ErrorAnalysisReferenceSerializer(allow_null=True)
     overall = ErrorAnalysisEntrySerializer()
     slices = ErrorAnalysisEntrySerializer(many=True)
+    prioritisation = PrioritisationRowSerializer(many=True)
+    tags = TagStatisticsSerializer(many=True)
+    per_class = PerClassSerializer(many=True)
+    confusion = ConfusionSerializer(allow_null=True)
+    macro_f1 = serializers.FloatField(allow_null=True, required=False)
+    hlp_basis = serializers.DictField(required=False)
+    model_as_labeler = serializers.DictField(
+        allow_null=True,
+        required=False,
+        help_text="the model's Cohen's kappa with each labeler and the consensus, and its "
+        "position (below | inside | above) in the humans' spread, with warnings",
+    )
     reasons = serializers.DictField(child=serializers.CharField())
 
 
@@ -87,12 +157,17 @@ def payload(request, run: ModelRun) -> dict:
     }
 
 
-class ModelRunsApi(ProjectScopedMixin, APIView):
+class ModelRunsApi(UploadApi):
     """``POST /projects/{id}/model-runs/`` uploads a model's predictions (201, with the
-    error analysis); ``GET`` lists the project's model runs, newest first (paginated)."""
+    error analysis); ``GET`` lists the project's model runs, newest first (paginated).
+
+    The body's format comes from its Content-Type (or, for a multipart upload in the
+    field ``file``, from the file's extension): JSON ``{name, predictions, params?}`` (or
+    a list of rows with ``?name=``), JSON Lines or CSV (columns ``item``, ``value``,
+    ``confidence``) with ``?name=``."""
 
     allowed_roles = {"GET": REVIEW_ROLES, "POST": SME_ROLES}
-    body_limit = "import"  # config.limits: one row per item
+    accepted_params = frozenset({"name"})
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
@@ -100,26 +175,27 @@ class ModelRunsApi(ProjectScopedMixin, APIView):
         params = serializers.DictField(required=False)
 
     @extend_schema(
-        request={"application/json": InputSerializer},
+        request={
+            "application/json": InputSerializer,
+            "application/x-ndjson": {},
+            "text/csv": {},
+        },
+        parameters=[
+            OpenApiParameter("name", str, description="the run's name (JSONL, CSV, JSON list)")
+        ],
         responses={201: ModelRunOutputSerializer},
         summary="Upload a model run's predictions",
         description="Rows are {item: <external id>, value, confidence?}. An unknown item, "
-        "an unknown class or a duplicate item is a 400 naming the row numbers (1-based); "
-        "then nothing is stored.",
+        "an unknown class or a duplicate item is a 400 naming the row numbers (1-based; "
+        "line numbers in JSONL); then nothing is stored.",
     )
     def post(self, request, project_id: int):
-        data = request.data
-        if not isinstance(data, dict):
-            raise ValidationError({"detail": "the request body must be a JSON object"})
-        unknown = sorted(set(data) - {"name", "predictions", "params"})
-        if unknown:
-            raise ValidationError({k: ["unknown field"] for k in unknown})
-        run = model_runs.upload_model_run(
-            project=self.project,
-            name=data.get("name"),
-            predictions=data.get("predictions"),
-            params=data.get("params"),
-            created_by=request.user,
+        data, fmt, _ = self._read_upload(request)
+        name = request.query_params.get("name")
+        if name is None and request.content_type.startswith("multipart/form-data"):
+            name = request.data.get("name")
+        run = model_runs.upload_model_run_file(
+            project=self.project, data=data, fmt=fmt, name=name, created_by=request.user
         )
         return Response(payload(request, run), status=status.HTTP_201_CREATED)
 
@@ -152,7 +228,84 @@ class ModelRunApi(ProjectScopedMixin, APIView):
         return Response(payload(request, run))
 
 
+class CompareSliceSerializer(serializers.Serializer):
+    key = serializers.CharField(allow_null=True, help_text="`tag` or a metadata key; null overall")
+    value = serializers.CharField(allow_null=True)
+    n_items = serializers.IntegerField(help_text="items scored by both runs")
+    model_accuracy = serializers.FloatField(allow_null=True)
+    other_accuracy = serializers.FloatField(allow_null=True)
+    difference = serializers.FloatField(
+        allow_null=True, help_text="other_accuracy - model_accuracy"
+    )
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class CompareItemSerializer(serializers.Serializer):
+    item = serializers.CharField(help_text="external id")
+    reference = serializers.CharField()
+    model = serializers.CharField(help_text="this run's prediction")
+    other = serializers.CharField(help_text="the other run's prediction")
+    model_correct = serializers.BooleanField()
+    other_correct = serializers.BooleanField()
+
+
+class CompareItemsPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CompareItemSerializer(many=True)
+
+
+class CompareOutputSerializer(serializers.Serializer):
+    model_run = serializers.IntegerField()
+    other_run = serializers.IntegerField()
+    n_common = serializers.IntegerField(help_text="items predicted by both runs")
+    n_scored = serializers.IntegerField(help_text="of those, items with a reference label")
+    disagreement_share = serializers.FloatField(
+        allow_null=True, help_text="items the two runs predict differently / n_common"
+    )
+    overall = CompareSliceSerializer(allow_null=True)
+    slices = CompareSliceSerializer(many=True)
+    items = CompareItemsPageSerializer(help_text="where exactly one run is right (paginated)")
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class ModelRunCompareApi(ProjectScopedMixin, APIView):
+    """``GET /model-runs/{id}/compare/{other}/``: two runs of one project side by side
+    (a candidate in shadow mode against the current model). A run of another project is
+    404, like one the caller cannot see."""
+
+    allowed_roles = {"GET": REVIEW_ROLES}
+    scope_model = ModelRun.objects.select_related("project")
+    scope_url_kwarg = "model_run_id"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: CompareOutputSerializer},
+        summary="Compare two model runs",
+    )
+    def get(self, request, model_run_id: int, other_model_run_id: int):
+        other = self.get_scoped_object(ModelRun, other_model_run_id)
+        if other.project_id != self.project.pk:
+            raise NotFound("no such model run in this project")
+        body = model_runs.compare_runs(self.object, other)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(body["items"], request, view=self)
+        body["items"] = {
+            "count": paginator.page.paginator.count,
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            "results": page,
+        }
+        return Response(body)
+
+
 urlpatterns = [
     path("projects/<int:project_id>/model-runs/", ModelRunsApi.as_view(), name="api-model-runs"),
     path("model-runs/<int:model_run_id>/", ModelRunApi.as_view(), name="api-model-run"),
+    path(
+        "model-runs/<int:model_run_id>/compare/<int:other_model_run_id>/",
+        ModelRunCompareApi.as_view(),
+        name="api-model-run-compare",
+    ),
 ]

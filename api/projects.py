@@ -550,6 +550,77 @@ class ItemListApi(ProjectScopedMixin, APIView):
         return paginator.get_paginated_response(data)
 
 
+ITEM_FILTER_KEYS = frozenset({"tag", "status", "external_id", "kind"})
+
+
+class ItemTagsApi(ProjectScopedMixin, APIView):
+    """``POST /projects/{id}/items/tags/`` (managers): add and remove tags on many items,
+    named by external ids (``items``) or by the item list's filters (``filters``:
+    ``{"metadata.<key>": value, tag, status, kind, external_id}``). An unknown external
+    id is a 400 naming its position; nothing is written then. Answers with the counts
+    and every tag's item count."""
+
+    allowed_roles = {"POST": MANAGER_ROLES}
+
+    class InputSerializer(serializers.Serializer):
+        items = serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="external ids"
+        )
+        filters = serializers.DictField(
+            child=serializers.CharField(), required=False, help_text="as on the item list"
+        )
+        add = serializers.ListField(child=serializers.CharField(), required=False)
+        remove = serializers.ListField(child=serializers.CharField(), required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        n_items = serializers.IntegerField()
+        added = serializers.DictField(child=serializers.IntegerField())
+        removed = serializers.DictField(child=serializers.IntegerField())
+        tag_counts = serializers.DictField(child=serializers.IntegerField())
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request, project_id: int):
+        data = request.data
+        if not isinstance(data, dict):
+            raise ApiError("the body must be a JSON object {items | filters, add?, remove?}")
+        unknown = sorted(set(data) - {"items", "filters", "add", "remove"})
+        if unknown:
+            raise ApiError(f"unknown field(s) {', '.join(unknown)}", errors=unknown)
+        for field in ("items", "add", "remove"):
+            if field in data and not isinstance(data[field], list):
+                raise ApiError(f"{field} must be a list", errors={field: ["must be a list"]})
+        options = {"add": data.get("add") or [], "remove": data.get("remove") or []}
+        if "filters" in data:
+            if "items" in data:
+                raise ApiError("send items or filters, not both", errors=["items", "filters"])
+            options["item_ids"] = self._filtered(data["filters"])
+        else:
+            options["external_ids"] = data.get("items")
+        result = services.change_item_tags(project=self.project, actor=request.user, **options)
+        return Response(result)
+
+    def _filtered(self, filters) -> list[int]:
+        if not isinstance(filters, dict) or not filters:
+            raise ApiError("filters must be a non-empty object", errors={"filters": ["empty"]})
+        bad = sorted(
+            k for k in filters if k not in ITEM_FILTER_KEYS and not k.startswith("metadata.")
+        )
+        if bad:
+            raise ApiError(f"unknown filter(s) {', '.join(bad)}", errors={"filters": bad})
+        metadata = {
+            k[len("metadata.") :]: str(v) for k, v in filters.items() if k.startswith("metadata.")
+        }
+        try:
+            items = selectors.filter_items(
+                self.project,
+                metadata=metadata,
+                **{k: str(filters[k]) for k in ITEM_FILTER_KEYS if filters.get(k)},
+            )
+        except ValueError as exc:
+            raise ApiError(str(exc)) from exc
+        return list(items.values_list("id", flat=True))
+
+
 class ItemDetailApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/items/{item_id}/``."""
 
@@ -697,7 +768,10 @@ IMPORT_RESULT = inline_serializer(
 )
 
 
-class _ImportApi(ProjectScopedMixin, APIView):
+class UploadApi(ProjectScopedMixin, APIView):
+    """Base of the upload endpoints (imports, model runs): a multipart ``file`` or the raw
+    body, within ``CONCORD_MAX_IMPORT_BYTES``, its format from the Content-Type or name."""
+
     allowed_roles = {"POST": MANAGER_ROLES}
     parser_classes = [MultiPartParser, RawBodyParser]
     body_limit = "import"  # config.limits
@@ -739,7 +813,7 @@ def _api_error(exc: ImportRejected) -> ApiError:
     return ApiError(exc.message, errors=exc.errors, status_code=exc.status)
 
 
-class ItemImportApi(_ImportApi):
+class ItemImportApi(UploadApi):
     """``POST /projects/{id}/items/import/`` (managers): JSON list, JSONL
     (``application/x-ndjson``), CSV (``text/csv``, ``metadata.<key>`` columns, ``tags``
     separated by ``;`` or ``,``), or a zip of images with a manifest; or a multipart upload
@@ -772,7 +846,7 @@ class ItemImportApi(_ImportApi):
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
 
-class AnnotationImportApi(_ImportApi):
+class AnnotationImportApi(UploadApi):
     """``POST /projects/{id}/annotations/import/`` (managers): historical labels
     ``{item, labeler, value, created_at?, guideline_version?, time_spent_ms?, comment?,
     gold?}`` as JSON, JSONL or CSV, or a Label Studio JSON export (recognised by its tasks'
@@ -846,6 +920,7 @@ urlpatterns = [
         ItemImportApi.as_view(),
         name="api-items-import",
     ),
+    path("projects/<int:project_id>/items/tags/", ItemTagsApi.as_view(), name="api-items-tags"),
     path(
         "projects/<int:project_id>/items/<int:item_id>/",
         ItemDetailApi.as_view(),

@@ -11,4 +11,5 @@ urlpatterns = [
         views.start_run,
         name="consistency-start-run",
     ),
+    path("model-runs/<int:model_run_id>/", views.model_run_page, name="model-run-page"),
 ]

@@ -1,4 +1,5 @@
-"""The agreement dashboard: start a run, watch it, read its numbers and charts.
+"""The agreement dashboard (start a run, watch it, read its numbers and charts) and the
+model-run page (error analysis: where the model is furthest below HLP, weighted by data).
 
 Viewers, SMEs and managers may look (results show everyone's agreement, so labelers get
 403); SMEs and managers may start a run. Charts are inline SVG computed by
@@ -14,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from consistency import charts, runs, selectors
-from consistency.models import AgreementRun, RunStatus
+from consistency import charts, model_runs, runs, selectors
+from consistency.models import AgreementRun, ModelRun, RunStatus
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
 
@@ -190,3 +191,89 @@ def _slice_groups(slices: list[dict], overall_hlp: float | None) -> list[dict]:
         )
         out.append({"key": key, "title": key.replace("_", " "), "entries": entries, "chart": chart})
     return out
+
+
+SORTABLE = ("key", "value", "n_items", "share", "model_accuracy", "hlp", "gap_to_hlp")
+CHART_WIDTH, CHART_X0, CHART_X1, CHART_ROW = 560, 170, 520, 22
+
+
+@page_access(
+    REVIEW_ROLES, scope=ModelRun.objects.select_related("project"), url_kwarg="model_run_id"
+)
+def model_run_page(request, model_run: ModelRun, role: str):
+    """A model run's error analysis: the prioritisation table (by potential gain unless
+    ``?sort=<column>``), accuracy beside HLP per slice as a chart, tag statistics,
+    per-class metrics and confusion, the model as a labeler, and ``?compare=<run id>``."""
+    project = model_run.project
+    analysis = model_runs.error_analysis(model_run)
+    table = analysis["prioritisation"]
+    # The top rows by potential gain are where to work next; marked before any re-sort.
+    for rank, row in enumerate(table):
+        row["top"] = rank < 3 and bool(row["potential_gain"])
+    sort = request.GET.get("sort", "")
+    if sort in SORTABLE:
+        descending = request.GET.get("dir") != "asc"
+        present = [r for r in table if r[sort] is not None]
+        present.sort(key=lambda r: r[sort], reverse=descending)
+        table = present + [r for r in table if r[sort] is None]
+    others = ModelRun.objects.filter(project=project).exclude(pk=model_run.pk).order_by("-id")
+    comparison = None
+    compare_id = request.GET.get("compare", "")
+    if compare_id.isdigit():
+        other = others.filter(pk=int(compare_id)).first()
+        if other is not None:
+            comparison = model_runs.compare_runs(model_run, other)
+            comparison["other_name"] = other.name
+            comparison["items"] = comparison["items"][:50]
+    return render(
+        request,
+        "consistency/model_run.html",
+        {
+            "project": project,
+            "role": role,
+            "run": model_run,
+            "analysis": analysis,
+            "table": table,
+            "sort": sort,
+            "chart": _accuracy_vs_hlp_chart(analysis["prioritisation"]),
+            "confusion_rows": list(
+                zip(
+                    (analysis["confusion"] or {}).get("classes") or [],
+                    (analysis["confusion"] or {}).get("counts") or [],
+                    strict=True,
+                )
+            ),
+            "others": others[:50],
+            "comparison": comparison,
+        },
+    )
+
+
+def _accuracy_vs_hlp_chart(rows: list[dict]) -> dict:
+    """SVG geometry: per slice with both figures, a dot at the model's accuracy and a bar
+    at HLP on a 0-1 scale; slices in the table's order (potential gain)."""
+    shown = [r for r in rows if r["model_accuracy"] is not None and r["hlp"] is not None][:20]
+    span = CHART_X1 - CHART_X0
+    out = []
+    for n, r in enumerate(shown):
+        y = 16 + n * CHART_ROW
+        out.append(
+            {
+                "label": f"{r['key']}={r['value']}",
+                "y": y,
+                "acc_x": CHART_X0 + span * r["model_accuracy"],
+                "hlp_x": CHART_X0 + span * r["hlp"],
+                "accuracy": f"{r['model_accuracy']:.3f}",
+                "hlp": f"{r['hlp']:.3f}",
+            }
+        )
+    ticks = [{"x": CHART_X0 + span * t / 4, "label": f"{t / 4:.2f}"} for t in range(5)]
+    height = 30 + CHART_ROW * max(len(out), 1)
+    return {
+        "rows": out,
+        "ticks": ticks,
+        "width": CHART_WIDTH,
+        "height": height,
+        "axis_y": height - 14,
+        "x0": CHART_X0,
+    }

@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -40,7 +41,7 @@ from labeling.models import (
     Tag,
     TaskType,
 )
-from provenance import events
+from provenance import bulk, events
 
 User = get_user_model()
 CLASS_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
@@ -687,3 +688,115 @@ def create_project_class(
         after={"key": label_class.key, "name": label_class.name},
     )
     return label_class
+
+
+# --- Tags in bulk ---------------------------------------------------------------------
+MAX_TAGGED_ITEMS = 100_000
+
+
+@transaction.atomic
+def change_item_tags(
+    *,
+    project: Project,
+    external_ids: Sequence[str] | None = None,
+    item_ids: Sequence[int] | None = None,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    actor: AbstractBaseUser | None = None,
+) -> dict:
+    """Add and remove tags on many items of ``project`` at once.
+
+    The items are named by ``external_ids`` (an unknown one is an error naming its
+    position, ``items[i]``) or by ``item_ids`` (primary keys of the project's items, e.g.
+    from :func:`labeling.selectors.filter_items`), not both. Tag names are normalised as
+    on import (slugified); a tag to add is created when the project lacks it. Adding a
+    tag an item has, or removing one it lacks, changes nothing. One
+    ``items.tags_changed`` event records the call.
+
+    Returns ``{n_items, added: {tag: links created}, removed: {tag: links deleted},
+    tag_counts: {tag: items carrying it}}`` (counts over the whole project, every tag).
+    Raises ``ValidationError`` naming the field at fault; nothing is written then.
+    """
+    add_names = [slugify(str(n)) for n in add]
+    remove_names = [slugify(str(n)) for n in remove]
+    for field, raw, names in (("add", add, add_names), ("remove", remove, remove_names)):
+        bad = [str(r) for r, n in zip(raw, names, strict=True) if not n]
+        if bad:
+            raise ValidationError({field: [f"not a usable tag name: {b!r}" for b in bad]})
+    if not add_names and not remove_names:
+        raise ValidationError({"add": ["name tags to add or to remove"]})
+    both = sorted(set(add_names) & set(remove_names))
+    if both:
+        raise ValidationError({"remove": [f"tag {t!r} is both added and removed" for t in both]})
+    if (external_ids is None) == (item_ids is None):
+        raise ValidationError({"items": ["name the items by external ids or by filters"]})
+    if external_ids is not None:
+        ids = _item_ids_by_external_id(project, external_ids)
+    else:
+        # Kept to the project's own items, whatever the caller passed.
+        ids = []
+        for chunk in bulk.chunks(sorted(set(item_ids))):
+            ids += Item.objects.filter(project=project, pk__in=chunk).values_list("pk", flat=True)
+        ids.sort()
+    if not ids:
+        raise ValidationError({"items": ["no item selected"]})
+    if len(ids) > MAX_TAGGED_ITEMS:
+        raise ValidationError({"items": [f"at most {MAX_TAGGED_ITEMS} items per call"]})
+
+    through = Item.tags.through
+    added: dict[str, int] = {}
+    removed: dict[str, int] = {}
+    if add_names:
+        tags = get_or_create_tags(project=project, names=add_names)
+        for name in sorted(set(add_names)):
+            tag = tags[name]
+            have: set[int] = set()
+            for chunk in bulk.chunks(ids):
+                have.update(
+                    through.objects.filter(tag=tag, item_id__in=chunk).values_list(
+                        "item_id", flat=True
+                    )
+                )
+            new = [{"item_id": i, "tag_id": tag.pk} for i in ids if i not in have]
+            bulk.insert_rows(through, new)
+            added[name] = len(new)
+    for name in sorted(set(remove_names)):
+        n = 0
+        for chunk in bulk.chunks(ids):
+            n += through.objects.filter(
+                tag__project=project, tag__name=name, item_id__in=chunk
+            ).delete()[0]
+        removed[name] = n
+    events.items_tags_changed(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        after={"add": added, "remove": removed, "n_items": len(ids), "item_ids": ids},
+    )
+    counts = dict(
+        Tag.objects.filter(project=project).annotate(n=Count("items")).values_list("name", "n")
+    )
+    return {"n_items": len(ids), "added": added, "removed": removed, "tag_counts": counts}
+
+
+def _item_ids_by_external_id(project: Project, external_ids: Sequence[str]) -> list[int]:
+    """Primary keys of the items named, sorted; ``ValidationError`` naming the positions
+    (``items[i]``, 0-based) of ids that are not text or not items of the project."""
+    wanted = [e if isinstance(e, str) else None for e in external_ids]
+    found: dict[str, int] = {}
+    for chunk in bulk.chunks(sorted({e for e in wanted if e})):
+        found.update(
+            Item.objects.filter(project=project, external_id__in=chunk).values_list(
+                "external_id", "pk"
+            )
+        )
+    errors = [
+        f"items[{i}]: unknown item {e!r}" if e is not None else f"items[{i}]: not a text"
+        for i, e in enumerate(wanted)
+        if e is None or e not in found
+    ]
+    if errors:
+        shown = errors[:100]
+        if len(errors) > 100:
+            shown.append(f"... and {len(errors) - 100} more")
+        raise ValidationError({"items": shown})
+    return sorted({found[e] for e in wanted})

@@ -612,6 +612,19 @@ def items_sent_for_relabel(
     )
 
 
+def items_tags_changed(*, project_id: int, actor_id: int | None, after: dict) -> Event:
+    """Tags added to or removed from many items at once (after: ``{add, remove, n_items,
+    item_ids}``, with the number of items each tag was added to or removed from)."""
+    return _record(
+        verb=Verb.ITEMS_TAGS_CHANGED,
+        subject_type="project",
+        subject_id=project_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        after=after,
+    )
+
+
 def normalization_published(
     *, project_id: int, actor_id: int | None, before: dict | None, after: dict, reason: str
 ) -> Event:

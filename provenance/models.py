@@ -36,6 +36,7 @@ class Verb(models.TextChoices):
     ITEM_RESOLVED = "item.resolved"
     ITEM_MARKED_BORDERLINE = "item.marked_borderline"
     ITEMS_SENT_FOR_RELABEL = "items.sent_for_relabel"
+    ITEMS_TAGS_CHANGED = "items.tags_changed"
     MEMBER_ADDED = "member.added"
     MEMBER_CHANGED = "member.changed"
     MEMBER_REMOVED = "member.removed"

@@ -160,6 +160,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
+    "model-run-page": {"GET": REVIEW},
     # review pages
     "review-queue": {"GET": REVIEW},
     "review-normalization": {"GET": REVIEW, "POST": REVIEW},  # publishing needs SME
@@ -184,6 +185,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-project-member": {"DELETE": MANAGER_ONLY},
     "api-project-items": {"GET": READ},
     "api-items-import": {"POST": MANAGER_ONLY},
+    "api-items-tags": {"POST": MANAGER_ONLY},
     "api-project-item": {"GET": READ},
     "api-item": {"GET": READ},
     "api-project-annotations": {"GET": READ},
@@ -206,6 +208,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-agreement-history": {"GET": REVIEW},
     "api-model-runs": {"GET": REVIEW, "POST": SME_ONLY},
     "api-model-run": {"GET": REVIEW},
+    "api-model-run-compare": {"GET": REVIEW},
     # REST: provenance and datasets
     "api-item-history": {"GET": REVIEW},
     "api-datasets": {"GET": REVIEW, "POST": SME_ONLY},
@@ -362,6 +365,7 @@ def build_world(make_user) -> tuple[dict, dict, dict]:
             "dataset_id": versions[0].pk,
             "other_id": versions[1].pk,
             "model_run_id": project.model_runs.create(name="baseline").pk,
+            "other_model_run_id": project.model_runs.create(name="candidate").pk,
             "token_id": victim["id"],
             "username": labeler.username,
         }

@@ -122,6 +122,14 @@ ENDPOINTS = [
         MANAGER_WRITE,
     ),
     (
+        "items-tags",
+        "post",
+        "/api/v1/projects/{p}/items/tags/",
+        {"items": ["e1"], "add": ["car_noise"]},
+        "json",
+        MANAGER_CHANGE,
+    ),
+    (
         "annotations-import",
         "post",
         "/api/v1/projects/{p}/annotations/import/",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -314,3 +316,91 @@ def test_reference_and_hlp_from_a_real_agreement_run(project, manager, labelers)
         got = entry(analysis, "factory", value)
         assert (got["n_items"], got["model_accuracy"]) == (2, accuracy)
         assert got["hlp"] == run_slices[("factory", value)]["hlp"]
+
+
+def post_body(client, project, body: str, content_type: str, query: str = "?name=m"):
+    return client.generic(
+        "POST",
+        f"/api/v1/projects/{project.pk}/model-runs/{query}",
+        body.encode(),
+        content_type=content_type,
+    )
+
+
+JSONL = "\n".join(json.dumps(row) for row in PREDICTIONS)
+CSV = "item,value,confidence\ni1,scratch,0.9\ni2,scratch,0.6\ni3,no_defect,\ni4,dent,\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (JSONL, "application/x-ndjson"),
+        (CSV, "text/csv"),
+        (json.dumps(PREDICTIONS), "application/json"),
+    ],
+    ids=["jsonl", "csv", "json-list"],
+)
+def test_jsonl_csv_and_a_json_list_store_the_same_run(project, manager, world, body, content_type):
+    client = client_for(manager)
+    response = post_body(client, project, body, content_type, "?name=from-file")
+    assert response.status_code == 201, response.json()
+    payload = response.json()
+    assert payload["name"] == "from-file" and payload["n_predictions"] == 4
+    assert payload["error_analysis"]["overall"]["model_accuracy"] == pytest.approx(2 / 3)
+    run = ModelRun.objects.get(pk=payload["id"])
+    confidences = dict(
+        Prediction.objects.filter(model_run=run).values_list("item__external_id", "confidence")
+    )
+    assert confidences == {"i1": 0.9, "i2": 0.6, "i3": None, "i4": None}
+
+
+def test_multipart_file_takes_its_format_from_the_extension(project, manager, world):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("preds.csv", CSV.encode(), content_type="application/octet-stream")
+    response = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/model-runs/",
+        {"file": upload, "name": "multipart"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["name"] == "multipart" and response.json()["n_predictions"] == 4
+
+
+def test_bad_jsonl_and_csv_rows_are_a_400_naming_them_and_nothing_is_stored(
+    project, manager, world
+):
+    client = client_for(manager)
+    events_before = Event.objects.count()
+    jsonl = "\n".join(
+        [
+            json.dumps({"item": "i1", "value": "scratch"}),
+            "",  # blank lines are skipped but keep the numbering by line
+            json.dumps({"item": "ghost", "value": "scratch"}),
+            json.dumps({"item": "i2", "value": "crack"}),
+            "{not json",
+        ]
+    )
+    response = post_body(client, project, jsonl, "application/x-ndjson")
+    assert response.status_code == 400, response.json()
+    messages = response.json()["errors"]["predictions"]
+    assert [m.split(":")[0] for m in messages] == ["row 3", "row 4", "row 5"]
+    assert "ghost" in messages[0] and "crack" in messages[1] and "malformed" in messages[2]
+
+    csv_body = "item,value\ni1,scratch\ni2,crack\nghost,dent\n"
+    response = post_body(client, project, csv_body, "text/csv")
+    assert response.status_code == 400
+    messages = response.json()["errors"]["predictions"]
+    assert [m.split(":")[0] for m in messages] == ["row 2", "row 3"]
+    assert "crack" in messages[0] and "ghost" in messages[1]
+
+    assert post_body(client, project, "value\nscratch\n", "text/csv").status_code == 400
+    assert ModelRun.objects.count() == 0 and Prediction.objects.count() == 0
+    assert Event.objects.count() == events_before
+
+
+def test_a_file_upload_needs_a_name(project, manager, world):
+    response = post_body(client_for(manager), project, JSONL, "application/x-ndjson", "")
+    assert response.status_code == 400
+    assert "name" in response.json()["errors"]
+    assert ModelRun.objects.count() == 0

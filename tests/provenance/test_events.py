@@ -123,6 +123,11 @@ def _writers(project_id: int, user_id: int) -> list[tuple[Verb, object, dict]]:
             {**p, **u, "flag_id": 1, **change, "reason": "x"},
         ),
         (
+            Verb.ITEMS_TAGS_CHANGED,
+            events.items_tags_changed,
+            {**p, **u, "after": {"add": {"blurry": 2}, "remove": {}, "n_items": 2}},
+        ),
+        (
             Verb.NORMALIZATION_PUBLISHED,
             events.normalization_published,
             {**p, **u, **change, "reason": "x"},
