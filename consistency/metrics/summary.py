@@ -35,6 +35,7 @@ from .alpha import (
     _runs,
     build_profiles,
 )
+from .gwet import gwet_ac1, gwet_ac2
 
 CONVENTION_MIN_SHARE = 0.2
 CONVENTION_MIN_COINCIDENCE = 5.0
@@ -318,6 +319,34 @@ def _conventions(eng, classes, iv, L, labeler_names):
     return found, warnings
 
 
+def _gwet(stats: AgreementStats, iv: _Items, reasons: dict) -> tuple:
+    """Gwet's AC1 (unweighted; nominal and ordinal runs) and AC2 (the level's weights;
+    ordinal, interval and ratio runs) over the run's items, ``q`` = every value of the
+    scale; a null one gets its entry in ``reasons``."""
+    ac1 = ac2 = None
+    if stats.n_values > MAX_DENSE_VALUES:
+        why = f"more than {MAX_DENSE_VALUES} distinct values: the weight matrix is too large"
+        reasons["gwet_ac1"] = reasons["gwet_ac2"] = why
+        return ac1, ac2
+    counts = np.zeros((iv.n_items, max(stats.n_values, 1)), dtype=np.int64)
+    np.add.at(counts, (iv.pos, iv.value), 1)
+    if stats.categorical:
+        res = gwet_ac1(counts)
+        ac1 = _num(res.value)
+        if ac1 is None:
+            reasons["gwet_ac1"] = res.reason
+    else:
+        reasons["gwet_ac1"] = f"AC1 is for nominal/ordinal data, not {stats.level}: see gwet_ac2"
+    if stats.level == "nominal":
+        reasons["gwet_ac2"] = "AC2 weighs ordinal/interval/ratio scales; nominal runs use AC1"
+    else:
+        res = gwet_ac2(counts, stats.value_points, stats.level)
+        ac2 = _num(res.value)
+        if ac2 is None:
+            reasons["gwet_ac2"] = res.reason
+    return ac1, ac2
+
+
 def summarize(
     stats: AgreementStats,
     *,
@@ -418,6 +447,7 @@ def summarize(
             reasons["mean_pairwise_cohen_kappa"] = (
                 "every labeler pair used a single identical class (chance agreement 1)"
             )
+    ac1, ac2 = _gwet(stats, iv, reasons)
     overall = {
         "krippendorff_alpha": _num(alpha),
         "krippendorff_alpha_ci": core["alpha_ci"],
@@ -425,6 +455,8 @@ def summarize(
         "percent_agreement": _num(pa),
         "percent_agreement_ci": core["percent_agreement_ci"],
         "mean_pairwise_cohen_kappa": mean_kappa,
+        "gwet_ac1": ac1,
+        "gwet_ac2": ac2,
         "n_items": iv.n_items,
         "n_pairable_items": core["prof"].n_pairable_items,
         "n_annotations": int(iv.item.size),
