@@ -15,7 +15,7 @@ normalize_transcript, normalization_rules, word_error_rate, transcription_agreem
 
 from .alpha import LEVELS, AgreementStats, krippendorff_alpha
 from .consensus import DawidSkeneResult, dawid_skene, majority_consensus
-from .gwet import GwetResult, gwet_ac, gwet_ac1, gwet_ac2, gwet_weights
+from .gwet import GwetResult, gwet_ac, gwet_ac1, gwet_ac2, gwet_ac_bootstrap, gwet_weights
 from .kappa import cohen_kappa, fleiss_kappa
 from .summary import slice_summary, summarize
 from .table import LabelTable
@@ -40,6 +40,7 @@ __all__ = [
     "gwet_ac",
     "gwet_ac1",
     "gwet_ac2",
+    "gwet_ac_bootstrap",
     "gwet_weights",
     "krippendorff_alpha",
     "majority_consensus",

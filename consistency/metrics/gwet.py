@@ -154,3 +154,66 @@ def gwet_ac2(counts, values, level: str) -> GwetResult:
     if len(np.asarray(values)) != r.shape[1]:
         raise ValueError(f"{len(np.asarray(values))} values for {r.shape[1]} categories")
     return gwet_ac(r, gwet_weights(values, level))
+
+
+def gwet_ac_bootstrap(
+    counts, weights=None, *, n_bootstrap: int, seed: int = 0, confidence: float = 0.95
+) -> list[float] | None:
+    """Percentile bootstrap interval of :func:`gwet_ac` over items.
+
+    Replicate ``b`` draws ``f = rng.multinomial(n, [1/n] * n)`` (how often each rated
+    item is drawn, ``rng = numpy.random.default_rng(seed)``) and computes AC on the
+    items repeated ``f`` times; replicates where AC is undefined are left out.
+
+    Parameters
+    ----------
+    counts, weights
+        As :func:`gwet_ac`.
+    n_bootstrap : int
+        Replicates (>= 1).
+    seed : int
+        The same seed gives the same interval.
+    confidence : float
+        Coverage, in (0, 1).
+
+    Returns
+    -------
+    list of float or None
+        ``[low, high]``, or None when no replicate is defined.
+    """
+    if int(n_bootstrap) < 1:
+        raise ValueError("n_bootstrap must be at least 1")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    r = _check_counts(counts)
+    q = r.shape[1]
+    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
+    gwet_ac(r, w)  # validates the weights
+    r = r[r.sum(axis=1) > 0]
+    n = r.shape[0]
+    if q < 2 or n == 0:
+        return None
+    ri = r.sum(axis=1)
+    two = ri >= 2
+    # per-item terms: the item's p_a term (items with two ratings) and category shares
+    pa_i = np.zeros(n)
+    pa_i[two] = (r[two] * (r[two] @ w.T - 1.0)).sum(axis=1) / (ri[two] * (ri[two] - 1.0))
+    share = r / ri[:, None]
+    scale = w.sum() / (q * (q - 1))
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(int(n_bootstrap)):
+        f = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
+        n_two = (f * two).sum()
+        if n_two == 0:
+            continue
+        pa = (f * pa_i).sum() / n_two
+        pi = f @ share / n
+        pe = scale * (pi * (1.0 - pi)).sum()
+        if pe < 1.0:
+            reps.append((pa - pe) / (1.0 - pe))
+    if not reps:
+        return None
+    tail = (1.0 - float(confidence)) / 2.0 * 100.0
+    lo, hi = np.percentile(np.asarray(reps), [tail, 100.0 - tail])
+    return [float(lo), float(hi)]

@@ -8,7 +8,15 @@ import itertools
 import numpy as np
 import pytest
 
-from consistency.metrics import AgreementStats, gwet_ac, gwet_ac1, gwet_ac2, gwet_weights, summarize
+from consistency.metrics import (
+    AgreementStats,
+    gwet_ac,
+    gwet_ac1,
+    gwet_ac2,
+    gwet_ac_bootstrap,
+    gwet_weights,
+    summarize,
+)
 
 
 # --------------------------------------------------------------------------- hand-worked
@@ -215,3 +223,46 @@ def test_not_computable_is_none_with_a_reason():
 def test_bad_input_is_a_value_error(call, word):
     with pytest.raises(ValueError, match=word):
         call()
+
+
+# --------------------------------------------------------------------------- bootstrap
+def _slow_bootstrap(counts, weights, n_bootstrap, seed, confidence):
+    """The same replicates, item rows actually repeated and AC recomputed from scratch."""
+    counts = np.asarray(counts)
+    rated = counts[counts.sum(axis=1) > 0]
+    n = rated.shape[0]
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_bootstrap):
+        f = rng.multinomial(n, np.full(n, 1.0 / n))
+        value = gwet_ac(np.repeat(rated, f, axis=0), weights).value
+        if value is not None:
+            reps.append(value)
+    tail = (1 - confidence) / 2 * 100
+    return list(np.percentile(reps, [tail, 100 - tail]))
+
+
+@pytest.mark.parametrize("level", ["nominal", "ordinal"])
+def test_bootstrap_interval_matches_recomputing_on_resampled_items(level):
+    rows = _random_rows(np.random.default_rng(9), n_items=25, n_raters=4, q=3, p_missing=0.3)
+    counts = _counts(rows, 25, 3)
+    weights = gwet_weights([0, 1, 2], level)
+    got = gwet_ac_bootstrap(counts, weights, n_bootstrap=200, seed=4, confidence=0.9)
+    assert got == pytest.approx(_slow_bootstrap(counts, weights, 200, 4, 0.9), abs=1e-12)
+    point = gwet_ac(counts, weights).value
+    assert got[0] <= point <= got[1]
+    assert gwet_ac_bootstrap(counts, weights, n_bootstrap=200, seed=4, confidence=0.9) == got
+
+
+def test_summary_intervals_and_their_reasons():
+    rows = _random_rows(np.random.default_rng(2), n_items=30, n_raters=3, q=3, p_missing=0.1)
+    items, labelers, vals = zip(*rows, strict=True)
+    stats = AgreementStats.from_labels(items, labelers, vals, level="nominal", n_classes=3)
+    overall = summarize(stats, n_bootstrap=100, seed=3)["overall"]
+    counts = _counts(rows, 30, 3)
+    assert overall["gwet_ac1_ci"] == pytest.approx(
+        gwet_ac_bootstrap(counts, n_bootstrap=100, seed=3, confidence=0.95)
+    )
+    assert overall["gwet_ac2_ci"] is None and overall["reasons"]["gwet_ac2_ci"]
+    none = summarize(stats, n_bootstrap=0)["overall"]
+    assert none["gwet_ac1_ci"] is None and "n_bootstrap=0" in none["reasons"]["gwet_ac1_ci"]
