@@ -419,6 +419,7 @@ def detect_borderline(p: _Prepared, thresholds: Mapping | None = None) -> list[d
     resolved = np.zeros(p.n_items, dtype=bool)
     resolved[list(data.resolved_items)] = True
     max_ex = int(threshold(thresholds, "max_examples"))
+    taken = np.zeros(p.n_items, dtype=bool)  # items a pair flag holds already
     for c, k in _candidate_pairs(p):
         if not _is_borderline_pair(p, c, k):
             continue
@@ -449,6 +450,7 @@ def detect_borderline(p: _Prepared, thresholds: Mapping | None = None) -> list[d
         items = np.flatnonzero(sel)
         if items.size == 0:
             continue
+        taken[items] = True
         order = items[np.argsort(-minority[items], kind="stable")]
         cname, kname = data.classes[c], data.classes[k]
         mean_split = float(minority[items].mean())
@@ -492,7 +494,113 @@ def detect_borderline(p: _Prepared, thresholds: Mapping | None = None) -> list[d
                 "slice": None,
             }
         )
-    return out
+    defect_view = _detect_defect_view(p, thresholds, resolved=resolved, taken=taken)
+    return out + ([defect_view] if defect_view else [])
+
+
+def _detect_defect_view(
+    p: _Prepared, thresholds: Mapping | None, *, resolved: np.ndarray, taken: np.ndarray
+) -> dict | None:
+    """The "no defect" vs "any defect" split the pairwise rule misses.
+
+    With a "no defect" class, all the other classes (but the borderline class) are
+    pooled into one "defect" side. The pooled pair qualifies like a borderline pair
+    (share ``borderline_min_pair_share``; ``merge_min_deviations`` deviations from at
+    least ``merge_min_labelers`` labelers, none holding ``merge_max_top_labeler_share``),
+    and its items are those holding "no defect" and at least one defect label whose
+    minority side (no defect / defect / borderline) has at least ``borderline_min_split``
+    of the labels, however the defect labels split among themselves (``ok`` /
+    ``deep_scratch`` / ``shallow_scratch``). Items a pair flag holds already are left out.
+    One flag, or ``None``.
+    """
+    data = p.data
+    neg = p.code.get(data.negative_class) if data.negative_class else None
+    if neg is None:
+        return None
+    bl = p.code.get(data.borderline_class) if data.borderline_class else None
+    defects = [j for j in range(p.K) if j not in (neg, bl)]
+    if not defects:
+        return None
+    # pooled coincidences and deviations between "no defect" and every defect class
+    o_nd = float(p.coinc[neg, defects].sum())
+    denom = float(p.n_c[neg] + p.n_c[defects].sum())
+    share = 2 * o_nd / denom if denom > 0 else 0.0
+    neg_when_d = p.dev[:, neg, defects].sum(axis=1)
+    d_when_neg = p.dev[:, defects, neg].sum(axis=1)
+    mass = neg_when_d + d_when_neg
+    total = int(mass.sum())
+    top_share = float(mass.max()) / total if total else 1.0
+    if (
+        share < threshold(thresholds, "borderline_min_pair_share")
+        or total < threshold(thresholds, "merge_min_deviations")
+        or int((mass > 0).sum()) < threshold(thresholds, "merge_min_labelers")
+        or top_share >= threshold(thresholds, "merge_max_top_labeler_share")
+    ):
+        return None
+    n_neg = p.counts[:, neg]
+    n_def = p.counts[:, defects].sum(axis=1)
+    nb = p.counts[:, bl] if bl is not None else np.zeros(p.n_items, dtype=np.int64)
+    sides = np.stack([n_neg, n_def, nb], axis=1)
+    inside = sides.sum(axis=1)
+    minority = np.where(inside > 0, (inside - sides.max(axis=1)) / np.maximum(inside, 1), 0)
+    sel = (
+        (p.m >= 2)
+        & ~resolved
+        & ~taken
+        & (n_neg > 0)
+        & (n_def > 0)
+        & (minority >= threshold(thresholds, "borderline_min_split"))
+    )
+    items = np.flatnonzero(sel)
+    if items.size == 0:
+        return None
+    order = items[np.argsort(-minority[items], kind="stable")]
+    used = [j for j in defects if p.counts[items, j].sum() > 0]
+    nname = data.classes[neg]
+    mean_split = float(minority[items].mean())
+    max_ex = int(threshold(thresholds, "max_examples"))
+    return {
+        "kind": "borderline",
+        "impact": round(float(items.size * mean_split), 4),
+        "suggested_action": "mark_borderline" if bl is not None else "add_borderline_class",
+        "summary": (
+            f"{items.size} items split between {nname} and a defect class across labelers"
+            + (
+                f": mark them {data.borderline_class}"
+                if bl is not None
+                else ": the project has no borderline class; consider adding one"
+            )
+        ),
+        "evidence": {
+            "view": "defect",
+            "pair": [nname, "any defect"],
+            "defect_classes": [data.classes[j] for j in used],
+            "confusion_share": _r(share),
+            "n_deviations": total,
+            "n_labelers": int((mass > 0).sum()),
+            "top_labeler": data.labeler_names[int(mass.argmax())],
+            "top_labeler_share": _r(top_share),
+            "n_items": int(items.size),
+            "mean_minority_share": _r(mean_split),
+            "borderline_class": data.borderline_class,
+            "has_borderline_class": bl is not None,
+            "item_splits": {  # the 100 most split
+                str(data.item_keys[i]): {
+                    data.classes[j]: int(p.counts[i, j])
+                    for j in [neg, *used] + ([bl] if bl is not None else [])
+                    if p.counts[i, j] > 0
+                }
+                for i in order[:100]
+            },
+            "example_items": [data.item_keys[i] for i in order[:max_ex]],
+        },
+        "items": [data.item_keys[i] for i in order[: int(threshold(thresholds, "flag_max_items"))]],
+        "classes": [nname]
+        + [data.classes[j] for j in used]
+        + ([data.borderline_class] if bl is not None else []),
+        "labeler": None,
+        "slice": None,
+    }
 
 
 def detect_item_disagreement(

@@ -7,7 +7,7 @@ the ``review`` app (``review.services`` / ``review.selectors``).
 Hooks for the consistency engine
 --------------------------------
 * ``generate_flags(run)`` — call at the end of a successful ``execute_agreement_run``;
-  replaces the open flags of this and earlier runs of the project.
+  supersedes the open flags of earlier runs of the project (never deletes them).
 * ``labeling.selectors.sme_overrides(project) -> {item_id: class_id}`` — SME decisions
   that override the computed consensus (class ids already mapped through merges).
 * ``labeling.selectors.effective_class_map(project) -> {class_id: class_id}`` — merges
@@ -26,6 +26,8 @@ from typing import Any
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from consistency import detection, normalization
 from consistency.models import (
@@ -225,15 +227,27 @@ def _signature(kind: str, classes, labeler, slice_, items) -> str:
 def generate_flags(run: AgreementRun) -> list[Flag]:
     """Detect ambiguity in the run's project and store it as open flags of ``run``.
 
-    Idempotent: the open flags of this run and of earlier runs of the project (they
-    carry no decision) are replaced. A suggestion an SME dismissed before (same kind and
-    subject) is not raised again. Thresholds come from ``project.flag_thresholds`` over
-    ``detection.DEFAULT_THRESHOLDS``; metadata slices from ``run.params["slices"]``.
+    Flag history is kept: the open flags of earlier runs of the project become
+    ``superseded`` (``superseded_by`` = this run's flag with the same signature, when
+    there is one); resolved and dismissed flags stay as they are. Idempotent for the
+    run itself: its own open flags (a retry) are replaced. A suggestion an SME dismissed
+    before (same kind and subject) is not raised again. Thresholds come from
+    ``project.flag_thresholds`` over ``detection.DEFAULT_THRESHOLDS``; metadata slices
+    from ``run.params["slices"]``.
     Returns the flags created, ranked by impact.
     """
     run = AgreementRun.objects.select_related("project").get(pk=run.pk)
     project = run.project
-    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run_id__lte=run.pk).delete()
+    # Older flags to supersede: the open ones, and (on a retry of this run) those an
+    # earlier attempt superseded, so they point at the retry's flags, not at nothing.
+    older_open = list(
+        Flag.objects.filter(project=project, run_id__lt=run.pk)
+        .filter(Q(status=FlagStatus.OPEN) | Q(status=FlagStatus.SUPERSEDED, superseded_by__run=run))
+        .select_related("labeler")
+        .prefetch_related("classes", "items")
+    )
+    # A retry of this run replaces its own open flags (they carry no decision).
+    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run=run).delete()
     data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
     thresholds = {**detection.DEFAULT_THRESHOLDS, **(project.flag_thresholds or {})}
     if project.task_type == TaskType.TRANSCRIPTION:
@@ -246,13 +260,7 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     else:
         found = detection.detect_flags(data, thresholds, results=run.results)
     dismissed = {
-        _signature(
-            f.kind,
-            [c.key for c in f.classes.all()],
-            f.labeler.get_username() if f.labeler_id else None,
-            {"key": f.slice_key, "value": f.slice_value} if f.slice_key else None,
-            [i.external_id for i in f.items.all()],
-        )
+        _flag_signature(f)
         for f in Flag.objects.filter(project=project, status=FlagStatus.DISMISSED)
         .select_related("labeler")
         .prefetch_related("classes", "items")
@@ -293,6 +301,7 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
         class_rows += [Flag.classes.through(flag_id=flag.pk, labelclass_id=c) for c in classes]
     Flag.items.through.objects.bulk_create(item_rows, batch_size=2000)
     Flag.classes.through.objects.bulk_create(class_rows, batch_size=2000)
+    _supersede(older_open, new_flags=flags)
     events.flags_generated(
         project_id=project.pk,
         agreement_run_id=run.pk,
@@ -302,6 +311,31 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
         },
     )
     return flags
+
+
+def _flag_signature(flag: Flag) -> str:
+    """The stored flag's subject, as :func:`_signature` computes it for a detected one."""
+    return _signature(
+        flag.kind,
+        [c.key for c in flag.classes.all()],
+        flag.labeler.get_username() if flag.labeler_id else None,
+        {"key": flag.slice_key, "value": flag.slice_value} if flag.slice_key else None,
+        [i.external_id for i in flag.items.all()],
+    )
+
+
+def _supersede(older_open: list[Flag], *, new_flags: list[Flag]) -> None:
+    """Mark the older runs' open flags ``superseded``, each pointing at the new flag with
+    the same signature when the new run raised one (``None`` otherwise)."""
+    if not older_open:
+        return
+    successor = {f.evidence["signature"]: f.pk for f in new_flags}
+    now = timezone.now()
+    for flag in older_open:
+        flag.status = FlagStatus.SUPERSEDED
+        flag.superseded_by_id = successor.get(_flag_signature(flag))
+        flag.closed_at = flag.closed_at or now
+    Flag.objects.bulk_update(older_open, ["status", "superseded_by", "closed_at"])
 
 
 def _transcript_evidence(project: Project, found: list[dict]) -> None:

@@ -133,6 +133,9 @@ class FlagStatus(models.TextChoices):
     OPEN = "open", "Open"
     RESOLVED = "resolved", "Resolved"
     DISMISSED = "dismissed", "Dismissed"
+    # An open flag of an older run that a newer run replaced: kept, never deleted, so a
+    # flag an SME has open still answers (``superseded_by`` names its successor).
+    SUPERSEDED = "superseded", "Superseded"
 
 
 class Flag(models.Model):
@@ -155,6 +158,14 @@ class Flag(models.Model):
     slice_value = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
+        help_text="The newer run's flag for the same subject (same signature), if any.",
+    )
 
     class Meta:
         ordering = ["status", "-impact", "id"]

@@ -23,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import connections
 
 from datasets.models import DatasetRow, DatasetVersion
+from labeling.models import safe_class_key
 
 CHUNK_ROWS = 5000
 PARQUET_ROW_GROUP = 10_000
@@ -311,7 +312,8 @@ def stream_imagefolder(version: DatasetVersion, split: str | None = None) -> Ite
             if stem != external_id:
                 stem = f"{stem}-{item_id}"
             ext = image_name.rsplit(".", 1)[-1]
-            folder = f"{safe_name(row_split)}/{safe_name(label, 'unlabeled')}"
+            # a class key is any text: its folder is the derived safe form, distinct per key
+            folder = f"{safe_name(row_split)}/{safe_class_key(label) if label else 'unlabeled'}"
             path = f"{folder}/{stem}.{ext}"
             if path in used:
                 path = f"{folder}/{stem}-{position}.{ext}"

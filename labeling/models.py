@@ -6,6 +6,10 @@ Models hold data and constraints only; every write goes through ``labeling.servi
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -142,7 +146,8 @@ class ProjectMembership(models.Model):
 
 class LabelClass(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classes")
-    key = models.SlugField(max_length=80)
+    # Any text up to 80 characters, unique in the project (labeling.services.class_key_error)
+    key = models.CharField(max_length=80)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     rank = models.IntegerField(null=True, blank=True, help_text="Order for ordinal levels.")
@@ -164,6 +169,26 @@ class LabelClass(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}"
+
+    @property
+    def safe_key(self) -> str:
+        """The key as a URL / file name (see :func:`safe_class_key`)."""
+        return safe_class_key(self.key)
+
+
+def safe_class_key(key: str) -> str:
+    """A URL- and file-safe form of a class key: ``[A-Za-z0-9._-]`` only, derived.
+
+    A key that is already safe is itself; any other is folded to ASCII (accents dropped),
+    every other character made ``_``, and a short hash of the key appended, so two keys
+    that fold alike ("Not Humor", "Not_Humor") never share a form.
+    """
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", key):
+        return key
+    ascii_ = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_).strip("_")[:60] or "class"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:6]
+    return f"{stem}-{digest}"
 
 
 class Guideline(models.Model):

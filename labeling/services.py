@@ -44,7 +44,25 @@ from labeling.models import (
 from provenance import bulk, events
 
 User = get_user_model()
-CLASS_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+# A class key is any text a person would write as a label ("Not Humor", "Défaut léger"),
+# up to 80 characters; only control characters and surrounding spaces are refused (they
+# would not survive a CSV or an HTML form). A URL- or file-safe form, where one is
+# needed, is derived (``labeling.models.LabelClass.safe_key``), never asked of the user.
+CLASS_KEY_MAX_LENGTH = 80
+_CLASS_KEY_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def class_key_error(key: object) -> str | None:
+    """Why ``key`` cannot be a class key, or ``None`` when it can."""
+    if not isinstance(key, str) or not key.strip():
+        return "a class key must be non-empty text"
+    if len(key) > CLASS_KEY_MAX_LENGTH:
+        return f"class key {key[:40]!r}... is longer than {CLASS_KEY_MAX_LENGTH} characters"
+    if key != key.strip():
+        return f"class key {key!r} must not start or end with spaces"
+    if _CLASS_KEY_FORBIDDEN.search(key):
+        return f"class key {key!r} must not contain control characters"
+    return None
 
 
 # --- Projects -------------------------------------------------------------------------
@@ -73,6 +91,10 @@ def create_project(
     if task_type == TaskType.CLASSIFICATION and not classes:
         raise ValidationError({"classes": "a classification project needs at least one class"})
     keys = [c.get("key") for c in classes]
+    for n, key in enumerate(keys, start=1):
+        problem = class_key_error(key)
+        if problem:
+            raise ValidationError({"classes": f"class {n}: {problem}"})
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValidationError({"classes": f"duplicate class keys: {', '.join(duplicates)}"})
@@ -135,12 +157,17 @@ def add_label_class(
     order: int | None = None,
     shortcut: str = "",
 ) -> LabelClass:
-    if not key or not CLASS_KEY_PATTERN.fullmatch(key):
-        raise ValidationError({"key": f"class key {key!r} must be letters, digits, _ or -"})
+    problem = class_key_error(key)
+    if problem:
+        raise ValidationError({"key": problem})
+    if project.classes.filter(key=key).exists():
+        raise ValidationError({"key": f"class key {key!r} is already used in this project"})
+    # a slug-like key ("no_defect") reads better as "No defect"; free text is its own name
+    slug_like = key == key.lower() and " " not in key
     label_class = LabelClass(
         project=project,
         key=key,
-        name=name or key.replace("_", " ").capitalize(),
+        name=name or (key.replace("_", " ").capitalize() if slug_like else key),
         rank=rank,
         value=value,
         is_borderline=bool(is_borderline),

@@ -8,12 +8,14 @@ AgreementStats.from_labels / merge mergeable sufficient statistics (chunks of it
 summarize                          the DESIGN "Results of an agreement run" dict
 slice_summary                      alpha + HLP (+CIs) on a subset of items
 fleiss_kappa, cohen_kappa          stand-alone kappas
+gwet_ac1, gwet_ac2, gwet_weights   Gwet's AC1 / AC2 from item x category counts
 majority_consensus, dawid_skene    per-item consensus
 normalize_transcript, normalization_rules, word_error_rate, transcription_agreement
 """
 
 from .alpha import LEVELS, AgreementStats, krippendorff_alpha
 from .consensus import DawidSkeneResult, dawid_skene, majority_consensus
+from .gwet import GwetResult, gwet_ac, gwet_ac1, gwet_ac2, gwet_ac_bootstrap, gwet_weights
 from .kappa import cohen_kappa, fleiss_kappa
 from .summary import slice_summary, summarize
 from .table import LabelTable
@@ -30,10 +32,16 @@ __all__ = [
     "LEVELS",
     "AgreementStats",
     "DawidSkeneResult",
+    "GwetResult",
     "LabelTable",
     "cohen_kappa",
     "dawid_skene",
     "fleiss_kappa",
+    "gwet_ac",
+    "gwet_ac1",
+    "gwet_ac2",
+    "gwet_ac_bootstrap",
+    "gwet_weights",
     "krippendorff_alpha",
     "majority_consensus",
     "normalization_rules",

@@ -35,6 +35,7 @@ from .alpha import (
     _runs,
     build_profiles,
 )
+from .gwet import gwet_ac, gwet_ac_bootstrap, gwet_weights
 
 CONVENTION_MIN_SHARE = 0.2
 CONVENTION_MIN_COINCIDENCE = 5.0
@@ -318,6 +319,49 @@ def _conventions(eng, classes, iv, L, labeler_names):
     return found, warnings
 
 
+def _gwet(
+    stats: AgreementStats, iv: _Items, reasons: dict, *, n_bootstrap, seed, confidence
+) -> dict:
+    """Gwet's AC1 (unweighted; nominal and ordinal runs) and AC2 (the level's weights;
+    ordinal, interval and ratio runs) over the run's items, ``q`` = every value of the
+    scale, with item-bootstrap intervals (``gwet_ac1_ci`` / ``gwet_ac2_ci``); a null one
+    gets its entry in ``reasons``."""
+    out = {"gwet_ac1": None, "gwet_ac1_ci": None, "gwet_ac2": None, "gwet_ac2_ci": None}
+    if stats.n_values > MAX_DENSE_VALUES:
+        why = f"more than {MAX_DENSE_VALUES} distinct values: the weight matrix is too large"
+        for key in out:
+            reasons[key] = why
+        return out
+    counts = np.zeros((iv.n_items, max(stats.n_values, 1)), dtype=np.int64)
+    np.add.at(counts, (iv.pos, iv.value), 1)
+    wanted = {}
+    if stats.categorical:
+        wanted["gwet_ac1"] = None
+    else:
+        reasons["gwet_ac1"] = f"AC1 is for nominal/ordinal data, not {stats.level}: see gwet_ac2"
+        reasons["gwet_ac1_ci"] = "AC1 is undefined"
+    if stats.level == "nominal":
+        reasons["gwet_ac2"] = "AC2 weighs ordinal/interval/ratio scales; nominal runs use AC1"
+        reasons["gwet_ac2_ci"] = "AC2 is undefined"
+    else:
+        wanted["gwet_ac2"] = gwet_weights(stats.value_points, stats.level)
+    for key, weights in wanted.items():
+        res = gwet_ac(counts, weights)
+        out[key] = _num(res.value)
+        if out[key] is None:
+            reasons[key] = res.reason
+            reasons[f"{key}_ci"] = f"{key} is undefined"
+        elif n_bootstrap == 0:
+            reasons[f"{key}_ci"] = "no bootstrap requested (n_bootstrap=0)"
+        else:
+            out[f"{key}_ci"] = gwet_ac_bootstrap(
+                counts, weights, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+            )
+            if out[f"{key}_ci"] is None:
+                reasons[f"{key}_ci"] = "no bootstrap replicate is defined"
+    return out
+
+
 def summarize(
     stats: AgreementStats,
     *,
@@ -418,6 +462,7 @@ def summarize(
             reasons["mean_pairwise_cohen_kappa"] = (
                 "every labeler pair used a single identical class (chance agreement 1)"
             )
+    gwet = _gwet(stats, iv, reasons, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
     overall = {
         "krippendorff_alpha": _num(alpha),
         "krippendorff_alpha_ci": core["alpha_ci"],
@@ -425,6 +470,7 @@ def summarize(
         "percent_agreement": _num(pa),
         "percent_agreement_ci": core["percent_agreement_ci"],
         "mean_pairwise_cohen_kappa": mean_kappa,
+        **gwet,
         "n_items": iv.n_items,
         "n_pairable_items": core["prof"].n_pairable_items,
         "n_annotations": int(iv.item.size),

@@ -312,3 +312,68 @@ def test_kinds_restricts_the_detectors():
     assert flags and {f["kind"] for f in flags} == {"labeler"}
     with pytest.raises(ValueError, match="unknown flag kinds"):
         detect_flags(data, kinds={"nope"})
+
+
+# --------------------------------------------------------------------------- defect view
+def _defect_view_data(*, classes=("ok", "deep_scratch", "shallow_scratch", "borderline")):
+    """Five labelers. f1..f6: three say ok, one deep, one shallow (who says which
+    rotates); c1..c8 all ok; d1..d6 all deep_scratch; s1..s6 all shallow_scratch."""
+    ok, deep, shallow = classes[:3]
+    labelers = [f"l{i}" for i in range(1, 6)]
+    rows = []
+    for n in range(6):
+        values = [ok, ok, ok, deep, shallow]
+        values = values[n % 5 :] + values[: n % 5]
+        rows += [(f"f{n + 1}", lab, v) for lab, v in zip(labelers, values, strict=True)]
+    for prefix, value, n_items in (("c", ok, 8), ("d", deep, 6), ("s", shallow, 6)):
+        rows += [(f"{prefix}{n + 1}", lab, value) for n in range(n_items) for lab in labelers]
+    df = pd.DataFrame(rows, columns=["item", "labeler", "value"])
+    return LabelData.from_frame(df, classes=list(classes), borderline_class=classes[3])
+
+
+def test_a_split_between_no_defect_and_several_defect_classes_is_borderline():
+    """Issue 15, item 3: 3 ok / 1 deep / 1 shallow is a no-defect vs defect split of
+    2/5 = 0.4 >= 0.3, although no pair (ok vs deep: 1/4 = 0.25) reaches the split."""
+    data = _defect_view_data()
+    assert data.negative_class == "ok"
+    flags = of_kind(detect_flags(data), "borderline")
+    faint = {f"f{n}" for n in range(1, 7)}
+    by_view = {f["evidence"].get("view"): f for f in flags}
+    assert set(by_view) == {"defect"}  # the pairwise rule finds nothing here
+    flag = by_view["defect"]
+    assert set(flag["items"]) == faint  # clean items (c*, d*, s*) are not flagged
+    assert flag["classes"] == ["ok", "deep_scratch", "shallow_scratch", "borderline"]
+    assert flag["suggested_action"] == "mark_borderline"
+    ev = flag["evidence"]
+    assert ev["item_splits"]["f1"] == {"ok": 3, "deep_scratch": 1, "shallow_scratch": 1}
+    # hand-worked: each faint item's two defect labels face the others' ok consensus
+    # (3 ok of 4 others), every ok label faces ok (2 of 4): 2 deviations per item, one
+    # per labeler over the rotation.
+    assert ev["n_deviations"] == 12 and ev["n_labelers"] == 5
+    assert ev["mean_minority_share"] == pytest.approx(0.4)
+    assert flag["impact"] == pytest.approx(6 * 0.4)
+    # the split goes to the SME once: not again as item disagreement
+    items = of_kind(detect_flags(data), "item_disagreement")
+    assert not faint & {i for f in items for i in f["items"]}
+
+
+def test_without_a_no_defect_class_there_is_no_defect_view():
+    data = _defect_view_data(classes=("cat", "deep_scratch", "shallow_scratch", "borderline"))
+    assert data.negative_class is None
+    flags = of_kind(detect_flags(data), "borderline")
+    assert not any(f["evidence"].get("view") == "defect" for f in flags)
+
+
+def test_one_labelers_habit_is_not_a_defect_view_split():
+    """Only l1 ever says a defect where the others say ok: a habit, not borderline."""
+    rows = []
+    for n in range(10):
+        rows += [(f"f{n}", "l1", "deep_scratch" if n % 2 else "shallow_scratch")]
+        rows += [(f"f{n}", lab, "ok") for lab in ("l2", "l3")]
+    data = LabelData.from_frame(
+        pd.DataFrame(rows, columns=["item", "labeler", "value"]),
+        classes=["ok", "deep_scratch", "shallow_scratch", "borderline"],
+        borderline_class="borderline",
+    )
+    flags = of_kind(detect_flags(data), "borderline")
+    assert not any(f["evidence"].get("view") == "defect" for f in flags)

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -243,15 +244,62 @@ def test_generate_flags_on_the_demo_stores_ranked_flags_with_evidence(demo_proje
     assert last_event("flags.generated").after["n_flags"] == len(flags)
 
 
-def test_generate_flags_is_idempotent_and_replaces_older_open_flags(demo_project):
+def test_generate_flags_is_idempotent_for_its_run(demo_project):
     run = run_agreement(demo_project)
     first = generate_flags(run)
     again = generate_flags(run)
     assert len(first) == len(again) == Flag.objects.filter(project=demo_project).count()
+
+
+def test_a_new_run_keeps_every_older_flag_readable_with_its_status(demo_project):
+    """Issue 15, item 2: open flags of older runs become superseded (pointing at the new
+    run's flag for the same subject), resolved and dismissed flags stay; every flag ever
+    raised still answers over REST and on its page."""
+    run = run_agreement(demo_project)
+    first = generate_flags(run)
+    sme = User.objects.get(username="sme")
+    resolved = next(f for f in first if f.kind == "labeler")
+    resolve_flag(flag=resolved, actor=sme, action="relabel", rationale="retrain them")
+    dismissed = next(f for f in first if f.kind == "unclear_slice")
+    resolve_flag(flag=dismissed, actor=sme, action="dismiss", rationale="camera is fine")
     later = run_agreement(demo_project)
     generate_flags(later)
-    assert not Flag.objects.filter(run=run).exists()
-    assert Flag.objects.filter(run=later).count() == len(first)
+    second = generate_flags(later)  # a retry re-points the superseded flags
+    new_by_sig = {f.evidence["signature"]: f.pk for f in second}
+    api = HttpsApiClient()
+    api.force_authenticate(sme)
+    n_pointing = 0
+    for old in first:
+        body = api.get(f"/api/v1/flags/{old.pk}/")
+        assert body.status_code == 200, old.pk
+        body = body.json()
+        assert body["id"] == old.pk and body["run"] == run.pk
+        page = Client()
+        page.force_login(sme)
+        assert page.get(f"/flags/{old.pk}/", secure=True).status_code == 200
+        if old.pk == resolved.pk:
+            assert (body["status"], body["superseded_by"]) == ("resolved", None)
+            assert len(body["resolutions"]) == 1
+        elif old.pk == dismissed.pk:
+            assert (body["status"], body["superseded_by"]) == ("dismissed", None)
+        else:
+            assert body["status"] == "superseded"
+            successor = new_by_sig.get(old.evidence["signature"])
+            assert body["superseded_by"] == successor
+            n_pointing += successor is not None
+            if successor is not None:
+                new = api.get(f"/api/v1/flags/{successor}/").json()
+                assert (new["status"], new["run"]) == ("open", later.pk)
+                assert new["kind"] == body["kind"] and new["items"] == body["items"]
+    # the same data raises the same flags again: every superseded one has a successor
+    assert n_pointing == len(first) - 2 > 0
+    # the queue shows only the new run's open flags; the history is one filter away
+    queue = api.get(f"/api/v1/projects/{demo_project.pk}/flags/?page_size=500").json()
+    assert {f["run"] for f in queue["results"]} == {later.pk}
+    history = api.get(
+        f"/api/v1/projects/{demo_project.pk}/flags/?status=superseded&page_size=500"
+    ).json()
+    assert history["count"] == len(first) - 2
 
 
 def test_a_dismissed_suggestion_is_not_raised_again(demo_project):

@@ -1,0 +1,219 @@
+"""Gwet's AC1 (nominal) and AC2 (weighted) agreement coefficients.
+
+Pure numpy. Follows the raw-data formulas of Gwet's *Handbook of Inter-Rater
+Reliability* (4th ed., 2014), as implemented by ``irrCAC::gwet.ac1.raw``:
+
+* ``r_ik``: raters who put item ``i`` in category ``k``; ``r_i = sum_k r_ik``;
+  ``r*_ik = sum_l w_kl r_il`` (weighted counts);
+* ``p_a = mean over items with r_i >= 2 of sum_k r_ik (r*_ik - 1) / (r_i (r_i - 1))``;
+* ``pi_k = mean over items with r_i >= 1 of r_ik / r_i``;
+* ``p_e = sum(W) / (q (q - 1)) * sum_k pi_k (1 - pi_k)``;
+* ``AC = (p_a - p_e) / (1 - p_e)``.
+
+Unlike kappa and alpha, ``p_e`` stays small when one category dominates (mostly
+"no defect"), so AC1 does not collapse when labelers almost always agree (the kappa
+paradox). Any number of raters; missing ratings are items with fewer labels.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+WEIGHT_LEVELS = ("nominal", "ordinal", "interval", "ratio")
+
+
+class GwetResult(NamedTuple):
+    """``value`` (None when undefined, ``reason`` says why), ``pa`` and ``pe``."""
+
+    value: float | None
+    pa: float | None
+    pe: float | None
+    reason: str | None
+
+
+def gwet_weights(values, level: str) -> np.ndarray:
+    """Gwet's agreement weights between the categories (irrCAC's ``weights.gen``).
+
+    Parameters
+    ----------
+    values : array_like, shape (q,)
+        The categories' numeric values in scale order (ranks for ordinal; only their
+        order is used there).
+    level : {"nominal", "ordinal", "interval", "ratio"}
+        ``nominal``: identity; ``ordinal``: ``1 - C(n_kl, 2) / C(q, 2)`` with
+        ``n_kl = |k - l| + 1`` positions between ranks; ``interval``: quadratic
+        ``1 - (x_k - x_l)^2 / max (x_k - x_l)^2``; ``ratio``:
+        ``1 - ((x_k - x_l) / (x_k + x_l))^2 / max(...)``.
+
+    Returns
+    -------
+    ndarray, shape (q, q)
+        Symmetric weights in [0, 1], ones on the diagonal.
+
+    Raises
+    ------
+    ValueError
+        Unknown level, values not 1-D finite, repeated values, or a negative value on a
+        ratio scale.
+    """
+    if level not in WEIGHT_LEVELS:
+        raise ValueError(f"level must be one of {', '.join(WEIGHT_LEVELS)}, not {level!r}")
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0 or not np.isfinite(x).all():
+        raise ValueError("values must be a non-empty 1-D array of finite numbers")
+    if np.unique(x).size != x.size:
+        raise ValueError("values must be distinct")
+    q = x.size
+    if level == "nominal" or q == 1:
+        return np.eye(q)
+    if level == "ordinal":
+        rank = np.argsort(np.argsort(x))
+        n_kl = np.abs(rank[:, None] - rank[None, :]) + 1
+        d = n_kl * (n_kl - 1) / 2.0
+    elif level == "interval":
+        d = (x[:, None] - x[None, :]) ** 2
+    else:
+        if (x < 0).any():
+            raise ValueError("ratio values must be non-negative")
+        total = x[:, None] + x[None, :]
+        diff = x[:, None] - x[None, :]
+        # x_k = x_l (the diagonal, or 0 with 0) is full agreement
+        d = np.divide(diff, total, out=np.zeros_like(diff), where=total > 0) ** 2
+    return 1.0 - d / d.max()
+
+
+def _check_counts(counts) -> np.ndarray:
+    r = np.asarray(counts)
+    if r.ndim != 2:
+        raise ValueError("counts must be a 2-D (items x categories) array")
+    if r.size and (not np.issubdtype(r.dtype, np.number) or (r < 0).any()):
+        raise ValueError("counts must be non-negative numbers")
+    if r.size and not np.array_equal(r, np.round(r)):
+        raise ValueError("counts must be whole numbers of raters")
+    return r.astype(np.float64)
+
+
+def gwet_ac(counts, weights=None) -> GwetResult:
+    """Gwet's AC2 with ``weights`` (AC1 with identity weights, the default).
+
+    Parameters
+    ----------
+    counts : array_like, shape (n_items, q)
+        ``counts[i, k]``: raters who put item ``i`` in category ``k``. Items may have
+        any number of raters (missing ratings); items with none are ignored. ``q`` is
+        the number of categories of the scale, used or not.
+    weights : array_like, shape (q, q), optional
+        Agreement weights (:func:`gwet_weights`); default identity (AC1).
+
+    Returns
+    -------
+    GwetResult
+        ``value`` is None with a ``reason`` when no item has two ratings or the scale
+        has fewer than two categories.
+
+    Raises
+    ------
+    ValueError
+        Counts not a 2-D array of non-negative whole numbers; weights not (q, q).
+    """
+    r = _check_counts(counts)
+    q = r.shape[1]
+    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (q, q) or not np.isfinite(w).all():
+        raise ValueError(f"weights must be a finite ({q}, {q}) array")
+    r = r[r.sum(axis=1) > 0]
+    if q < 2:
+        return GwetResult(None, None, None, "fewer than two categories")
+    ri = r.sum(axis=1)
+    two = ri >= 2
+    if not two.any():
+        return GwetResult(None, None, None, "no item has two or more labels")
+    r_star = r @ w.T  # r*_ik = sum_l w_kl r_il
+    per_item = (r[two] * (r_star[two] - 1.0)).sum(axis=1) / (ri[two] * (ri[two] - 1.0))
+    pa = float(per_item.mean())
+    pi = (r / ri[:, None]).mean(axis=0)
+    pe = float(w.sum() * (pi * (1.0 - pi)).sum() / (q * (q - 1)))
+    if pe >= 1.0:  # cannot happen with weights in [0, 1]; guards custom weights
+        return GwetResult(None, pa, pe, "chance agreement is 1")
+    return GwetResult(float((pa - pe) / (1.0 - pe)), pa, pe, None)
+
+
+def gwet_ac1(counts) -> GwetResult:
+    """Gwet's AC1 (nominal categories): :func:`gwet_ac` with identity weights."""
+    return gwet_ac(counts)
+
+
+def gwet_ac2(counts, values, level: str) -> GwetResult:
+    """Gwet's AC2 on a weighted scale: :func:`gwet_ac` with
+    ``gwet_weights(values, level)`` (``level`` ordinal, interval or ratio)."""
+    if level == "nominal":
+        raise ValueError("AC2 is for ordinal, interval or ratio data; use gwet_ac1")
+    r = _check_counts(counts)
+    if len(np.asarray(values)) != r.shape[1]:
+        raise ValueError(f"{len(np.asarray(values))} values for {r.shape[1]} categories")
+    return gwet_ac(r, gwet_weights(values, level))
+
+
+def gwet_ac_bootstrap(
+    counts, weights=None, *, n_bootstrap: int, seed: int = 0, confidence: float = 0.95
+) -> list[float] | None:
+    """Percentile bootstrap interval of :func:`gwet_ac` over items.
+
+    Replicate ``b`` draws ``f = rng.multinomial(n, [1/n] * n)`` (how often each rated
+    item is drawn, ``rng = numpy.random.default_rng(seed)``) and computes AC on the
+    items repeated ``f`` times; replicates where AC is undefined are left out.
+
+    Parameters
+    ----------
+    counts, weights
+        As :func:`gwet_ac`.
+    n_bootstrap : int
+        Replicates (>= 1).
+    seed : int
+        The same seed gives the same interval.
+    confidence : float
+        Coverage, in (0, 1).
+
+    Returns
+    -------
+    list of float or None
+        ``[low, high]``, or None when no replicate is defined.
+    """
+    if int(n_bootstrap) < 1:
+        raise ValueError("n_bootstrap must be at least 1")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    r = _check_counts(counts)
+    q = r.shape[1]
+    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
+    gwet_ac(r, w)  # validates the weights
+    r = r[r.sum(axis=1) > 0]
+    n = r.shape[0]
+    if q < 2 or n == 0:
+        return None
+    ri = r.sum(axis=1)
+    two = ri >= 2
+    # per-item terms: the item's p_a term (items with two ratings) and category shares
+    pa_i = np.zeros(n)
+    pa_i[two] = (r[two] * (r[two] @ w.T - 1.0)).sum(axis=1) / (ri[two] * (ri[two] - 1.0))
+    share = r / ri[:, None]
+    scale = w.sum() / (q * (q - 1))
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(int(n_bootstrap)):
+        f = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
+        n_two = (f * two).sum()
+        if n_two == 0:
+            continue
+        pa = (f * pa_i).sum() / n_two
+        pi = f @ share / n
+        pe = scale * (pi * (1.0 - pi)).sum()
+        if pe < 1.0:
+            reps.append((pa - pe) / (1.0 - pe))
+    if not reps:
+        return None
+    tail = (1.0 - float(confidence)) / 2.0 * 100.0
+    lo, hi = np.percentile(np.asarray(reps), [tail, 100.0 - tail])
+    return [float(lo), float(hi)]
