@@ -225,7 +225,8 @@ def _signature(kind: str, classes, labeler, slice_, items) -> str:
 def generate_flags(run: AgreementRun) -> list[Flag]:
     """Detect ambiguity in the run's project and store it as open flags of ``run``.
 
-    Idempotent: the open flags of this run and of earlier runs of the project (they
+    Idempotent: the open flags (but ``label_error`` ones, raised by model runs) of this
+    run and of earlier runs of the project (they
     carry no decision) are replaced. A suggestion an SME dismissed before (same kind and
     subject) is not raised again. Thresholds come from ``project.flag_thresholds`` over
     ``detection.DEFAULT_THRESHOLDS``; metadata slices from ``run.params["slices"]``.
@@ -233,7 +234,10 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     """
     run = AgreementRun.objects.select_related("project").get(pk=run.pk)
     project = run.project
-    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run_id__lte=run.pk).delete()
+    # Label-error flags come from model runs, not from this detection: they stay.
+    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run_id__lte=run.pk).exclude(
+        kind=FlagKind.LABEL_ERROR
+    ).delete()
     data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
     thresholds = {**detection.DEFAULT_THRESHOLDS, **(project.flag_thresholds or {})}
     if project.task_type == TaskType.TRANSCRIPTION:
