@@ -104,6 +104,21 @@ class ConfusionSerializer(serializers.Serializer):
     definition = serializers.CharField()
 
 
+class LabelErrorSerializer(serializers.Serializer):
+    item = serializers.IntegerField(help_text="item id")
+    external_id = serializers.CharField()
+    final_label = serializers.CharField(help_text="SME decision, else consensus (class key)")
+    predicted = serializers.CharField(help_text="the model's class key")
+    confidence = serializers.FloatField(help_text="the model's confidence in it, 0-1")
+    human_agreement = serializers.FloatField(
+        help_text="share of the human labels equal to the final label, 0-1"
+    )
+    score = serializers.FloatField(help_text="confidence x (1 - human_agreement)")
+    flag = serializers.IntegerField(
+        allow_null=True, help_text="the item's label_error flag in the review queue"
+    )
+
+
 class ErrorAnalysisSerializer(serializers.Serializer):
     reference = ErrorAnalysisReferenceSerializer(allow_null=True)
     overall = ErrorAnalysisEntrySerializer()
@@ -119,6 +134,12 @@ class ErrorAnalysisSerializer(serializers.Serializer):
         required=False,
         help_text="the model's Cohen's kappa with each labeler and the consensus, and its "
         "position (below | inside | above) in the humans' spread, with warnings",
+    )
+    label_errors = LabelErrorSerializer(
+        many=True,
+        required=False,
+        help_text="suspected label errors (top 100 by score): the model confidently "
+        "disagrees with the final label and the human labels are split",
     )
     reasons = serializers.DictField(child=serializers.CharField())
 

@@ -230,24 +230,29 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     Flag history is kept: the open flags of earlier runs of the project become
     ``superseded`` (``superseded_by`` = this run's flag with the same signature, when
     there is one); resolved and dismissed flags stay as they are. Idempotent for the
-    run itself: its own open flags (a retry) are replaced. A suggestion an SME dismissed
-    before (same kind and subject) is not raised again. Thresholds come from
-    ``project.flag_thresholds`` over ``detection.DEFAULT_THRESHOLDS``; metadata slices
-    from ``run.params["slices"]``.
+    run itself: its own open flags (a retry) are replaced. ``label_error`` flags come
+    from model runs, not from this detection, and are left as they are. A suggestion an
+    SME dismissed before (same kind and subject) is not raised again. Thresholds come
+    from ``project.flag_thresholds`` over ``detection.DEFAULT_THRESHOLDS``; metadata
+    slices from ``run.params["slices"]``.
     Returns the flags created, ranked by impact.
     """
     run = AgreementRun.objects.select_related("project").get(pk=run.pk)
     project = run.project
     # Older flags to supersede: the open ones, and (on a retry of this run) those an
     # earlier attempt superseded, so they point at the retry's flags, not at nothing.
+    # Label-error flags come from model runs, not from this detection: they stay.
     older_open = list(
         Flag.objects.filter(project=project, run_id__lt=run.pk)
         .filter(Q(status=FlagStatus.OPEN) | Q(status=FlagStatus.SUPERSEDED, superseded_by__run=run))
+        .exclude(kind=FlagKind.LABEL_ERROR)
         .select_related("labeler")
         .prefetch_related("classes", "items")
     )
     # A retry of this run replaces its own open flags (they carry no decision).
-    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run=run).delete()
+    Flag.objects.filter(project=project, status=FlagStatus.OPEN, run=run).exclude(
+        kind=FlagKind.LABEL_ERROR
+    ).delete()
     data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
     thresholds = {**detection.DEFAULT_THRESHOLDS, **(project.flag_thresholds or {})}
     if project.task_type == TaskType.TRANSCRIPTION:

@@ -27,6 +27,9 @@ from consistency.metrics import error_analysis as ea
 from consistency.models import (
     AgreementRun,
     ConsensusMethod,
+    Flag,
+    FlagKind,
+    FlagStatus,
     ModelRun,
     Prediction,
 )
@@ -255,6 +258,7 @@ def _store(
             model_run_id=run.pk,
             after={"name": run.name, "n_predictions": run.n_predictions, "params": params},
         )
+        raise_label_error_flags(run)
     return run
 
 
@@ -553,6 +557,7 @@ def _not_classification(project: Project) -> dict:
         "per_class": [],
         "confusion": None,
         "model_as_labeler": None,
+        "label_errors": [],
         "reasons": dict.fromkeys(
             ("overall", "prioritisation", "tags", "per_class", "confusion", "model_as_labeler"),
             why,
@@ -654,6 +659,8 @@ def error_analysis(model_run: ModelRun) -> dict:
     )
     report = ea.classification_report(scored.reference, scored.predicted, classes.keys)
     as_labeler = _model_as_labeler(model_run, classes, humans, consensus, results)
+    suspected = suspected_label_errors(model_run)
+    reasons.update(suspected["reasons"])
 
     return {
         "reference": {
@@ -670,6 +677,7 @@ def error_analysis(model_run: ModelRun) -> dict:
         "confusion": report["confusion"],
         "macro_f1": report["macro_f1"],
         "model_as_labeler": as_labeler,
+        "label_errors": label_error_rows(model_run, suspected),
         "hlp_basis": {
             "method": "gold" if humans["gold_item"].size else "pairwise",
             "n_ground_truth_items": int(humans["gold_item"].size),
@@ -682,6 +690,228 @@ def error_analysis(model_run: ModelRun) -> dict:
         },
         "reasons": reasons,
     }
+
+
+# ------------------------------------------------------------------ label errors
+
+
+def _label_error_signature(external_id: str) -> str:
+    return f"{FlagKind.LABEL_ERROR}|items={external_id}"
+
+
+def suspected_label_errors(model_run: ModelRun) -> dict:
+    """Items whose final label the model confidently contradicts while the humans split.
+
+    Final labels: ``consistency.selectors.final_labels`` (an SME decision, else the
+    majority consensus of the latest finished agreement run); human labels: the current
+    annotations; both as root classes after merges. Only predictions with a confidence
+    count (the per-class thresholds are means over them). See
+    :func:`consistency.metrics.error_analysis.label_errors` for the rule and the score.
+
+    Returns ``{"agreement_run": the run read or None, "thresholds": {class key: mean
+    confidence or None}, "errors": [{item (id), external_id, final_label, final_source,
+    predicted, confidence, threshold, human_agreement, n_labels, score}] by score,
+    "reasons": {}}``. Not computable (not classification, no confidences, no final
+    labels): ``errors`` empty and a reason under ``"label_errors"``.
+    """
+    project = model_run.project
+    out: dict[str, Any] = {"agreement_run": None, "thresholds": {}, "errors": [], "reasons": {}}
+    if project.task_type != TaskType.CLASSIFICATION:
+        out["reasons"]["label_errors"] = (
+            f"label errors are found in classification projects (this one: {project.task_type})"
+        )
+        return out
+    classes = class_map(project, "nominal")
+    rows = [
+        (item_id, classes.code_of[class_id], confidence)
+        for item_id, class_id, confidence in Prediction.objects.filter(
+            model_run=model_run, label_class__isnull=False, confidence__isnull=False
+        )
+        .values_list("item_id", "label_class_id", "confidence")
+        .iterator(chunk_size=20_000)
+        if class_id in classes.code_of
+    ]
+    if not rows:
+        out["reasons"]["label_errors"] = "the model run has no class predictions with a confidence"
+        return out
+    run = latest_finished_run(project)
+    out["agreement_run"] = run.pk if run is not None else None
+    final = {
+        item_id: (classes.code_of[f.label_class_id], f.source)
+        for item_id, f in final_labels(project, run, method=ConsensusMethod.MAJORITY).items()
+        if f.label_class_id in classes.code_of
+    }
+    if not final:
+        out["reasons"]["label_errors"] = (
+            "no item has a final label (no agreement run has finished and no SME decision)"
+        )
+        return out
+    cols = scan_annotations(project.pk)
+    codes = classes.codes(cols.label_class)
+    keep = codes >= 0
+    found = ea.label_errors(
+        np.asarray([r[0] for r in rows], dtype=np.int64),
+        np.asarray([r[1] for r in rows], dtype=np.int64),
+        np.asarray([r[2] for r in rows], dtype=np.float64),
+        np.fromiter(final.keys(), dtype=np.int64, count=len(final)),
+        np.asarray([v[0] for v in final.values()], dtype=np.int64),
+        cols.item[keep],
+        codes[keep],
+        n_classes=len(classes.keys),
+    )
+    keys = classes.keys
+    out["thresholds"] = dict(zip(keys, found["thresholds"], strict=True))
+    external = {}
+    ids = [e["item"] for e in found["errors"]]
+    for chunk in chunks(ids):
+        external.update(Item.objects.filter(pk__in=chunk).values_list("id", "external_id"))
+    out["errors"] = [
+        {
+            "item": e["item"],
+            "external_id": external[e["item"]],
+            "final_label": keys[e["final"]],
+            "final_source": final[e["item"]][1],
+            "predicted": keys[e["predicted"]],
+            "confidence": e["confidence"],
+            "threshold": e["threshold"],
+            "human_agreement": e["human_agreement"],
+            "n_labels": e["n_labels"],
+            "score": e["score"],
+        }
+        for e in found["errors"]
+    ]
+    return out
+
+
+@transaction.atomic
+def raise_label_error_flags(model_run: ModelRun) -> list[Flag]:
+    """Store the model run's suspected label errors as open flags of kind ``label_error``.
+
+    Each flag holds one item, links to the latest finished agreement run (flags belong to
+    a run; that run's consensus is the final label questioned), has ``impact`` = the
+    score, the predicted and final classes, and the model run in ``evidence``. An item
+    with an open or dismissed ``label_error`` flag gets no new one, so uploading the
+    same predictions again adds nothing. Without a finished agreement run no flag is
+    raised. One ``flags.generated`` event when flags were written. Returns them.
+    """
+    found = suspected_label_errors(model_run)
+    run_id = found["agreement_run"]
+    if run_id is None or not found["errors"]:
+        return []
+    project = model_run.project
+    taken = {
+        (evidence or {}).get("signature")
+        for evidence in Flag.objects.filter(
+            project=project,
+            kind=FlagKind.LABEL_ERROR,
+            status__in=(FlagStatus.OPEN, FlagStatus.DISMISSED),
+        ).values_list("evidence", flat=True)
+    }
+    class_ids = dict(
+        LabelClass.objects.filter(project=project, merged_into__isnull=True).values_list(
+            "key", "id"
+        )
+    )
+    flags, links = [], []
+    for e in found["errors"]:
+        signature = _label_error_signature(e["external_id"])
+        if signature in taken:
+            continue
+        taken.add(signature)
+        flags.append(
+            Flag(
+                project=project,
+                run_id=run_id,
+                kind=FlagKind.LABEL_ERROR,
+                impact=e["score"],
+                suggested_action="set_label",
+                summary=(
+                    f"model run {model_run.name!r} predicts {e['predicted']} "
+                    f"({e['confidence']:.0%} confident); final label {e['final_label']}, "
+                    f"which {e['human_agreement']:.0%} of {e['n_labels']} human labels give"
+                )[:300],
+                evidence={
+                    "model_run": model_run.pk,
+                    "model_run_name": model_run.name,
+                    "predicted": e["predicted"],
+                    "confidence": e["confidence"],
+                    "threshold": e["threshold"],
+                    "final_label": e["final_label"],
+                    "final_source": e["final_source"],
+                    "human_agreement": e["human_agreement"],
+                    "n_labels": e["n_labels"],
+                    "score": e["score"],
+                    "definition": (
+                        "score = model confidence x (1 - share of human labels agreeing "
+                        "with the final label); flagged when the confidence reaches the "
+                        "mean confidence of the model's predictions of that class and the "
+                        "human labels are split"
+                    ),
+                    "signature": signature,
+                },
+            )
+        )
+        links.append(
+            (
+                e["item"],
+                [class_ids[k] for k in (e["predicted"], e["final_label"]) if k in class_ids],
+            )
+        )
+    Flag.objects.bulk_create(flags)
+    Flag.items.through.objects.bulk_create(
+        [
+            Flag.items.through(flag_id=f.pk, item_id=item)
+            for f, (item, _) in zip(flags, links, strict=True)
+        ],
+        batch_size=2000,
+    )
+    Flag.classes.through.objects.bulk_create(
+        [
+            Flag.classes.through(flag_id=f.pk, labelclass_id=c)
+            for f, (_, cs) in zip(flags, links, strict=True)
+            for c in cs
+        ],
+        batch_size=2000,
+    )
+    if flags:
+        events.flags_generated(
+            project_id=project.pk,
+            agreement_run_id=run_id,
+            after={
+                "n_flags": len(flags),
+                "by_kind": {FlagKind.LABEL_ERROR.value: len(flags)},
+                "model_run": model_run.pk,
+            },
+        )
+    return flags
+
+
+def label_error_rows(
+    model_run: ModelRun, found: dict | None = None, *, limit: int = MAX_ERRORS_LISTED
+) -> list[dict]:
+    """The payload's ``label_errors``: the top ``limit`` suspected label errors (of
+    ``found``, :func:`suspected_label_errors` when not given) as ``{item, external_id,
+    final_label, predicted, confidence, human_agreement, score, flag}`` (``flag``: id of
+    the item's latest ``label_error`` flag, or None)."""
+    if found is None:
+        found = suspected_label_errors(model_run)
+    errors = found["errors"][:limit]
+    flag_of: dict[int, int] = {}
+    for item_id, flag_id in (
+        Flag.items.through.objects.filter(
+            flag__project_id=model_run.project_id,
+            flag__kind=FlagKind.LABEL_ERROR,
+            item_id__in=[e["item"] for e in errors],
+        )
+        .order_by("flag_id")
+        .values_list("item_id", "flag_id")
+    ):
+        flag_of[item_id] = flag_id
+    keep = ("item", "external_id", "final_label", "predicted", "confidence", "human_agreement")
+    return [
+        {**{k: e[k] for k in keep}, "score": e["score"], "flag": flag_of.get(e["item"])}
+        for e in errors
+    ]
 
 
 # ------------------------------------------------------------------ comparison

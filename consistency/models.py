@@ -127,6 +127,7 @@ class FlagKind(models.TextChoices):
     UNCLEAR_SLICE = "unclear_slice", "Unclear guideline or input in a slice"
     LABELER = "labeler", "Labeler"
     DRIFT = "drift", "Drift"
+    LABEL_ERROR = "label_error", "Suspected label error (model run)"
 
 
 class FlagStatus(models.TextChoices):

@@ -236,6 +236,7 @@ def model_run_page(request, model_run: ModelRun, role: str):
             "table": table,
             "sort": sort,
             "chart": _accuracy_vs_hlp_chart(analysis["prioritisation"]),
+            "label_errors_shown": analysis["label_errors"][:20],
             "confusion_rows": list(
                 zip(
                     (analysis["confusion"] or {}).get("classes") or [],

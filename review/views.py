@@ -36,6 +36,7 @@ KIND_ICONS = {
     FlagKind.UNCLEAR_SLICE: "◫",
     FlagKind.LABELER: "☺",
     FlagKind.DRIFT: "↘",
+    FlagKind.LABEL_ERROR: "⚑",
 }
 ACTION_TEXT = {
     "set_label": "Set the final label",
@@ -175,6 +176,15 @@ def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
         if ev.get("drift"):
             d = ev["drift"]
             rows.append(("Agreement early → late", f"{pct(d['early'])} → {pct(d['late'])}"))
+    elif flag.kind == FlagKind.LABEL_ERROR:
+        rows += [
+            ("Model run", f"{ev.get('model_run_name', '')} (#{ev.get('model_run', '—')})"),
+            ("Model predicts", f"{ev.get('predicted', '—')} ({pct(ev.get('confidence'))})"),
+            ("Class threshold", pct(ev.get("threshold"))),
+            ("Final label", f"{ev.get('final_label', '—')} ({ev.get('final_source', '—')})"),
+            ("Human labels agreeing", pct(ev.get("human_agreement"))),
+            ("Score", "—" if ev.get("score") is None else f"{ev['score']:.2f}"),
+        ]
     return rows
 
 
@@ -242,7 +252,8 @@ def flag_page(request, flag: Flag, role: str):
         "items": item_rows,
         "single": len(item_rows) == 1,
         # a final label is a decision about items: offered where the flag is about them
-        "decides_items": flag.kind in (FlagKind.ITEM_DISAGREEMENT, FlagKind.BORDERLINE),
+        "decides_items": flag.kind
+        in (FlagKind.ITEM_DISAGREEMENT, FlagKind.BORDERLINE, FlagKind.LABEL_ERROR),
         "classes": classes,
         "borderline": borderline,
         "flag_classes": flag_classes,

@@ -30,6 +30,8 @@ classification_report     per-class precision, recall, F1 and the confusion matr
 compare_groups            two models' accuracies per group, and how often they disagree
 model_as_labeler          the model's kappa with each human and the consensus, against
                           the humans' own spread
+label_errors              suspected label errors: the model confidently disagrees with
+                          the final label and the humans are split (confident learning)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "classification_report",
     "compare_groups",
     "group_hlp",
+    "label_errors",
     "model_as_labeler",
     "prioritisation",
     "tag_statistics",
@@ -683,3 +686,98 @@ def model_as_labeler(
         "consensus": consensus,
         "reasons": reasons,
     }
+
+
+def label_errors(
+    pred_item,
+    pred_value,
+    pred_confidence,
+    final_item,
+    final_value,
+    label_item,
+    label_value,
+    *,
+    n_classes: int,
+) -> dict:
+    """Suspected label errors, in the spirit of confident learning (Northcutt et al.,
+    2021) and CROWDLAB (Goh et al., 2022).
+
+    Inputs: the model's predictions (``pred_item`` ids, ``pred_value`` class codes,
+    ``pred_confidence`` in [0, 1]: the model's probability of its predicted class), the
+    items' final labels (``final_item``, ``final_value``) and the current human labels
+    (``label_item``, ``label_value``); codes are ``0..n_classes-1``.
+
+    * **per-class threshold** t_c = mean confidence of the predictions of class c, over
+      every prediction given (Northcutt et al.'s per-class threshold: a class the model
+      is generally unsure of needs less to count as confident);
+    * **human agreement** of an item = its human labels equal to the final label / its
+      human labels;
+    * an item is a **suspected label error** when it has a final label, the model
+      predicts another class with confidence >= t_(predicted class), and its human
+      labels are not unanimous (two or more distinct values);
+    * **score** = confidence x (1 - human agreement), in [0, 1].
+
+    Returns ``{"thresholds": [t_c or None when the model never predicts c],
+    "errors": [{item, predicted, final, confidence, threshold, human_agreement,
+    n_labels, score}]}``, errors by score (highest first), then item id.
+
+    >>> r = label_errors(
+    ...     [1, 2, 3, 4], [1, 1, 0, 1], [0.9, 0.7, 0.6, 0.8],
+    ...     [1, 2, 3, 4], [0, 0, 0, 1],
+    ...     [1, 1, 1, 2, 2, 4, 4], [0, 0, 1, 0, 1, 1, 0], n_classes=2)
+    >>> [round(t, 2) for t in r["thresholds"]]
+    [0.6, 0.8]
+    >>> [(e["item"], round(e["human_agreement"], 3), round(e["score"], 2)) for e in r["errors"]]
+    [(1, 0.667, 0.3)]
+    """
+    pred_item = _ids("pred_item", pred_item)
+    pred_value = _ids("pred_value", pred_value)
+    confidence = np.asarray(pred_confidence, dtype=np.float64)
+    final_item = _ids("final_item", final_item)
+    final_value = _ids("final_value", final_value)
+    label_item = _ids("label_item", label_item)
+    label_value = _ids("label_value", label_value)
+    _same_length(pred_item=pred_item, pred_value=pred_value, pred_confidence=confidence)
+    _same_length(final_item=final_item, final_value=final_value)
+    _same_length(label_item=label_item, label_value=label_value)
+    if confidence.size and (
+        not np.all(np.isfinite(confidence)) or confidence.min() < 0 or confidence.max() > 1
+    ):
+        raise ValueError("pred_confidence must lie in [0, 1]")
+
+    thresholds: list[float | None] = []
+    for c in range(n_classes):
+        mine = confidence[pred_value == c]
+        thresholds.append(float(mine.mean()) if mine.size else None)
+
+    final = dict(zip(final_item.tolist(), final_value.tolist(), strict=True))
+    labels: dict[int, list[int]] = {}
+    for i, v in zip(label_item.tolist(), label_value.tolist(), strict=True):
+        labels.setdefault(i, []).append(v)
+
+    errors = []
+    for i, p, conf in zip(
+        pred_item.tolist(), pred_value.tolist(), confidence.tolist(), strict=True
+    ):
+        f = final.get(i)
+        human = labels.get(i, [])
+        if f is None or p == f or len(set(human)) < 2:
+            continue
+        threshold = thresholds[p]
+        if threshold is None or conf < threshold:
+            continue
+        agreement = sum(1 for v in human if v == f) / len(human)
+        errors.append(
+            {
+                "item": i,
+                "predicted": p,
+                "final": f,
+                "confidence": conf,
+                "threshold": threshold,
+                "human_agreement": agreement,
+                "n_labels": len(human),
+                "score": conf * (1.0 - agreement),
+            }
+        )
+    errors.sort(key=lambda e: (-e["score"], e["item"]))
+    return {"thresholds": thresholds, "errors": errors}
