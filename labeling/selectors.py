@@ -36,6 +36,7 @@ from labeling.models import (
     MeasurementLevel,
     Project,
     ProjectMembership,
+    Tag,
     TaskType,
 )
 
@@ -451,3 +452,14 @@ def sme_overrides(project: Project | int) -> dict[int, int]:
         item_id: mapping.get(class_id, class_id)
         for item_id, class_id in sme_decisions(project).items()
     }
+
+
+def tag_counts(project: Project) -> list[dict]:
+    """Every tag of ``project`` with the number of items carrying it, by name, in one
+    query: ``[{"name": str, "n_items": int}]`` (a tag no item carries counts 0)."""
+    return list(
+        Tag.objects.filter(project=project)
+        .annotate(n_items=Count("items", distinct=True))
+        .order_by("name")
+        .values("name", "n_items")
+    )

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from labeling import access, selectors
+from labeling import access, selectors, services
 from labeling import assignment as assignment_service
-from labeling.access import LABEL_ROLES, READ_ROLES, REVIEW_ROLES, page_access
+from labeling.access import LABEL_ROLES, MANAGER_ROLES, READ_ROLES, REVIEW_ROLES, page_access
 from labeling.models import MAX_TIME_SPENT_MS, Annotation, Assignment, Item, Project, TaskType
 
 
@@ -202,3 +202,88 @@ def item_thumbnail(request, item: Item, role: str):
     if not item.thumbnail:
         raise Http404("no thumbnail yet")
     return _safe_file_response(item.thumbnail, "image/jpeg")
+
+
+# --- Tags in bulk ----------------------------------------------------------------------
+def _split_external_ids(text: str) -> list[str]:
+    """External ids from the textarea: one per line or comma-separated, blanks dropped."""
+    return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
+
+
+def _tag_request(project: Project, post) -> tuple[dict, dict[str, list[str]]]:
+    """The ``change_item_tags`` keyword arguments from the tags form, or the form's errors
+    by field (``tag``, ``items``, ``filter``, ``action``)."""
+    errors: dict[str, list[str]] = {}
+    action = post.get("action")
+    if action not in ("add", "remove"):
+        errors["action"] = ["choose add or remove"]
+    tag = (post.get("tag") or "").strip()
+    if not tag:
+        errors["tag"] = ["name a tag"]
+    options: dict = {action if action in ("add", "remove") else "add": [tag]}
+    ids = _split_external_ids(post.get("items") or "")
+    metadata_filter = (post.get("filter") or "").strip()
+    if ids and metadata_filter:
+        errors["filter"] = ["give external ids or a filter, not both"]
+    elif ids:
+        options["external_ids"] = ids
+    elif metadata_filter:
+        key, sep, value = metadata_filter.partition("=")
+        key = key.strip().removeprefix("metadata.")
+        if not sep or not key:
+            errors["filter"] = ["write the filter as key=value, e.g. factory=A"]
+        else:
+            try:
+                items = selectors.filter_items(project, metadata={key: value.strip()})
+            except ValueError as exc:
+                errors["filter"] = [str(exc)]
+            else:
+                options["item_ids"] = list(items.values_list("pk", flat=True))
+    else:
+        errors["items"] = ["give external ids or a metadata filter"]
+    return options, errors
+
+
+@page_access(REVIEW_ROLES)
+def tags(request, project: Project, role: str):
+    """The project's tags with their item counts (review roles); managers add or remove
+    a tag on items named by external id or matched by one ``key=value`` metadata filter.
+    POST redirects back with a message naming how many items changed."""
+    can_edit = role in MANAGER_ROLES
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("only managers change tags")
+        options, errors = _tag_request(project, request.POST)
+        if not errors:
+            try:
+                result = services.change_item_tags(project=project, actor=request.user, **options)
+            except ValidationError as exc:
+                by_field = exc.message_dict
+                field_of = {"add": "tag", "remove": "tag"}
+                if "item_ids" in options:
+                    field_of["items"] = "filter"
+                for field, msgs in by_field.items():
+                    errors.setdefault(field_of.get(field, field), []).extend(msgs)
+            else:
+                changed = sum(result["added"].values()) + sum(result["removed"].values())
+                verb = "added to" if "add" in options else "removed from"
+                tag_name = next(iter(result["added"] or result["removed"]))
+                messages.success(
+                    request,
+                    f"Tag {tag_name} {verb} {changed} item{'s' if changed != 1 else ''}"
+                    f" ({result['n_items']} selected).",
+                )
+                return redirect("project-tags", project_id=project.pk)
+    return render(
+        request,
+        "labeling/tags.html",
+        {
+            "project": project,
+            "tags": selectors.tag_counts(project),
+            "can_edit": can_edit,
+            "errors": errors,
+            "form": request.POST if request.method == "POST" else {},
+        },
+        status=400 if errors else 200,
+    )

@@ -157,6 +157,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "label-skip": {"POST": ASSIGNEE},
     "item-image": {"GET": READ},
     "item-thumbnail": {"GET": READ},
+    "project-tags": {"GET": REVIEW, "POST": MANAGER_ONLY},
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
