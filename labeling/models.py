@@ -361,6 +361,11 @@ class GoldLabel(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The labeler whose annotation carries this ground truth (import row with gold: true);
+    # HLP's gold method leaves that annotation out. Null when the gold has no annotation.
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

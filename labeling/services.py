@@ -509,8 +509,12 @@ def set_gold_label(
     source: str = GoldSource.IMPORT,
     actor: AbstractBaseUser | None = None,
     reason: str = "",
+    labeler: AbstractBaseUser | None = None,
 ) -> GoldLabel:
-    """Set (or replace) the item's reference label, recording before and after."""
+    """Set (or replace) the item's reference label, recording before and after.
+
+    ``labeler``: the labeler whose annotation carries this ground truth, if any (its label
+    on the item is then not measured against the gold)."""
     fields = resolve_value(project=item.project, value=value)
     existing = GoldLabel.objects.select_for_update().filter(item=item).first()
     before = None
@@ -520,7 +524,9 @@ def set_gold_label(
             "source": existing.source,
         }
         existing.delete()
-    gold = GoldLabel.objects.create(item=item, source=source, created_by=actor, **fields)
+    gold = GoldLabel.objects.create(
+        item=item, source=source, created_by=actor, labeler=labeler, **fields
+    )
     events.gold_set(
         project_id=item.project_id,
         actor_id=getattr(actor, "pk", None),

@@ -71,7 +71,11 @@ def add_items(project, rows, humans, expert=None, *, gold_source=GoldSource.IMPO
             )
         if truth is not None:
             GoldLabel.objects.create(
-                item=item, label_class=classes[truth], source=gold_source, created_by=expert
+                item=item,
+                label_class=classes[truth],
+                source=gold_source,
+                created_by=expert,
+                labeler=expert,
             )
             if expert is not None:
                 annotations.append(
