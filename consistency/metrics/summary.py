@@ -162,8 +162,14 @@ def _alpha_and_hlp(iv: _Items, stats, gold_lab, *, n_bootstrap, seed, confidence
         "percent_agreement": pa,
         "percent_agreement_ci": _ci(pa_reps, confidence) if pa is not None else None,
     }
-    # HLP
+    # HLP: both estimates where each can be computed; the headline is gold when any
+    # label lies on a gold item (a reference outside the labelers), else pairwise.
     hlp: dict = {"reasons": {}}
+    hlp["pairwise"] = {
+        "value": pa if pa is not None else None,
+        "n_items": int(prof.n_pairable_items) if pa is not None else 0,
+    }
+    hlp["gold"] = {"value": None, "n_items": 0}
     if gold_lab is not None and gold_lab[0].any():
         has, correct = gold_lab
         n_i = np.bincount(iv.pos[has], minlength=iv.n_items)
@@ -173,6 +179,7 @@ def _alpha_and_hlp(iv: _Items, stats, gold_lab, *, n_bootstrap, seed, confidence
         hlp["value"] = float(c_i.sum() / n_i.sum())
         hlp["method"] = "gold"
         hlp["n_items"] = int(g.sum())
+        hlp["gold"] = {"value": hlp["value"], "n_items": hlp["n_items"]}
         hlp["weighting"] = "every label on a gold item counts once (label-weighted accuracy)"
         reps = []
         if n_bootstrap:
@@ -617,8 +624,15 @@ def summarize(
         "ci": hlp["ci"],
         "n_items": hlp["n_items"],
         "weighting": hlp["weighting"],
-        "reasons": hlp["reasons"],
+        "gold": {"value": _num(hlp["gold"]["value"]), "n_items": hlp["gold"]["n_items"]},
+        "pairwise": {
+            "value": _num(hlp["pairwise"]["value"]),
+            "n_items": hlp["pairwise"]["n_items"],
+        },
+        "reasons": {**hlp["reasons"], "method": _hlp_method_reason(hlp)},
     }
+    if hlp_out["gold"]["value"] is None and "gold" not in hlp_out["reasons"]:
+        hlp_out["reasons"]["gold"] = "no ground truth: pairwise agreement used"
     if stats.categorical:
         conv, warns = _conventions(eng, classes, iv, L, labeler_names)
         hlp_out["conventions"] = conv
@@ -631,6 +645,17 @@ def summarize(
         "confusion": confusion,
         "hlp": hlp_out,
     }
+
+
+def _hlp_method_reason(hlp: dict) -> str:
+    """Why the headline HLP is the estimate it is (``results.hlp.reasons.method``)."""
+    if hlp["method"] == "gold":
+        return (
+            "gold: other labelers' labels on ground-truth items measured against it, a "
+            "reference outside the labelers (pairwise agreement only measures them against "
+            "each other)"
+        )
+    return "pairwise: no label of another labeler lies on a ground-truth item"
 
 
 def slice_summary(

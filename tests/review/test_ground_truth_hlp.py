@@ -130,3 +130,12 @@ def test_sme_decisions_leave_hlp_unchanged_and_change_final_labels(
     assert keys[final[unlabelled_truth["it-6"].pk].label_class_id] == "borderline"
     imported = GoldLabel.objects.filter(item__project=project, source=GoldSource.IMPORT)
     assert imported.count() == 4
+
+
+def test_both_hlp_estimates_are_reported_with_the_gold_one_as_headline(imported):
+    hlp = run_agreement(imported).results["hlp"]
+    assert hlp["gold"] == {"value": pytest.approx(6 / 8), "n_items": 4}
+    # pairwise over all three labelers, per item: it-1 3/3, it-2 1/3, it-3 1/3, it-4 3/3
+    assert hlp["pairwise"]["value"] == pytest.approx((1 + 1 / 3 + 1 / 3 + 1) / 4)
+    assert hlp["pairwise"]["n_items"] == 4
+    assert hlp["method"] == "gold" and hlp["reasons"]["method"].startswith("gold")
