@@ -32,6 +32,7 @@ from labeling.models import (
     Guideline,
     ImageStatsStatus,
     Item,
+    ItemDecision,
     LabelClass,
     MeasurementLevel,
     PayloadKind,
@@ -499,6 +500,31 @@ def submit_annotation(
             reason=reason,
         )
     return annotation
+
+
+@transaction.atomic
+def set_item_decision(
+    *,
+    item: Item,
+    label_class: LabelClass,
+    actor: AbstractBaseUser,
+    rationale: str,
+    resolution_id: int | None = None,
+) -> tuple[ItemDecision, bool]:
+    """Record an SME's decision on ``item`` (its final label), replacing an earlier one.
+
+    Ground truth (``GoldLabel``) is never touched. Returns ``(decision,
+    conflicts_with_ground_truth)``: True when the item has ground truth of another class."""
+    ItemDecision.objects.filter(item=item).delete()
+    decision = ItemDecision.objects.create(
+        item=item,
+        label_class=label_class,
+        decided_by=actor,
+        rationale=rationale,
+        resolution_id=resolution_id,
+    )
+    gold = GoldLabel.objects.filter(item=item).values_list("label_class_id", flat=True).first()
+    return decision, gold is not None and gold != label_class.pk
 
 
 @transaction.atomic

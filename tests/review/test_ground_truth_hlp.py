@@ -12,7 +12,7 @@ from consistency.models import AgreementRun, Flag, RunStatus
 from labeling import services
 from labeling.access import Role
 from labeling.imports.annotations import import_annotations
-from labeling.models import GoldLabel, GoldSource, Item, PayloadKind
+from labeling.models import GoldLabel, GoldSource, Item, ItemDecision, PayloadKind
 from review.services import resolve_flag
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +139,26 @@ def test_both_hlp_estimates_are_reported_with_the_gold_one_as_headline(imported)
     assert hlp["pairwise"]["value"] == pytest.approx((1 + 1 / 3 + 1 / 3 + 1) / 4)
     assert hlp["pairwise"]["n_items"] == 4
     assert hlp["method"] == "gold" and hlp["reasons"]["method"].startswith("gold")
+
+
+def test_a_decision_against_ground_truth_keeps_it_and_is_reported_as_a_conflict(
+    project, unlabelled_truth, make_user
+):
+    sme = make_user("sam-sme")
+    services.set_membership(project=project, user=sme, role=Role.SME)
+    run = run_agreement(project)
+    flag = Flag.objects.create(
+        project=project, run=run, kind="disagreement", impact=1.0,
+        suggested_action="set_label", summary="test flag", evidence={},
+    )  # fmt: skip
+    item = unlabelled_truth["it-3"]  # ground truth: dent
+    flag.items.set([item])
+    resolution = resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint")
+    assert resolution.details["conflicts_with_ground_truth"] is True
+    assert resolution.details["decided"][0]["conflicts_with_ground_truth"] is True
+    gold = GoldLabel.objects.get(item=item)
+    assert (gold.label_class.key, gold.source) == ("dent", GoldSource.IMPORT)
+    assert ItemDecision.objects.get(item=item).label_class.key == "borderline"
+    after = run_agreement(project).results["hlp"]
+    assert (after["method"], after["n_items"]) == ("gold", 4)
+    assert after["value"] == pytest.approx(9 / 12)
