@@ -39,9 +39,8 @@ from consistency.models import (
 from consistency.selectors import current_normalization_rules
 from labeling.models import (
     Annotation,
-    GoldLabel,
-    GoldSource,
     Item,
+    ItemDecision,
     MeasurementLevel,
     Project,
     TaskType,
@@ -189,7 +188,7 @@ def load_label_data(
     if any(v is not None for v in brightness.values()):
         numbers["mean_brightness"] = brightness
     resolved = set(
-        GoldLabel.objects.filter(item__project=project, source=GoldSource.SME).values_list(
+        ItemDecision.objects.filter(item__project=project).values_list(
             "item__external_id", flat=True
         )
     )

@@ -471,19 +471,19 @@ def _human_labels(project: Project, classes: ClassMap) -> dict:
 
     Ground truth for HLP excludes SME decisions (``source == sme``): those are made on the
     items humans find hard, so measuring humans against them is biased by construction.
-    The ground-truth labeler of an item is the account that set its ground truth
-    (``GoldLabel.created_by``); that account's own label on the item is left out.
+    The ground-truth labeler of an item is the labeler whose annotation carries its ground
+    truth (``GoldLabel.labeler``); that labeler's own label on the item is left out.
     """
     cols = scan_annotations(project.pk)
     codes = classes.codes(cols.label_class)
     keep = codes >= 0
     gold_rows = [
-        (item_id, classes.code_of[class_id], created_by if created_by is not None else -1)
-        for item_id, class_id, created_by in GoldLabel.objects.filter(
+        (item_id, classes.code_of[class_id], labeler if labeler is not None else -1)
+        for item_id, class_id, labeler in GoldLabel.objects.filter(
             item__project=project, label_class__isnull=False
         )
         .exclude(source=GoldSource.SME)
-        .values_list("item_id", "label_class_id", "created_by_id")
+        .values_list("item_id", "label_class_id", "labeler_id")
         if class_id in classes.code_of
     ]
     gold = np.asarray(gold_rows, dtype=np.int64).reshape(-1, 3)

@@ -30,7 +30,7 @@ from consistency.metrics import (
 from consistency.run_params import SPECIAL_SLICES
 from consistency.scan import scan_annotations
 from consistency.selectors import current_normalization
-from labeling.models import GoldLabel, Guideline, Item, Project
+from labeling.models import GoldLabel, GoldSource, Guideline, Item, Project
 
 User = get_user_model()
 
@@ -47,7 +47,13 @@ def metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]
     labeler_ids = list(run.data_version.get("labeler_ids", []))
     names = _labeler_names(labeler_ids)
     categorical = level in ("nominal", "ordinal")
-    gold = _gold(project, level, classes)
+    gold, gold_owner = _gold(project, level, classes)
+    # The labeler whose annotation carries an item's ground truth is not measured
+    # against it (labeler code = position in the run's sorted labeler ids).
+    code_of_labeler = {uid: code for code, uid in enumerate(labeler_ids)}
+    gold_labeler = {
+        item: code_of_labeler[uid] for item, uid in gold_owner.items() if uid in code_of_labeler
+    }
     if not categorical:
         # Gold values the labels never used cannot be coded into value points.
         points = stats.value_points
@@ -62,6 +68,7 @@ def metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]
             classes=classes.keys if categorical else None,
             labeler_names=names,
             gold=gold or None,
+            gold_labeler=gold_labeler or None,
             n_bootstrap=params["n_bootstrap"],
             seed=params["seed"],
         )
@@ -71,7 +78,11 @@ def metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]
     timings["metrics_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
-    slices = [] if empty else _slices(run, stats, chunk.guideline, gold or None, names)
+    slices = (
+        []
+        if empty
+        else _slices(run, stats, chunk.guideline, gold or None, names, gold_labeler or None)
+    )
     results["slices"] = slices
     results["hlp"]["per_slice"] = [
         {
@@ -104,12 +115,21 @@ def _labeler_names(labeler_ids: Sequence[int]) -> list[str]:
     return [names.get(i, f"user {i}") for i in labeler_ids]
 
 
-def _gold(project: Project, level: str, classes: ClassMap) -> dict:
-    rows = GoldLabel.objects.filter(item__project=project).values_list(
-        "item_id", "label_class_id", "value_number"
+def _gold(project: Project, level: str, classes: ClassMap) -> tuple[dict, dict]:
+    """Ground truth as ``({item id: class code or value}, {item id: labeler user id})``.
+
+    SME decisions (``source == sme``) are not ground truth: they are made on the items
+    humans find hard, so measuring humans against them is biased by construction. The
+    second dict names the labeler whose annotation carries the ground truth, when known.
+    """
+    rows = (
+        GoldLabel.objects.filter(item__project=project)
+        .exclude(source=GoldSource.SME)
+        .values_list("item_id", "label_class_id", "value_number", "labeler_id")
     )
     gold = {}
-    for item_id, class_id, number in rows:
+    owner = {int(i): int(u) for i, _, _, u in rows if u is not None}
+    for item_id, class_id, number, _ in rows:
         if level in ("nominal", "ordinal"):
             code = classes.code_of.get(class_id) if class_id is not None else None
             if code is not None:
@@ -120,7 +140,7 @@ def _gold(project: Project, level: str, classes: ClassMap) -> dict:
                 value = classes.metric_value[classes.code_of[class_id]]
             if value is not None and math.isfinite(value):
                 gold[int(item_id)] = float(value)
-    return gold
+    return gold, owner
 
 
 def _empty_results(level: str) -> dict:
@@ -230,7 +250,9 @@ def _slice_entry(key: str, value: str, summary: dict) -> dict:
     }
 
 
-def _slices(run, stats: AgreementStats, guideline: np.ndarray, gold, names) -> list[dict]:
+def _slices(
+    run, stats: AgreementStats, guideline: np.ndarray, gold, names, gold_labeler=None
+) -> list[dict]:
     params = run.params
     n_boot, seed = params["n_bootstrap"], params["seed"]
     out: list[dict] = []
@@ -241,14 +263,16 @@ def _slices(run, stats: AgreementStats, guideline: np.ndarray, gold, names) -> l
     metadata = _item_metadata(run.project, meta_keys)
     for key in params["slices"]:
         if key == "guideline_version":
-            out += _guideline_slices(run, stats, guideline, gold, n_boot, seed)
+            out += _guideline_slices(run, stats, guideline, gold, n_boot, seed, gold_labeler)
             continue
         groups = _item_groups(run, key, stats, names, metadata)
         ranked = sorted(groups.items(), key=lambda kv: (-kv[1].size, kv[0]))
         for value, ids in ranked[:MAX_SLICE_VALUES]:
             mask = np.zeros(size, dtype=bool)
             mask[ids[ids < size]] = True
-            summary = slice_summary(stats, mask, gold=gold, n_bootstrap=n_boot, seed=seed)
+            summary = slice_summary(
+                stats, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
+            )
             if summary["n_items"] == 0:
                 continue
             out.append(_slice_entry(key, value, summary))
@@ -272,7 +296,7 @@ def _slices(run, stats: AgreementStats, guideline: np.ndarray, gold, names) -> l
     return out
 
 
-def _guideline_slices(run, stats, guideline, gold, n_boot, seed) -> list[dict]:
+def _guideline_slices(run, stats, guideline, gold, n_boot, seed, gold_labeler) -> list[dict]:
     """Label-level slice: the labels made under each guideline version."""
     versions = dict(Guideline.objects.filter(project=run.project).values_list("pk", "version"))
     out = []
@@ -289,7 +313,9 @@ def _guideline_slices(run, stats, guideline, gold, n_boot, seed) -> list[dict]:
             n_labelers=stats.n_labelers,
         )
         mask = np.ones(int(sub.item.max()) + 1 if sub.item.size else 0, dtype=bool)
-        summary = slice_summary(sub, mask, gold=gold, n_bootstrap=n_boot, seed=seed)
+        summary = slice_summary(
+            sub, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
+        )
         entry = _slice_entry("guideline_version", label, summary)
         entry["definition"] = "labels made under this guideline version (label-level slice)"
         out.append(entry)

@@ -361,10 +361,38 @@ class GoldLabel(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The labeler whose annotation carries this ground truth (import row with gold: true);
+    # HLP's gold method leaves that annotation out. Null when the gold has no annotation.
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"gold for {self.item_id}"
+
+
+class ItemDecision(models.Model):
+    """An SME's decision on an item: its final label, chosen on review (one per item, the
+    latest). Not ground truth: it overrides consensus in datasets and error analysis but is
+    never a reference for HLP or labeler accuracy."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="decision")
+    label_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    value_number = models.FloatField(null=True, blank=True)
+    value_text = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rationale = models.TextField(blank=True)
+    # review.Resolution id (labeling may not reference review's models).
+    resolution_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"decision on {self.item_id}"
 
 
 class AssignmentStatus(models.TextChoices):

@@ -29,9 +29,9 @@ from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 from labeling.models import (
     Annotation,
     GoldLabel,
-    GoldSource,
     Guideline,
     Item,
+    ItemDecision,
     LabelClass,
     MeasurementLevel,
     Project,
@@ -434,12 +434,12 @@ def effective_class_map(project: Project | int) -> dict[int, int]:
 
 
 def sme_decisions(project: Project | int) -> dict[int, int]:
-    """``{item id: class id}`` decided by an SME (gold labels with source ``sme``), the
-    class as stored. One query."""
+    """``{item id: class id}`` decided by an SME (``ItemDecision``), the class as stored.
+    One query."""
     project_id = project.pk if isinstance(project, Project) else project
     return dict(
-        GoldLabel.objects.filter(
-            item__project_id=project_id, source=GoldSource.SME, label_class__isnull=False
+        ItemDecision.objects.filter(
+            item__project_id=project_id, label_class__isnull=False
         ).values_list("item_id", "label_class_id")
     )
 

@@ -32,6 +32,7 @@ from labeling.models import (
     Guideline,
     ImageStatsStatus,
     Item,
+    ItemDecision,
     LabelClass,
     MeasurementLevel,
     PayloadKind,
@@ -502,6 +503,31 @@ def submit_annotation(
 
 
 @transaction.atomic
+def set_item_decision(
+    *,
+    item: Item,
+    label_class: LabelClass,
+    actor: AbstractBaseUser,
+    rationale: str,
+    resolution_id: int | None = None,
+) -> tuple[ItemDecision, bool]:
+    """Record an SME's decision on ``item`` (its final label), replacing an earlier one.
+
+    Ground truth (``GoldLabel``) is never touched. Returns ``(decision,
+    conflicts_with_ground_truth)``: True when the item has ground truth of another class."""
+    ItemDecision.objects.filter(item=item).delete()
+    decision = ItemDecision.objects.create(
+        item=item,
+        label_class=label_class,
+        decided_by=actor,
+        rationale=rationale,
+        resolution_id=resolution_id,
+    )
+    gold = GoldLabel.objects.filter(item=item).values_list("label_class_id", flat=True).first()
+    return decision, gold is not None and gold != label_class.pk
+
+
+@transaction.atomic
 def set_gold_label(
     *,
     item: Item,
@@ -509,8 +535,12 @@ def set_gold_label(
     source: str = GoldSource.IMPORT,
     actor: AbstractBaseUser | None = None,
     reason: str = "",
+    labeler: AbstractBaseUser | None = None,
 ) -> GoldLabel:
-    """Set (or replace) the item's reference label, recording before and after."""
+    """Set (or replace) the item's reference label, recording before and after.
+
+    ``labeler``: the labeler whose annotation carries this ground truth, if any (its label
+    on the item is then not measured against the gold)."""
     fields = resolve_value(project=item.project, value=value)
     existing = GoldLabel.objects.select_for_update().filter(item=item).first()
     before = None
@@ -520,7 +550,9 @@ def set_gold_label(
             "source": existing.source,
         }
         existing.delete()
-    gold = GoldLabel.objects.create(item=item, source=source, created_by=actor, **fields)
+    gold = GoldLabel.objects.create(
+        item=item, source=source, created_by=actor, labeler=labeler, **fields
+    )
     events.gold_set(
         project_id=item.project_id,
         actor_id=getattr(actor, "pk", None),

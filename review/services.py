@@ -35,9 +35,9 @@ from labeling.models import (
     Annotation,
     Assignment,
     GoldLabel,
-    GoldSource,
     Guideline,
     Item,
+    ItemDecision,
     LabelClass,
     Project,
     TaskType,
@@ -115,6 +115,7 @@ def _item_before(item: Item, run: AgreementRun | None) -> dict:
         .values_list("labeler__username", "label_class__key")
     )
     gold = GoldLabel.objects.filter(item=item).select_related("label_class").first()
+    decision = ItemDecision.objects.filter(item=item).select_related("label_class").first()
     consensus = None
     if run is not None:
         row = (
@@ -137,6 +138,11 @@ def _item_before(item: Item, run: AgreementRun | None) -> dict:
         "gold": (
             {"label": gold.label_class.key if gold.label_class_id else None, "source": gold.source}
             if gold
+            else None
+        ),
+        "decision": (
+            {"label": decision.label_class.key if decision.label_class_id else None}
+            if decision
             else None
         ),
     }
@@ -169,8 +175,10 @@ def _decide_items(
     decided = []
     for item in locked:
         before = _item_before(item, run)
-        labeling_services.set_gold_label(
-            item=item, value=label_class.key, source=GoldSource.SME, actor=actor, reason=rationale
+        # A decision is the item's final label, never its ground truth; one that
+        # contradicts the ground truth is allowed and reported as a conflict.
+        _, conflict = labeling_services.set_item_decision(
+            item=item, label_class=label_class, actor=actor, rationale=rationale
         )
         if run is not None:
             # The latest run's consensus shows the decision at once; the next run reads
@@ -188,7 +196,12 @@ def _decide_items(
                     "status": status,
                 },
             )
-        after = {"label": label_class.key, "flag": flag.pk, "status": status}
+        after = {
+            "label": label_class.key,
+            "flag": flag.pk,
+            "status": status,
+            "conflicts_with_ground_truth": conflict,
+        }
         record(
             project_id=project.pk,
             actor_id=actor.pk,
@@ -385,7 +398,7 @@ def resolve_flag(
                 )
             record = events.item_marked_borderline
         resolution.label_class = label_class
-        details["decided"] = _decide_items(
+        details["decided"] = decided = _decide_items(
             project=project,
             items=chosen,
             label_class=label_class,
@@ -393,6 +406,9 @@ def resolve_flag(
             rationale=rationale,
             flag=flag,
             record=record,
+        )
+        details["conflicts_with_ground_truth"] = any(
+            d["conflicts_with_ground_truth"] for d in decided
         )
     elif action == ResolutionAction.MERGE_CLASSES:
         keys = list(classes) if classes else flag_class_keys

@@ -24,7 +24,7 @@ from consistency.models import (
 from consistency.selectors import current_normalization_rules
 from labeling import access, selectors
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
-from labeling.models import GoldLabel, Item, Project, TaskType
+from labeling.models import GoldLabel, Item, ItemDecision, Project, TaskType
 from review import selectors as review_selectors
 from review import services as review_services
 from review.models import ResolutionAction
@@ -205,6 +205,10 @@ def flag_page(request, flag: Flag, role: str):
             "label_class", "created_by"
         )
     }
+    decisions = {
+        d.item_id: d
+        for d in ItemDecision.objects.filter(item__in=items).select_related("label_class")
+    }
     consensus: dict[int, Consensus] = {}
     for row in (
         Consensus.objects.filter(run_id=flag.run_id, item__in=items)
@@ -227,6 +231,12 @@ def flag_page(request, flag: Flag, role: str):
                 for label in labels.get(i.pk, [])
             ],
             "gold": gold.get(i.pk),
+            "decision": decisions.get(i.pk),
+            "conflict": bool(
+                decisions.get(i.pk)
+                and gold.get(i.pk)
+                and decisions[i.pk].label_class_id != gold[i.pk].label_class_id
+            ),
             "consensus": consensus.get(i.pk),
             "metadata": sorted((k, _meta_text(v)) for k, v in (i.metadata or {}).items()),
         }

@@ -98,8 +98,22 @@ def _gold_arrays(gold, stats: AgreementStats):
     return g_items, g_vals
 
 
-def _gold_per_label(iv: _Items, stats: AgreementStats, gold):
-    """(has_gold (N,), correct (N,)) for labels sorted like ``iv``."""
+def _gold_per_label(iv: _Items, stats: AgreementStats, gold, gold_labeler=None):
+    """(has_gold (N,), correct (N,)) for labels sorted like ``iv``.
+
+    ``gold_labeler`` ``{item_code: labeler_code}``: the labeler whose annotation carries an
+    item's gold; that label is not measured against itself (``has`` is False for it)."""
+    has, correct = _gold_match(iv, stats, gold)
+    if gold_labeler:
+        own = np.fromiter(
+            (gold_labeler.get(int(i), -1) for i in iv.item), dtype=np.int64, count=iv.item.size
+        )
+        mine = iv.labeler == own
+        has, correct = has & ~mine, correct & ~mine
+    return has, correct
+
+
+def _gold_match(iv: _Items, stats: AgreementStats, gold):
     g_items, g_vals = gold
     top = int(max(g_items.max(), iv.item.max() if iv.item.size else 0)) + 1
     if top <= 4 * iv.item.size + 1_000_000:  # dense lookup by item code
@@ -148,8 +162,14 @@ def _alpha_and_hlp(iv: _Items, stats, gold_lab, *, n_bootstrap, seed, confidence
         "percent_agreement": pa,
         "percent_agreement_ci": _ci(pa_reps, confidence) if pa is not None else None,
     }
-    # HLP
+    # HLP: both estimates where each can be computed; the headline is gold when any
+    # label lies on a gold item (a reference outside the labelers), else pairwise.
     hlp: dict = {"reasons": {}}
+    hlp["pairwise"] = {
+        "value": pa if pa is not None else None,
+        "n_items": int(prof.n_pairable_items) if pa is not None else 0,
+    }
+    hlp["gold"] = {"value": None, "n_items": 0}
     if gold_lab is not None and gold_lab[0].any():
         has, correct = gold_lab
         n_i = np.bincount(iv.pos[has], minlength=iv.n_items)
@@ -159,6 +179,7 @@ def _alpha_and_hlp(iv: _Items, stats, gold_lab, *, n_bootstrap, seed, confidence
         hlp["value"] = float(c_i.sum() / n_i.sum())
         hlp["method"] = "gold"
         hlp["n_items"] = int(g.sum())
+        hlp["gold"] = {"value": hlp["value"], "n_items": hlp["n_items"]}
         hlp["weighting"] = "every label on a gold item counts once (label-weighted accuracy)"
         reps = []
         if n_bootstrap:
@@ -368,6 +389,7 @@ def summarize(
     classes: list | None = None,
     labeler_names: list | None = None,
     gold: dict | None = None,
+    gold_labeler: dict | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -384,6 +406,9 @@ def summarize(
         Default ``str(code)``.
     gold : dict {item_code: class_code}, optional
         Gold labels (interval / ratio: gold values, compared exactly).
+    gold_labeler : dict {item_code: labeler_code}, optional
+        The labeler whose annotation carries the item's gold: that label is left out of the
+        gold comparison (HLP, accuracy_vs_gold) but kept in every agreement metric.
     n_bootstrap : int
         Bootstrap replicates over items for the alpha / HLP intervals (0: no CI).
     seed : int
@@ -417,7 +442,7 @@ def summarize(
 
     iv = _Items(stats.item, stats.labeler, stats.value, V)
     gold_arr = _gold_arrays(gold, stats)
-    gold_lab = _gold_per_label(iv, stats, gold_arr) if gold_arr is not None else None
+    gold_lab = _gold_per_label(iv, stats, gold_arr, gold_labeler) if gold_arr is not None else None
     core = _alpha_and_hlp(
         iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
     )
@@ -599,8 +624,15 @@ def summarize(
         "ci": hlp["ci"],
         "n_items": hlp["n_items"],
         "weighting": hlp["weighting"],
-        "reasons": hlp["reasons"],
+        "gold": {"value": _num(hlp["gold"]["value"]), "n_items": hlp["gold"]["n_items"]},
+        "pairwise": {
+            "value": _num(hlp["pairwise"]["value"]),
+            "n_items": hlp["pairwise"]["n_items"],
+        },
+        "reasons": {**hlp["reasons"], "method": _hlp_method_reason(hlp)},
     }
+    if hlp_out["gold"]["value"] is None and "gold" not in hlp_out["reasons"]:
+        hlp_out["reasons"]["gold"] = "no ground truth: pairwise agreement used"
     if stats.categorical:
         conv, warns = _conventions(eng, classes, iv, L, labeler_names)
         hlp_out["conventions"] = conv
@@ -615,11 +647,23 @@ def summarize(
     }
 
 
+def _hlp_method_reason(hlp: dict) -> str:
+    """Why the headline HLP is the estimate it is (``results.hlp.reasons.method``)."""
+    if hlp["method"] == "gold":
+        return (
+            "gold: other labelers' labels on ground-truth items measured against it, a "
+            "reference outside the labelers (pairwise agreement only measures them against "
+            "each other)"
+        )
+    return "pairwise: no label of another labeler lies on a ground-truth item"
+
+
 def slice_summary(
     stats: AgreementStats,
     item_mask,
     *,
     gold: dict | None = None,
+    gold_labeler: dict | None = None,
     n_bootstrap: int = 200,
     seed: int = 0,
     confidence: float = 0.95,
@@ -631,7 +675,7 @@ def slice_summary(
     stats : AgreementStats
     item_mask : array_like of bool, shape (n_item_codes,)
         ``item_mask[code]`` selects item ``code`` (codes beyond its length: not selected).
-    gold, n_bootstrap, seed, confidence
+    gold, gold_labeler, n_bootstrap, seed, confidence
         As in :func:`summarize`.
 
     Returns
@@ -647,7 +691,7 @@ def slice_summary(
     sel[inside] = mask[stats.item[inside]]
     iv = _Items(stats.item[sel], stats.labeler[sel], stats.value[sel], stats.n_values)
     gold_arr = _gold_arrays(gold, stats)
-    gold_lab = _gold_per_label(iv, stats, gold_arr) if gold_arr is not None else None
+    gold_lab = _gold_per_label(iv, stats, gold_arr, gold_labeler) if gold_arr is not None else None
     core = _alpha_and_hlp(
         iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
     )

@@ -287,15 +287,24 @@ def _ensure_annotations(
 
 def _ensure_gold(project, demo: DemoProject, users, items, report) -> None:
     have = set(GoldLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
+    # The gold annotator's own annotation on an item (if it labelled it) carries the gold.
+    labelled = set(
+        Annotation.objects.filter(item__project=project, is_current=True).values_list(
+            "item_id", "labeler_id"
+        )
+    )
     for gold in demo.gold:
         item = items[gold.item]
         if item.pk in have:
             continue
+        annotator = users.get(gold.annotator)
+        carrier = annotator if annotator and (item.pk, annotator.pk) in labelled else None
         services.set_gold_label(
             item=item,
             value=gold.value,
             source=GoldSource.IMPORT,
-            actor=users.get(gold.annotator),
+            actor=annotator,
             reason="demo expert reference",
+            labeler=carrier,
         )
         report.add("gold")

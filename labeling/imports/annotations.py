@@ -434,6 +434,7 @@ def _store_gold(
                 value_text=a.value_text,
                 source=GoldSource.IMPORT,
                 created_by_id=actor_id,
+                labeler_id=a.labeler_id,
             )
             for item_id, a in gold.items()
         ],

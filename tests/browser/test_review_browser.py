@@ -8,7 +8,7 @@ import pytest
 from consistency.flags import generate_flags
 from consistency.models import Consensus, ConsensusMethod, Flag, FlagStatus
 from consistency.selectors import current_normalization_rules
-from labeling.models import GoldLabel, GoldSource, Project
+from labeling.models import ItemDecision, Project
 from labeling.selectors import sme_overrides
 from review.selectors import flag_queue
 from tests.review.test_review import load_demo_db, run_agreement
@@ -73,8 +73,8 @@ def test_sme_resolves_a_flag_with_the_keyboard(
     page.screenshot(path=str(screenshot_dir / "review-next.png"), full_page=True)
     target.refresh_from_db()
     assert target.status == FlagStatus.RESOLVED
-    gold = GoldLabel.objects.get(item=item)
-    assert (gold.label_class.key, gold.source) == ("shallow_scratch", GoldSource.SME)
+    gold = ItemDecision.objects.get(item=item)
+    assert gold.label_class.key == "shallow_scratch"
     consensus = Consensus.objects.get(item=item, run=target.run, method=ConsensusMethod.SME)
     assert consensus.label_class.key == "shallow_scratch" and consensus.status == "resolved"
     assert sme_overrides(project)[item.pk] == gold.label_class_id

@@ -13,6 +13,7 @@ from labeling.models import (
     GoldLabel,
     GoldSource,
     Item,
+    ItemDecision,
     LabelClass,
     PayloadKind,
     Role,
@@ -71,7 +72,11 @@ def add_items(project, rows, humans, expert=None, *, gold_source=GoldSource.IMPO
             )
         if truth is not None:
             GoldLabel.objects.create(
-                item=item, label_class=classes[truth], source=gold_source, created_by=expert
+                item=item,
+                label_class=classes[truth],
+                source=gold_source,
+                created_by=expert,
+                labeler=expert,
             )
             if expert is not None:
                 annotations.append(
@@ -195,10 +200,9 @@ def test_hlp_without_ground_truth_is_pairwise_on_the_slice(manager, make_user):
     predictions = add_items(project, rows, humans)
     # SME decisions on every item: the model's reference, not a ground truth for HLP.
     for external_id, *_ in rows:
-        GoldLabel.objects.create(
+        ItemDecision.objects.create(
             item=Item.objects.get(project=project, external_id=external_id),
             label_class=LabelClass.objects.get(project=project, key="yes"),
-            source=GoldSource.SME,
         )
     run = model_runs.upload_model_run(
         project=project, name="m", predictions=predictions, created_by=manager

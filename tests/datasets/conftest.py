@@ -157,7 +157,7 @@ def viewer(project, make_user):
 def sme_decision(project, items, key, *, by, rationale="decided"):
     """An SME's set-label decision on ``items`` as ``review.services`` records it: a
     Resolution naming the items and an SME gold label on each."""
-    from labeling.models import GoldSource, LabelClass
+    from labeling.models import LabelClass
     from review.models import Resolution, ResolutionAction
 
     resolution = Resolution.objects.create(
@@ -169,7 +169,10 @@ def sme_decision(project, items, key, *, by, rationale="decided"):
     )
     resolution.items.set(items)
     for item in items:
-        labeling_services.set_gold_label(
-            item=item, value=key, source=GoldSource.SME, actor=by, reason=rationale
+        labeling_services.set_item_decision(
+            item=item,
+            label_class=LabelClass.objects.get(project=project, key=key),
+            actor=by,
+            rationale=rationale,
         )
     return resolution

@@ -35,8 +35,8 @@ from labeling.models import (
     AnnotationSource,
     Assignment,
     GoldLabel,
-    GoldSource,
     Item,
+    ItemDecision,
     LabelClass,
     PayloadKind,
     Project,
@@ -359,9 +359,15 @@ def test_set_label_writes_gold_consensus_override_and_events(project, labeled, r
         flag=flag, actor=sme, action="set_label", label="scratch", rationale="clear scratch"
     )
     item = labeled["it-1"]
-    gold = GoldLabel.objects.get(item=item)
-    assert (gold.label_class.key, gold.source, gold.created_by) == ("scratch", GoldSource.SME, sme)
+    assert not GoldLabel.objects.filter(item=item).exists()  # a decision is not ground truth
+    gold = ItemDecision.objects.get(item=item)
+    assert (gold.label_class.key, gold.decided_by, gold.rationale) == (
+        "scratch",
+        sme,
+        "clear scratch",
+    )
     assert sme_overrides(project) == {item.pk: gold.label_class_id}
+    assert resolution.details["conflicts_with_ground_truth"] is False
     consensus = Consensus.objects.get(run=run, item=item, method=ConsensusMethod.SME)
     assert consensus.label_class.key == "scratch" and consensus.status == "resolved"
     flag.refresh_from_db()
@@ -381,7 +387,7 @@ def test_set_label_writes_gold_consensus_override_and_events(project, labeled, r
 def test_mark_borderline_uses_the_projects_borderline_class(project, labeled, run, sme):
     flag = make_flag(project, run, FlagKind.BORDERLINE, items=[labeled["it-2"]])
     resolve_flag(flag=flag, actor=sme, action="mark_borderline", rationale="faint mark")
-    assert GoldLabel.objects.get(item=labeled["it-2"]).label_class.key == "borderline"
+    assert ItemDecision.objects.get(item=labeled["it-2"]).label_class.key == "borderline"
     assert Consensus.objects.get(item=labeled["it-2"], method="sme").status == "borderline"
     event = assert_recorded("item.marked_borderline", sme, "faint mark")
     assert event.after["label"] == "borderline"
@@ -788,7 +794,7 @@ def test_demo_loop_merge_borderline_guideline_then_agreement_rises(demo_project)
     assert history[-1]["guideline_version"] == 3
     assert history[-1]["merges"] == [["shallow_scratch", "deep_scratch"]]
     decided = set(
-        GoldLabel.objects.filter(source=GoldSource.SME, label_class__key="borderline").values_list(
+        ItemDecision.objects.filter(label_class__key="borderline").values_list(
             "item__external_id", flat=True
         )
     )
@@ -803,5 +809,5 @@ def test_demo_loop_merge_borderline_guideline_then_agreement_rises(demo_project)
     )
     assert {
         "class.merged", "item.marked_borderline", "guideline.published", "flag.resolved",
-        "item.gold_set",
     } <= verbs  # fmt: skip
+    assert "item.gold_set" not in verbs  # an SME decision is not ground truth

@@ -9,7 +9,7 @@ import pytest
 
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
-from labeling.models import GoldLabel, LabelClass
+from labeling.models import ItemDecision, LabelClass
 from review.services import resolve_flag
 from tests.review.test_review import (  # noqa: F401 - fixtures
     fast_password_hasher,
@@ -87,7 +87,7 @@ def test_resolving_from_the_page_goes_to_the_next_flag(web, project, labeled, fl
     )
     assert response.status_code == 302 and response.url == f"/flags/{flags[1].pk}/"
     assert Flag.objects.get(pk=flags[0].pk).status == FlagStatus.RESOLVED
-    assert GoldLabel.objects.get(item=labeled["it-1"]).label_class.key == "scratch"
+    assert ItemDecision.objects.get(item=labeled["it-1"]).label_class.key == "scratch"
 
 
 def test_ticked_items_only_are_decided(web, labeled, flags, sme):
@@ -96,8 +96,8 @@ def test_ticked_items_only_are_decided(web, labeled, flags, sme):
         f"/flags/{flags[1].pk}/resolve/",
         {"action": "mark_borderline", "rationale": "faint", "items": ["it-2"]},
     )
-    assert GoldLabel.objects.get(item=labeled["it-2"]).label_class.key == "borderline"
-    assert not GoldLabel.objects.filter(item=labeled["it-4"]).exists()
+    assert ItemDecision.objects.get(item=labeled["it-2"]).label_class.key == "borderline"
+    assert not ItemDecision.objects.filter(item=labeled["it-4"]).exists()
 
 
 def test_missing_rationale_keeps_the_flag_open_with_a_message(web, flags, sme):
