@@ -10,6 +10,7 @@ test_assignment.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -23,6 +24,8 @@ pytestmark = [pytest.mark.postgres]
 
 N_LABELERS = 8
 N_CYCLES = 50
+# Polls a labeler may spend waiting for items held by others (about 10 s in all).
+MAX_POLLS = 2000
 N_ITEMS = 120  # 360 slots for 400 attempts: the last items are fought over
 
 
@@ -55,10 +58,21 @@ def test_concurrent_handouts_keep_overlap_and_never_repeat(postgres_only, make_u
     def work(user):
         try:
             start.wait()
-            for cycle in range(N_CYCLES):
+            cycle, polls = 0, 0
+            while cycle < N_CYCLES and polls < MAX_POLLS:
                 got = A.next_item_for(project, user)
                 if got is None:
-                    break
+                    # Nothing free *now* can mean that the items this labeler may still
+                    # take are held by others: ask again while anyone holds one. Once
+                    # nothing is held, None is final for this labeler.
+                    if not Assignment.objects.filter(
+                        project=project, status=AssignmentStatus.ACTIVE
+                    ).exists():
+                        break
+                    polls += 1
+                    time.sleep(0.005)
+                    continue
+                cycle += 1
                 with lock:
                     handed.append((got.item_id, user.pk))
                 A.submit_label(
