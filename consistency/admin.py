@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from consistency.models import AgreementRun, Consensus, Flag, TranscriptRuleSet
+from provenance.admin import ReadOnlyAdmin
 
 
 @admin.register(AgreementRun)
@@ -104,18 +105,9 @@ class FlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(TranscriptRuleSet)
-class TranscriptRuleSetAdmin(admin.ModelAdmin):
+class TranscriptRuleSetAdmin(ReadOnlyAdmin):
     """Rule sets are published (with their event) through review services, never edited."""
 
     list_display = ["project", "version", "created_by", "created_at", "rationale"]
     list_filter = ["project"]
     readonly_fields = ["project", "version", "rules", "rationale", "created_by", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

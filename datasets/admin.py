@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from datasets.models import DatasetVersion, PipelineToken
+from provenance.admin import ReadOnlyAdmin
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(ReadOnlyAdmin):
     """Published versions are immutable: viewable here, never editable."""
 
     list_display = [
@@ -20,18 +21,9 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     search_fields = ["content_hash"]
     readonly_fields = [f.name for f in DatasetVersion._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(PipelineToken)
-class PipelineTokenAdmin(admin.ModelAdmin):
+class PipelineTokenAdmin(ReadOnlyAdmin):
     """Tokens are created and revoked on the project's datasets page (the secret is shown
     once there); the admin only lists them."""
 
@@ -48,12 +40,3 @@ class PipelineTokenAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     search_fields = ["name", "prefix"]
     readonly_fields = [f.name for f in PipelineToken._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

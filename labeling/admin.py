@@ -23,6 +23,7 @@ from labeling.models import (
     SourceBatch,
     Tag,
 )
+from provenance.admin import ReadOnlyAdmin
 
 CLASS_FIELDS = ["key", "name", "rank", "value", "is_borderline", "shortcut", "order"]
 
@@ -215,7 +216,7 @@ class LabelClassAdmin(admin.ModelAdmin):
 
 
 @admin.register(Guideline)
-class GuidelineAdmin(admin.ModelAdmin):
+class GuidelineAdmin(ReadOnlyAdmin):
     """Read-only: a guideline version is published (``guideline.published``) through the
     API or an SME decision, and never edited afterwards."""
 
@@ -223,15 +224,6 @@ class GuidelineAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     filter_horizontal = ["example_items"]
     readonly_fields = ["published_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Tag)
@@ -319,22 +311,13 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(GoldLabel)
-class GoldLabelAdmin(admin.ModelAdmin):
+class GoldLabelAdmin(ReadOnlyAdmin):
     """Read-only: gold labels are set through ``services.set_gold_label`` (``item.gold_set``)
     by imports and SME decisions."""
 
     list_display = ["item", "label_class", "value_number", "source", "created_by", "created_at"]
     list_filter = ["source"]
     raw_id_fields = ["item"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Assignment)
@@ -345,7 +328,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     search_fields = ["labeler__username", "item__external_id"]
 
 
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(ReadOnlyAdmin):
     """Read-only: annotations are append-only and change only through services."""
 
     list_display = [
@@ -367,15 +350,6 @@ class AnnotationAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def short_text(self, annotation):
         return annotation.value_text[:60]
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
 
 
 admin.site.register(Annotation, AnnotationAdmin)
