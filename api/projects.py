@@ -36,7 +36,13 @@ from api.errors import ApiError
 from api.schema import paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
-from labeling.imports.annotations import import_annotations, import_label_studio_file
+from labeling.imports.annotations import (
+    import_annotations,
+    import_coco,
+    import_label_studio_file,
+    import_yolo,
+)
+from labeling.imports.boxes import looks_like_coco
 from labeling.imports.errors import ImportRejected
 from labeling.imports.formats import detect_format
 from labeling.imports.items import import_items
@@ -853,26 +859,44 @@ class AnnotationImportApi(UploadApi):
     """``POST /projects/{id}/annotations/import/`` (managers): historical labels
     ``{item, labeler, value, created_at?, guideline_version?, time_spent_ms?, comment?,
     gold?}`` as JSON, JSONL or CSV, or a Label Studio JSON export (recognised by its tasks'
-    ``data`` and ``annotations``, or named with ``?format=label_studio``)."""
+    ``data`` and ``annotations``, or named with ``?format=label_studio``).
 
-    accepted_params = frozenset({"partial", "format", "base_url"})
+    Detection projects also take a COCO JSON file (recognised by its ``images``,
+    ``annotations`` and ``categories``, or ``?format=coco``) and a YOLO zip of images and
+    label files (``application/zip`` or ``?format=yolo``); ``?labeler=`` names the labeler
+    when the file does not, ``?gold=true`` makes the labels ground truth."""
+
+    accepted_params = frozenset({"partial", "format", "base_url", "labeler", "gold"})
+    NAMED_FORMATS = ("label_studio", "coco", "yolo")
 
     @extend_schema(
-        request={"application/json": {}, "application/x-ndjson": {}, "text/csv": {}},
+        request={
+            "application/json": {},
+            "application/x-ndjson": {},
+            "text/csv": {},
+            "application/zip": {},
+        },
         parameters=[
             OpenApiParameter("partial", bool),
-            OpenApiParameter("format", str, enum=["label_studio"]),
+            OpenApiParameter("format", str, enum=["label_studio", "coco", "yolo"]),
             OpenApiParameter(
                 "base_url", str, description="Label Studio server, for /data/upload paths"
             ),
+            OpenApiParameter(
+                "labeler", str, description="COCO / YOLO: the labeler of boxes naming none"
+            ),
+            OpenApiParameter("gold", bool, description="COCO / YOLO: import as ground truth"),
         ],
         responses={201: IMPORT_RESULT},
     )
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)
         named = request.query_params.get("format")
-        if named not in (None, "", "label_studio"):
-            raise ApiError(f"unknown format {named!r}; the only named format is label_studio")
+        if named not in (None, "", *self.NAMED_FORMATS):
+            raise ApiError(
+                f"unknown format {named!r}; the named formats are {', '.join(self.NAMED_FORMATS)}",
+                errors=[{"row": None, "field": "format", "message": "unknown format"}],
+            )
         options = {
             "project": self.project,
             "data": data,
@@ -880,13 +904,24 @@ class AnnotationImportApi(UploadApi):
             "origin": origin,
             "content_type": request.content_type or "",
             "partial": _truthy(request.query_params.get("partial")),
-            "base_url": request.query_params.get("base_url", ""),
         }
+        labeler = request.query_params.get("labeler", "").strip()
+        gold = _truthy(request.query_params.get("gold"))
         try:
             if named == "label_studio":
-                result = import_label_studio_file(**options)
+                result = import_label_studio_file(
+                    base_url=request.query_params.get("base_url", ""), **options
+                )
+            elif named == "coco":
+                result = import_coco(labeler=labeler or None, gold=gold, **options)
+            elif named == "yolo" or fmt == "zip":
+                result = import_yolo(labeler=labeler, gold=gold, **options)
+            elif fmt == "json" and looks_like_coco(data):
+                result = import_coco(labeler=labeler or None, gold=gold, **options)
             else:
-                result = import_annotations(fmt=fmt, **options)
+                result = import_annotations(
+                    fmt=fmt, base_url=request.query_params.get("base_url", ""), **options
+                )
         except ImportRejected as exc:
             raise _api_error(exc) from exc
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)

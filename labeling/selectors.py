@@ -101,6 +101,13 @@ def class_buttons(project: Project) -> tuple[list[dict], dict | None]:
     return [r for r in rows if r is not borderline], borderline
 
 
+def detection_class_order(project: Project) -> list[str]:
+    """The class keys of a detection project by index, as YOLO class ids and COCO
+    category ids (index + 1) number them: the classes a labeler can choose, in display
+    order (:func:`display_classes`)."""
+    return [row["key"] for row in display_classes(project)]
+
+
 # --- The value of a label ---------------------------------------------------------------
 def label_value(
     *,

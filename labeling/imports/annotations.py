@@ -5,6 +5,7 @@ stored as one source batch with revision chains, labeler accounts, gold labels a
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +20,9 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from labeling import selectors as labeling_selectors
+from labeling.boxes import BoxError, normalize_boxes
+from labeling.imports import boxes as box_adapters
 from labeling.imports.errors import (
     ImportRejected,
     ImportResult,
@@ -34,7 +38,7 @@ from labeling.imports.items import (
     _store_items,
 )
 from labeling.imports.label_studio import is_label_studio_export, label_studio_rows
-from labeling.imports.parsing import parse_json, parse_rows
+from labeling.imports.parsing import ZipArchive, parse_json, parse_rows
 from labeling.imports.rows import AnnotationRow, _validate_item_rows, clean_annotation_row
 from labeling.models import (
     Annotation,
@@ -42,6 +46,7 @@ from labeling.models import (
     GoldLabel,
     GoldSource,
     Guideline,
+    Item,
     LabelClass,
     Project,
     ProjectMembership,
@@ -61,11 +66,29 @@ _url_validator = URLValidator(schemes=["http", "https"])
 
 def _value_resolver(project: Project):
     """A function turning a submitted value into annotation fields (or raising ValueError
-    with a message), with the project's classes loaded once."""
+    with a message), with the project's classes loaded once.
+
+    Detection: the value is a list of boxes (a CSV cell holds it as JSON text), checked by
+    :func:`labeling.boxes.normalize_boxes` against the image size when one is known."""
     classes = {c.key: c for c in LabelClass.objects.filter(project=project)}
     known = ", ".join(sorted(classes))
 
-    def resolve(value: Any) -> dict:
+    def resolve(value: Any, image_size: tuple[int, int] | None = None) -> dict:
+        if project.task_type == TaskType.DETECTION:
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        "a detection label is a JSON list of boxes {class, x, y, w, h} "
+                        f"([] = nothing there): {exc.msg} at column {exc.colno}"
+                    ) from exc
+            try:
+                return {
+                    "value_boxes": normalize_boxes(value, class_keys=classes, image_size=image_size)
+                }
+            except BoxError as exc:
+                raise ValueError(str(exc)) from exc
         if project.task_type == TaskType.TRANSCRIPTION:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError("a transcription needs non-empty text")
@@ -88,6 +111,18 @@ def _value_resolver(project: Project):
     return resolve
 
 
+def _image_sizes(project: Project, item_ids: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """{external id: (width, height)} of the items whose image size is known."""
+    pks = [pk for pk in item_ids.values() if pk]
+    sizes: dict[int, tuple[int, int]] = {}
+    for chunk in chunks(pks):
+        for pk, width, height in Item.objects.filter(
+            pk__in=chunk, width__gt=0, height__gt=0
+        ).values_list("pk", "width", "height"):
+            sizes[pk] = (width, height)
+    return {eid: sizes[pk] for eid, pk in item_ids.items() if pk in sizes}
+
+
 def _check_annotation_rows(
     *, project: Project, rows: list[AnnotationRow], item_ids: dict[str, int] | None
 ) -> tuple[list[AnnotationRow], list[dict]]:
@@ -100,6 +135,9 @@ def _check_annotation_rows(
     versions = dict(Guideline.objects.filter(project=project).values_list("version", "pk"))
     if item_ids is None:
         item_ids = _fetch_by_external_id(project, sorted({r.item_external_id for r in rows}))
+    # Boxes are checked against the image: the size the file states (COCO, YOLO, Label
+    # Studio), else the size computed when the item's image was ingested.
+    sizes = _image_sizes(project, item_ids) if project.task_type == TaskType.DETECTION else {}
     good, errors = [], []
     for row in rows:
         p = row.field_prefix
@@ -113,7 +151,7 @@ def _check_annotation_rows(
                 )
             )
         try:
-            row.fields = resolve(row.value)
+            row.fields = resolve(row.value, row.image_size or sizes.get(row.item_external_id))
         except ValueError as exc:
             row_errors.append(_error(row.row, p + "value", str(exc)))
         if row.guideline_version is not None and row.guideline_version not in versions:
@@ -154,10 +192,12 @@ def _check_annotation_rows(
 
 def _fields_key(fields: dict) -> tuple:
     label_class = fields.get("label_class")
+    boxes = fields.get("value_boxes")
     return (
         label_class.pk if label_class else None,
         fields.get("value_number"),
         fields.get("value_text", ""),
+        None if boxes is None else json.dumps(boxes, sort_keys=True),
     )
 
 
@@ -190,6 +230,15 @@ def import_annotations(
             f"the file is {len(data)} bytes; the limit is {settings.CONCORD_MAX_IMPORT_BYTES}",
             status=413,
         )
+    if fmt == "json" and box_adapters.looks_like_coco(data):
+        return import_coco(
+            project=project,
+            data=data,
+            actor=actor,
+            origin=origin,
+            content_type=content_type,
+            partial=partial,
+        )
     if fmt == "json":
         raw_rows = parse_json(data, list_keys=("annotations", "rows"))
         if is_label_studio_export([v for _, v in raw_rows]):
@@ -213,9 +262,40 @@ def import_annotations(
         errors.extend(row_errors)
         if row is not None:
             rows.append(row)
+    return _import_label_rows(
+        project=project,
+        rows=rows,
+        errors=errors,
+        n_rows=n_rows,
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        fmt=fmt,
+        actor=actor,
+        origin=origin,
+        content_type=content_type,
+        partial=partial,
+    )
+
+
+def _import_label_rows(
+    *,
+    project: Project,
+    rows: list[AnnotationRow],
+    errors: list[dict],
+    n_rows: int,
+    file_sha256: str,
+    fmt: str,
+    actor: AbstractBaseUser | None,
+    origin: str,
+    content_type: str,
+    partial: bool,
+    extra: dict | None = None,
+    what: str = "rows",
+) -> ImportResult:
+    """Check shaped label rows against the project and store them as one batch (or raise
+    :class:`ImportRejected`, nothing stored). Every label import ends here."""
     good, check_errors = _check_annotation_rows(project=project, rows=rows, item_ids=None)
-    errors += check_errors
-    _reject_or_continue(good=good, errors=errors, n_rows=n_rows, partial=partial)
+    errors = errors + check_errors
+    _reject_or_continue(good=good, errors=errors, n_rows=n_rows, partial=partial, what=what)
     errors = _sort_errors(errors)
     with transaction.atomic():
         batch = SourceBatch.objects.create(
@@ -223,7 +303,7 @@ def import_annotations(
             kind=SourceBatchKind.ANNOTATIONS,
             origin=origin[:500],
             content_type=content_type[:100],
-            file_sha256=hashlib.sha256(data).hexdigest(),
+            file_sha256=file_sha256,
             created_by=actor if getattr(actor, "pk", None) else None,
             status=SourceBatchStatus.PARTIAL if errors else SourceBatchStatus.SUCCEEDED,
         )
@@ -235,7 +315,7 @@ def import_annotations(
             n_created=stored["n_created"],
             n_updated=stored["n_superseded"],
             errors=errors,
-            extra={"format": fmt, **stored},
+            extra={"format": fmt, **stored, **(extra or {})},
         )
     return ImportResult(
         source_batch=batch.pk,
@@ -243,7 +323,10 @@ def import_annotations(
         n_created=stored["n_created"],
         n_updated=stored["n_superseded"],
         errors=errors,
-        extra={k: v for k, v in stored.items() if k not in ("n_created",)},
+        extra={
+            **{k: v for k, v in stored.items() if k not in ("n_created",)},
+            **(extra or {}),
+        },
     )
 
 
@@ -417,12 +500,7 @@ def _store_gold(
     before: dict[int, dict] = {}
     for chunk in chunks(item_ids):
         for g in GoldLabel.objects.filter(item_id__in=chunk).select_related("label_class"):
-            before[g.item_id] = {
-                "value": g.label_class.key
-                if g.label_class_id
-                else (g.value_text or g.value_number),
-                "source": g.source,
-            }
+            before[g.item_id] = {"value": annotation_value(g), "source": g.source}
         GoldLabel.objects.filter(item_id__in=chunk).delete()
     actor_id = getattr(actor, "pk", None)
     GoldLabel.objects.bulk_create(
@@ -432,6 +510,7 @@ def _store_gold(
                 label_class_id=a.label_class_id,
                 value_number=a.value_number,
                 value_text=a.value_text,
+                value_boxes=a.value_boxes,
                 source=GoldSource.IMPORT,
                 created_by_id=actor_id,
                 labeler_id=a.labeler_id,
@@ -487,9 +566,11 @@ def import_label_studio(
     bad_tasks = {e["row"] for e in errors}
     labels = []
     for n, raw, prefix in label_raw:
+        image_size = raw.pop("image_size", None)
         row, row_errors = clean_annotation_row(n, raw, prefix=prefix)
         errors.extend(row_errors)
         if row is not None:
+            row.image_size = image_size
             labels.append(row)
     known = _fetch_by_external_id(project, sorted(good_tasks))
     item_ids = {eid: known.get(eid, 0) for eid in good_tasks}
@@ -583,4 +664,119 @@ def import_label_studio_file(
         content_type=content_type,
         partial=partial,
         base_url=base_url,
+    )
+
+
+def _detection_only(project: Project, what: str) -> None:
+    if project.task_type != TaskType.DETECTION:
+        raise ImportRejected(
+            f"{what} holds boxes: it can be imported into a detection project only "
+            f"(this project is {project.task_type})"
+        )
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > settings.CONCORD_MAX_IMPORT_BYTES:
+        raise ImportRejected(
+            f"the file is {len(data)} bytes; the limit is {settings.CONCORD_MAX_IMPORT_BYTES}",
+            status=413,
+        )
+
+
+@_conflicts_rejected
+def import_coco(
+    *,
+    project: Project,
+    data: bytes,
+    actor: AbstractBaseUser | None = None,
+    origin: str = "",
+    content_type: str = "",
+    partial: bool = False,
+    labeler: str | None = None,
+    gold: bool = False,
+) -> ImportResult:
+    """Import a COCO JSON file's boxes into a detection project, one label per (image,
+    labeler), as one batch (see :func:`labeling.imports.boxes.coco_rows` for how images,
+    categories and labelers are matched). Images name existing items; nothing is stored
+    when any image, annotation or category is at fault (unless ``partial``)."""
+    _detection_only(project, "a COCO file")
+    _check_size(data)
+    document = box_adapters.parse_coco(data)
+    rows, errors, n_images, extra = box_adapters.coco_rows(
+        document,
+        known_items=lambda ids: _fetch_by_external_id(project, ids),
+        labeler=labeler or None,
+        gold=gold,
+    )
+    # A category error concerns every image: nothing can be stored safely.
+    if any(e["row"] == 0 for e in errors):
+        raise ImportRejected(
+            "the COCO categories cannot be read; nothing was imported",
+            errors=_sort_errors(errors),
+        )
+    return _import_label_rows(
+        project=project,
+        rows=rows,
+        errors=errors,
+        n_rows=n_images,
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        fmt="coco",
+        actor=actor,
+        origin=origin,
+        content_type=content_type,
+        partial=partial,
+        extra={"format": "coco", **extra},
+        what="images",
+    )
+
+
+@_conflicts_rejected
+def import_yolo(
+    *,
+    project: Project,
+    data: bytes,
+    labeler: str,
+    actor: AbstractBaseUser | None = None,
+    origin: str = "",
+    content_type: str = "",
+    partial: bool = False,
+    gold: bool = False,
+) -> ImportResult:
+    """Import a YOLO zip (images with one ``class cx cy w h`` text file each) into a
+    detection project as ``labeler``'s labels, one batch (see
+    :func:`labeling.imports.boxes.yolo_rows`). Images name existing items."""
+    _detection_only(project, "a YOLO archive")
+    _check_size(data)
+    if not labeler:
+        raise ImportRejected(
+            "YOLO files name no labeler: send ?labeler=<labeler id>",
+            errors=[_error(None, "labeler", "required for YOLO imports")],
+        )
+    archive = ZipArchive(
+        data,
+        max_member_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+        max_total_bytes=settings.CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES,
+    )
+    rows, errors, n_images, extra = box_adapters.yolo_rows(
+        archive,
+        class_order=labeling_selectors.detection_class_order(project),
+        known_items=lambda ids: _fetch_by_external_id(project, ids),
+        labeler=labeler,
+        gold=gold,
+        max_image_bytes=settings.CONCORD_MAX_IMAGE_BYTES,
+        max_image_pixels=settings.CONCORD_MAX_IMAGE_PIXELS,
+    )
+    return _import_label_rows(
+        project=project,
+        rows=rows,
+        errors=errors,
+        n_rows=n_images,
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        fmt="yolo",
+        actor=actor,
+        origin=origin,
+        content_type=content_type,
+        partial=partial,
+        extra={"format": "yolo", **extra},
+        what="images",
     )

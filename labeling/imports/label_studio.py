@@ -66,6 +66,64 @@ def _label_studio_value(results: Any, task_type: str) -> Any:
     return None
 
 
+def _label_studio_boxes(results: Any) -> tuple[list[dict] | None, tuple[int, int] | None, str]:
+    """The boxes of an annotation's ``rectanglelabels`` results (or ``rectangle`` results
+    labelled by a ``labels`` result with the same id), converted from Label Studio's
+    percent of the image to pixels with ``original_width`` / ``original_height``.
+
+    Returns (boxes, (width, height) or None, error message or ""). No rectangle results
+    is an explicit "nothing there" ([]).
+    """
+    if not isinstance(results, list):
+        return None, None, "result must be a list"
+    labels_by_id: dict[Any, list] = {}
+    for result in results:
+        if isinstance(result, dict) and result.get("type") == "labels":
+            value = result.get("value") if isinstance(result.get("value"), dict) else {}
+            labels_by_id[result.get("id")] = value.get("labels") or []
+    boxes: list[dict] = []
+    size: tuple[int, int] | None = None
+    for index, result in enumerate(results):
+        if not isinstance(result, dict) or result.get("type") not in (
+            "rectanglelabels",
+            "rectangle",
+        ):
+            continue
+        where = f"result[{index}]"
+        value = result.get("value")
+        if not isinstance(value, dict):
+            return None, None, f"{where}: value must be an object"
+        names = value.get("rectanglelabels") or labels_by_id.get(result.get("id")) or []
+        if not isinstance(names, list) or len(names) != 1 or not isinstance(names[0], str):
+            return None, None, f"{where}: a rectangle needs exactly one label"
+        if value.get("rotation") not in (None, 0, 0.0):
+            return None, None, f"{where}: rotated rectangles cannot be stored as boxes"
+        width, height = result.get("original_width"), result.get("original_height")
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+            for v in (width, height)
+        ):
+            return None, None, f"{where}: original_width and original_height are needed"
+        this_size = (round(width), round(height))
+        if size is not None and this_size != size:
+            return None, None, f"{where}: the image size differs from the other results"
+        size = this_size
+        coords = [value.get(k) for k in ("x", "y", "width", "height")]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in coords):
+            return None, None, f"{where}: x, y, width and height must be numbers (percent)"
+        x, y, w, h = coords
+        boxes.append(
+            {
+                "class": names[0],
+                "x": x * width / 100,
+                "y": y * height / 100,
+                "w": w * width / 100,
+                "h": h * height / 100,
+            }
+        )
+    return boxes, size, ""
+
+
 def label_studio_rows(
     tasks: list, *, task_type: str, base_url: str = ""
 ) -> tuple[list[tuple[int, dict]], list[tuple[int, dict, str]], list[dict], int]:
@@ -120,10 +178,19 @@ def label_studio_rows(
             if annotation.get("was_cancelled"):
                 n_cancelled += 1
                 continue
+            image_size = None
+            if task_type == TaskType.DETECTION:
+                value, image_size, problem = _label_studio_boxes(annotation.get("result"))
+                if problem:
+                    where = problem.split(":")[0] if problem.startswith("result[") else "result"
+                    errors.append(_error(n, prefix + where, problem))
+                    continue
+            else:
+                value = _label_studio_value(annotation.get("result"), task_type)
             label = {
                 "item": str(external_id) if external_id is not None else None,
                 "labeler": label_studio_labeler(annotation.get("completed_by")),
-                "value": _label_studio_value(annotation.get("result"), task_type),
+                "value": value,
                 "created_at": annotation.get("created_at"),
                 "gold": bool(annotation.get("ground_truth")),
             }
@@ -142,5 +209,7 @@ def label_studio_rows(
                     )
                 )
                 continue
+            if image_size is not None:
+                label["image_size"] = image_size  # taken off before the row checks
             label_rows.append((n, label, prefix))
     return item_rows, label_rows, errors, n_cancelled

@@ -208,6 +208,8 @@ class AnnotationRow:
     gold: bool = False
     field_prefix: str = ""  # Label Studio: which annotation of the task
     fields: dict = field(default_factory=dict)  # resolved value fields
+    # Detection: (width, height) of the image the boxes were drawn on, when the file says.
+    image_size: tuple[int, int] | None = None
 
 
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -294,8 +296,11 @@ def clean_annotation_row(
                 )
             )
     value = raw.get("value")
-    if value is None or value == "" or isinstance(value, bool | dict | list):
-        errors.append(_error(n, prefix + "value", "value (class key, number or text) is required"))
+    # A list is a detection label (boxes; [] = nothing there), checked with the project.
+    if value is None or value == "" or isinstance(value, bool | dict):
+        errors.append(
+            _error(n, prefix + "value", "value (class key, number, text or boxes) is required")
+        )
     row = AnnotationRow(row=n, item_external_id=item or "", labeler=labeler, value=value)
     row.field_prefix = prefix
     if raw.get("created_at") not in (None, ""):
