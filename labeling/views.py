@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from labeling import access, selectors, services
 from labeling import assignment as assignment_service
+from labeling import box_page as boxes
 from labeling.access import LABEL_ROLES, MANAGER_ROLES, READ_ROLES, REVIEW_ROLES, page_access
 from labeling.models import MAX_TIME_SPENT_MS, Annotation, Assignment, Item, Project, TaskType
 
@@ -102,6 +103,9 @@ def label(request, project: Project, role: str):
             elif example.image_url:
                 thumb = example.image_url
             examples.append({"item": example, "thumb": thumb})
+    is_detection = project.task_type == TaskType.DETECTION
+    if is_detection:
+        boxes.add_example_boxes(examples)
     previous = assignment_service.previous_label(
         project, request.user, before_item_id=own.item_id if own else None
     )
@@ -123,13 +127,18 @@ def label(request, project: Project, role: str):
         "progress": assignment_service.labeler_progress(project, request.user),
         "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
         "is_rating": project.task_type == TaskType.RATING,
+        "is_detection": is_detection,
     }
+    if is_detection:
+        context.update(boxes.page_context(project=project, own_value=own_value, item=item))
     return render(request, "labeling/label.html", context)
 
 
 def _submit(request, project: Project):
     item = get_object_or_404(Item, pk=request.POST.get("item") or 0, project=project)
     value = request.POST.get("value", "")
+    if project.task_type == TaskType.DETECTION:
+        value = boxes.posted_boxes(value, nothing=request.POST.get("nothing") == "1")
     assignment_id = request.POST.get("assignment") or ""
     time_spent = request.POST.get("time_spent_ms") or ""
     try:
