@@ -175,7 +175,8 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class DatasetExportApi(_VersionApi):
-    """``GET /datasets/{id}/export/?format=jsonl|csv|parquet|imagefolder&split=train``:
+    """``GET /datasets/{id}/export/?format=jsonl|csv|parquet|imagefolder|coco|yolo&split=train``
+    (``coco`` and ``yolo`` for detection versions):
     streamed, byte-identical on every call, with a strong ETag (304 on If-None-Match)."""
 
     authentication_classes = AUTHENTICATION
@@ -192,8 +193,9 @@ class DatasetExportApi(_VersionApi):
     def get(self, request, dataset_id: int):
         version = _published(self.object)
         fmt = request.query_params.get("format", "jsonl")
-        if fmt not in exporters.FORMATS:
-            raise ApiError(f"format: must be one of {', '.join(exporters.FORMATS)}, got {fmt!r}")
+        offered = exporters.formats_for(version)
+        if fmt not in offered:
+            raise ApiError(f"format: must be one of {', '.join(offered)}, got {fmt!r}")
         split = request.query_params.get("split") or None
         if split is not None and split not in version.split_counts:
             known = ", ".join(version.split_counts)

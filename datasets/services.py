@@ -34,7 +34,15 @@ from datasets.models import DatasetRow, DatasetStatus, DatasetVersion, PipelineT
 from labeling import access
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
-from labeling.models import Annotation, Guideline, Item, LabelClass, Project, SourceBatch
+from labeling.models import (
+    Annotation,
+    Guideline,
+    Item,
+    LabelClass,
+    Project,
+    SourceBatch,
+    TaskType,
+)
 from provenance import events
 from review.models import Resolution, ResolutionAction
 
@@ -115,6 +123,9 @@ def validate_dataset_request(*, project: Project, data: Any) -> dict:
             {"request": f"unknown field(s): {', '.join(unknown)}; allowed: {allowed}"}
         )
 
+    # Detection datasets take their boxes from SME decisions and ground truth
+    # (datasets.detection): an agreement run is optional for them.
+    detection = project.task_type == TaskType.DETECTION
     run_id = data.get("agreement_run")
     if run_id is None:
         run = (
@@ -122,7 +133,7 @@ def validate_dataset_request(*, project: Project, data: Any) -> dict:
             .order_by("-created_at", "-id")
             .first()
         )
-        if run is None:
+        if run is None and not detection:
             raise ValidationError(
                 {
                     "agreement_run": "this project has no succeeded agreement run yet: start one "
@@ -146,7 +157,7 @@ def validate_dataset_request(*, project: Project, data: Any) -> dict:
         raise ValidationError(
             {"consensus": f"must be one of {', '.join(DATASET_CONSENSUS_METHODS)}, got {method!r}"}
         )
-    if not Consensus.objects.filter(run=run, method=method).exists():
+    if not detection and not Consensus.objects.filter(run=run, method=method).exists():
         raise ValidationError(
             {"consensus": f"agreement run {run.pk} has no {method} consensus to build from"}
         )
@@ -197,7 +208,7 @@ def validate_dataset_request(*, project: Project, data: Any) -> dict:
             raise ValidationError({"group_by": "expected a metadata key such as 'phone_serial'"})
 
     return {
-        "agreement_run": run.pk,
+        "agreement_run": run.pk if run is not None else None,
         "consensus": method,
         "min_confidence": min_confidence,
         **flags,
@@ -304,7 +315,13 @@ def build_dataset_version(*, dataset_version_id: int) -> DatasetVersion:
     lineage.emit_dataset_build(version, "START")
     try:
         with transaction.atomic():
-            _build(version)
+            if version.project.task_type == TaskType.DETECTION:
+                # Imported here: datasets.detection builds on this module's helpers.
+                from datasets import detection
+
+                detection.build_version(version)
+            else:
+                _build(version)
     except Exception as exc:
         log.exception("dataset version %s failed", version.pk)
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
@@ -564,7 +581,7 @@ def _assign_splits(selected: list[dict], request: dict) -> dict[int, str]:
 
 
 def _lineage_summary(
-    project: Project, run: AgreementRun, selected: list[dict], class_merges: dict
+    project: Project, run: AgreementRun | None, selected: list[dict], class_merges: dict
 ) -> dict:
     """What contributed to the version, summarised (counts per batch and labeler), as of now."""
     batch_items: Counter = Counter()
@@ -644,12 +661,16 @@ def _lineage_summary(
             {"id": g.pk, "version": g.version, "published_at": when(g.published_at)}
             for g in guidelines
         ],
-        "agreement_run": {
-            "id": run.pk,
-            "params": run.params,
-            "created_at": when(run.created_at),
-            "finished_at": when(run.finished_at),
-        },
+        "agreement_run": (
+            {
+                "id": run.pk,
+                "params": run.params,
+                "created_at": when(run.created_at),
+                "finished_at": when(run.finished_at),
+            }
+            if run is not None
+            else None
+        ),
         "resolutions": [
             {
                 "id": r.pk,
