@@ -1,6 +1,7 @@
 """Deterministic, Django-free demo data (``build_demo``); see :mod:`labeling.demo.synth`."""
 
 from .synth import (
+    BOX_PROJECT_SLUG,
     CAMERAS,
     DARK_CAMERA,
     IMAGE_CLASSES,
@@ -23,6 +24,7 @@ from .types import (
 )
 
 __all__ = [
+    "BOX_PROJECT_SLUG",
     "CAMERAS",
     "DARK_CAMERA",
     "IMAGE_CLASSES",

@@ -50,6 +50,17 @@ PHONE_MODELS: tuple[PhoneModel, ...] = (
 )
 
 
+# A drawn defect's extent: (left, top, right, bottom) in image pixels.
+Box = tuple[float, float, float, float]
+
+
+def _lines_box(polylines: list[list[tuple[float, float]]], pad: float) -> Box:
+    """The bounding box of polylines stroked ``2 * pad`` wide."""
+    xs = [x for line in polylines for x, _ in line]
+    ys = [y for line in polylines for _, y in line]
+    return (min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
+
+
 def _stroke_mask(polylines: list[list[tuple[float, float]]], width_px: float) -> Image.Image:
     """Anti-aliased coverage mask (mode L, full size) of polylines of fractional width."""
     big = Image.new("L", (WIDTH * _SS, HEIGHT * _SS), 0)
@@ -68,13 +79,24 @@ def _blend(arr: np.ndarray, mask: np.ndarray, color: tuple[float, float, float],
     arr += a * np.asarray(color, dtype=np.float32)
 
 
-def _scratch_lines(rng: np.random.Generator, screen: tuple[int, int, int, int], severity: float):
+def _scratch_lines(
+    rng: np.random.Generator,
+    screen: tuple[int, int, int, int],
+    severity: float,
+    *,
+    center: tuple[float, float] | None = None,
+    angle: float | None = None,
+):
     x0, y0, x1, y1 = screen
     sw, sh = x1 - x0, y1 - y0
     length = sh * (0.22 + 0.5 * severity) * rng.uniform(0.85, 1.15)
-    angle = rng.uniform(0, math.pi)
-    cx = rng.uniform(x0 + 0.3 * sw, x1 - 0.3 * sw)
-    cy = rng.uniform(y0 + 0.3 * sh, y1 - 0.3 * sh)
+    if angle is None:
+        angle = rng.uniform(0, math.pi)
+    if center is None:
+        cx = rng.uniform(x0 + 0.3 * sw, x1 - 0.3 * sw)
+        cy = rng.uniform(y0 + 0.3 * sh, y1 - 0.3 * sh)
+    else:
+        cx, cy = center
     dx, dy = math.cos(angle), math.sin(angle)
     bow = rng.uniform(-0.08, 0.08) * length
     pts = []
@@ -86,15 +108,16 @@ def _scratch_lines(rng: np.random.Generator, screen: tuple[int, int, int, int], 
     return [pts]
 
 
-def _draw_scratch(arr, rng, screen, severity: float) -> None:
-    lines = _scratch_lines(rng, screen, severity)
+def _draw_scratch(arr, rng, screen, severity: float, **where) -> Box:
+    lines = _scratch_lines(rng, screen, severity, **where)
     width = 0.45 + 2.6 * severity
     alpha = 0.07 + 0.72 * severity
     mask = np.asarray(_stroke_mask(lines, width), dtype=np.float32) / 255.0
     _blend(arr, mask, (38.0, 38.0, 44.0), alpha)
+    return _lines_box(lines, width / 2 + 0.5)
 
 
-def _draw_dent(arr, rng, screen, severity: float) -> None:
+def _draw_dent(arr, rng, screen, severity: float) -> Box:
     x0, y0, x1, y1 = screen
     rx = 9 + 22 * severity
     ry = rx * rng.uniform(0.55, 0.95)
@@ -113,6 +136,10 @@ def _draw_dent(arr, rng, screen, severity: float) -> None:
     amp = 22 + 40 * severity
     shade = amp * (gx + gy) * np.sqrt(inside) - 10 * severity * inside
     arr += shade[..., None]
+    # The rotated ellipse's extent: the shading is zero outside it.
+    ex = math.hypot(rx * c, ry * s)
+    ey = math.hypot(rx * s, ry * c)
+    return (cx - ex, cy - ey, cx + ex, cy + ey)
 
 
 def _crack_lines(rng, screen, severity: float):
@@ -145,12 +172,13 @@ def _crack_lines(rng, screen, severity: float):
     return lines, (sx, sy)
 
 
-def _draw_crack(arr, rng, screen, severity: float) -> None:
+def _draw_crack(arr, rng, screen, severity: float) -> Box:
     lines, (sx, sy) = _crack_lines(rng, screen, severity)
     mask_img = _stroke_mask(lines, 1.1 + 0.6 * severity)
     ImageDraw.Draw(mask_img).ellipse((sx - 3, sy - 3, sx + 3, sy + 3), fill=255)
     mask = np.asarray(mask_img, dtype=np.float32) / 255.0
     _blend(arr, mask, (25.0, 25.0, 30.0), 0.85)
+    return _lines_box([*lines, [(sx - 3, sy - 3), (sx + 3, sy + 3)]], 1.1 + 0.3 * severity)
 
 
 def _draw_glare(arr, rng, screen_mask: np.ndarray, screen) -> None:
@@ -168,22 +196,9 @@ def _draw_glare(arr, rng, screen_mask: np.ndarray, screen) -> None:
     arr += (rng.uniform(45, 70) * m)[..., None]
 
 
-def render_phone(
-    rng: np.random.Generator,
-    *,
-    model: PhoneModel,
-    defect: str,
-    severity: float,
-    brightness: float,
-    white_balance: tuple[float, float, float],
-    glare: bool,
-) -> bytes:
-    """Draw one phone and return PNG bytes.
-
-    ``defect`` is ``"no_defect"``, ``"scratch"`` (any scratch, severity decides how it
-    looks), ``"dent"`` or ``"crack"``.  ``brightness`` multiplies the whole exposure
-    (camera x factory), ``white_balance`` the RGB channels.
-    """
+def _phone_canvas(rng: np.random.Generator, model: PhoneModel):
+    """The phone on the table, before defects: (pixels as float32 RGB, screen
+    rectangle, screen mask)."""
     img = Image.new("RGB", (WIDTH, HEIGHT), (128, 128, 128))
     draw = ImageDraw.Draw(img)
     bw, bh = model.body_size
@@ -217,15 +232,11 @@ def render_phone(
     g = 198 - 26 * (_YY / HEIGHT) - 8 * (_XX / WIDTH) + rng.uniform(-4, 4)
     screen_rgb = np.stack([g - 6, g - 2, g + 4], axis=2)
     arr = arr * (1 - smask[..., None]) + screen_rgb * smask[..., None]
+    return arr, screen, smask
 
-    if defect == "scratch":
-        _draw_scratch(arr, rng, screen, severity)
-    elif defect == "dent":
-        _draw_dent(arr, rng, screen, severity)
-    elif defect == "crack":
-        _draw_crack(arr, rng, screen, severity)
-    elif defect != "no_defect":
-        raise ValueError(f"unknown defect {defect!r}")
+
+def _finish(arr, rng, *, smask, screen, brightness, white_balance, glare) -> bytes:
+    """Glare, exposure, white balance and sensor noise; the PNG bytes."""
     if glare:
         _draw_glare(arr, rng, smask, screen)
 
@@ -241,3 +252,134 @@ def render_phone(
     buf = io.BytesIO()
     Image.fromarray(out, "RGB").save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
+
+
+def render_phone(
+    rng: np.random.Generator,
+    *,
+    model: PhoneModel,
+    defect: str,
+    severity: float,
+    brightness: float,
+    white_balance: tuple[float, float, float],
+    glare: bool,
+) -> bytes:
+    """Draw one phone and return PNG bytes.
+
+    ``defect`` is ``"no_defect"``, ``"scratch"`` (any scratch, severity decides how it
+    looks), ``"dent"`` or ``"crack"``.  ``brightness`` multiplies the whole exposure
+    (camera x factory), ``white_balance`` the RGB channels.
+    """
+    arr, screen, smask = _phone_canvas(rng, model)
+    if defect == "scratch":
+        _draw_scratch(arr, rng, screen, severity)
+    elif defect == "dent":
+        _draw_dent(arr, rng, screen, severity)
+    elif defect == "crack":
+        _draw_crack(arr, rng, screen, severity)
+    elif defect != "no_defect":
+        raise ValueError(f"unknown defect {defect!r}")
+    return _finish(
+        arr,
+        rng,
+        smask=smask,
+        screen=screen,
+        brightness=brightness,
+        white_balance=white_balance,
+        glare=glare,
+    )
+
+
+@dataclass(frozen=True)
+class DrawnDefect:
+    """One defect drawn on a box image: its kind (``scratch`` | ``dent`` | ``crack``),
+    its box in pixels (x, y = top-left) and, for scratches drawn as a cluster, the
+    cluster's number on the image (None otherwise)."""
+
+    kind: str
+    x: float
+    y: float
+    w: float
+    h: float
+    cluster: int | None = None
+
+
+def _to_defect(kind: str, box: Box, screen, cluster: int | None = None) -> DrawnDefect:
+    """A drawn extent clipped to the screen, rounded to 2 decimals as boxes are stored."""
+    left, top = max(box[0], screen[0]), max(box[1], screen[1])
+    right, bottom = min(box[2], screen[2]), min(box[3], screen[3])
+    return DrawnDefect(
+        kind,
+        round(left, 2),
+        round(top, 2),
+        round(right - left, 2),
+        round(bottom - top, 2),
+        cluster,
+    )
+
+
+def render_phone_defects(
+    rng: np.random.Generator,
+    *,
+    model: PhoneModel,
+    groups: list[tuple[str, float]],
+    brightness: float,
+    white_balance: tuple[float, float, float],
+    glare: bool,
+) -> tuple[bytes, list[DrawnDefect]]:
+    """Draw a phone with several defects and return (PNG bytes, where each one is).
+
+    ``groups``: up to three ``(kind, severity)``, each drawn in its own third of the
+    screen (top, middle, bottom); ``kind`` is ``scratch``, ``dent``, ``crack`` or
+    ``cluster`` (two or three near-parallel scratches a few pixels apart: the case where
+    one labeler draws one box and another one box per scratch).
+    """
+    if len(groups) > 3:
+        raise ValueError("at most three defect groups per image")
+    arr, screen, smask = _phone_canvas(rng, model)
+    x0, y0, x1, y1 = screen
+    third = (y1 - y0) / 3
+    drawn: list[DrawnDefect] = []
+    n_clusters = 0
+    for band_no, (kind, severity) in enumerate(groups):
+        band = (x0, round(y0 + band_no * third), x1, round(y0 + (band_no + 1) * third))
+        if kind == "scratch":
+            drawn.append(_to_defect(kind, _draw_scratch(arr, rng, band, severity), screen))
+        elif kind == "dent":
+            drawn.append(_to_defect(kind, _draw_dent(arr, rng, band, severity), screen))
+        elif kind == "crack":
+            drawn.append(_to_defect(kind, _draw_crack(arr, rng, band, severity), screen))
+        elif kind == "cluster":
+            n_clusters += 1
+            bx0, by0, bx1, by1 = band
+            cx = rng.uniform(bx0 + 0.35 * (bx1 - bx0), bx1 - 0.35 * (bx1 - bx0))
+            cy = (by0 + by1) / 2
+            angle = rng.uniform(-0.35, 0.35)  # roughly horizontal, so they sit side by side
+            gap = rng.uniform(8, 12)
+            for j in range(int(rng.integers(2, 4))):
+                offset = (j - 1) * gap
+                center = (
+                    cx - math.sin(angle) * offset + rng.uniform(-6, 6),
+                    cy + math.cos(angle) * offset,
+                )
+                box = _draw_scratch(
+                    arr,
+                    rng,
+                    band,
+                    severity * rng.uniform(0.85, 1.1),
+                    center=center,
+                    angle=angle + rng.uniform(-0.1, 0.1),
+                )
+                drawn.append(_to_defect("scratch", box, screen, cluster=n_clusters))
+        else:
+            raise ValueError(f"unknown defect {kind!r}")
+    png = _finish(
+        arr,
+        rng,
+        smask=smask,
+        screen=screen,
+        brightness=brightness,
+        white_balance=white_balance,
+        glare=glare,
+    )
+    return png, drawn

@@ -223,8 +223,8 @@ AWAITING_LABELS_SHARE = 0.1
 
 def awaiting_labels(demo: DemoProject) -> set[str]:
     """External ids of the demo items loaded without labels: the last 10 % of a
-    classification project's items (none of a transcription project's)."""
-    if demo.task_type != "classification":
+    classification or detection project's items (none of a transcription project's)."""
+    if demo.task_type not in ("classification", "detection"):
         return set()
     n = max(1, round(len(demo.items) * AWAITING_LABELS_SHARE))
     return {item.external_id for item in demo.items[-n:]}
@@ -241,6 +241,7 @@ def _ensure_annotations(
     )
     held_back = awaiting_labels(demo)
     is_text = project.task_type == "transcription"
+    is_boxes = project.task_type == "detection"
     rows, values = [], []
     for a in demo.annotations:
         if (a.item, a.labeler) in done or a.item in held_back:
@@ -250,8 +251,9 @@ def _ensure_annotations(
                 "project_id": project.pk,
                 "item_id": items[a.item].pk,
                 "labeler_id": users[a.labeler].pk,
-                "label_class_id": None if is_text else classes[a.value].pk,
+                "label_class_id": None if is_text or is_boxes else classes[a.value].pk,
                 "value_text": a.value if is_text else "",
+                "value_boxes": a.value if is_boxes else None,
                 "guideline_id": getattr(guidelines.get(a.guideline_version), "pk", None),
                 "time_spent_ms": round(a.time_spent_s * 1000),
                 "comment": a.comment,

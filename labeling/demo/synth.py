@@ -1,6 +1,6 @@
 """Deterministic, Django-free demo data for Concord.
 
-``build_demo(seed, n_images)`` returns a :class:`~labeling.demo.types.DemoData` with two
+``build_demo(seed, n_images)`` returns a :class:`~labeling.demo.types.DemoData` with three
 projects and their users:
 
 * ``phone-screen-defects`` ("Phone screen defects", classification, overlap 3): PNG
@@ -10,7 +10,11 @@ projects and their users:
   behaviours (see :mod:`labeling.demo.labelers`), and gold labels by the SME;
 * ``call-centre-snippets`` ("Call-centre snippets", transcription, overlap 3): short
   utterances with an ASR draft as payload text and transcripts by 4 labelers that
-  disagree on conventions (see :mod:`labeling.demo.speech`).
+  disagree on conventions (see :mod:`labeling.demo.speech`);
+* ``phone-screen-boxes`` ("Phone screen boxes", detection, overlap 3): phones with up to
+  three defect groups each (scratches, clusters of scratches, dents, cracks), the truth
+  boxes where the generator drew them, and boxes by 5 labelers with planted conventions
+  (loose boxes, one box per cluster; see :mod:`labeling.demo.boxes`).
 
 Determinism: every random decision comes from ``numpy.random.default_rng([seed,
 stream, *indices])`` (no global state, no clock), so the same seed gives identical
@@ -46,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from .boxes import BOX_LABELERS, BOX_PERSONAS, BOX_PROJECT_SLUG, box_project
 from .images import PHONE_MODELS, render_phone
 from .labelers import (
     BORDERLINE,
@@ -530,7 +535,7 @@ def _speech_project(seed: int) -> DemoProject:
 
 
 def _users() -> list[DemoUser]:
-    both = (IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG)
+    both = (IMAGE_PROJECT_SLUG, SPEECH_PROJECT_SLUG, BOX_PROJECT_SLUG)
     users = [
         DemoUser(
             MANAGER,
@@ -555,6 +560,9 @@ def _users() -> list[DemoUser]:
         if p.username in speech:
             roles[SPEECH_PROJECT_SLUG] = "labeler"
             persona += f"; transcripts: {speech[p.username].persona}"
+        if p.username in BOX_LABELERS:
+            roles[BOX_PROJECT_SLUG] = "labeler"
+            persona += f"; {BOX_PERSONAS[p.username]}"
         users.append(
             DemoUser(p.username, p.full_name, f"{p.username}@example.com", False, persona, roles)
         )
@@ -574,7 +582,18 @@ def build_demo(seed: int = 7, n_images: int = 320) -> DemoData:
         raise ValueError(f"n_images must be at least {MIN_IMAGES}")
     return DemoData(
         seed=seed,
-        projects=[_image_project(seed, n_images), _speech_project(seed)],
+        projects=[
+            _image_project(seed, n_images),
+            _speech_project(seed),
+            box_project(
+                seed,
+                n_images,
+                cameras=CAMERAS,
+                factories=FACTORIES,
+                start=START,
+                captured_at=_capture_times,
+            ),
+        ],
         users=_users(),
     )
 
@@ -599,6 +618,7 @@ __all__ = [
     "CAMERAS",
     "DARK_CAMERA",
     "IMAGE_CLASSES",
+    "BOX_PROJECT_SLUG",
     "IMAGE_PROJECT_SLUG",
     "MANAGER",
     "SME",

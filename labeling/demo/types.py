@@ -51,6 +51,9 @@ class DemoItem:
     truth: str
     severity: float | None
     is_faint: bool = False
+    # Detection items: the truth boxes [{class, x, y, w, h}] where the generator drew
+    # each defect (generator ground truth, hidden from labelers like ``truth``).
+    boxes: list[dict] | None = None
 
     @property
     def filename(self) -> str | None:
@@ -61,11 +64,12 @@ class DemoItem:
 @dataclass(frozen=True)
 class DemoAnnotation:
     """One labeler's label: ``item`` is the item's external id, ``value`` a class key
-    (classification) or the transcript text (transcription)."""
+    (classification), the transcript text (transcription) or a list of boxes
+    ``{class, x, y, w, h}`` in pixels (detection)."""
 
     item: str
     labeler: str
-    value: str
+    value: str | list[dict]
     time_spent_s: float
     guideline_version: int
     created_at: datetime
@@ -77,7 +81,7 @@ class DemoGold:
     """An expert (gold) label for an item, by ``annotator`` (the SME user)."""
 
     item: str
-    value: str
+    value: str | list[dict]
     annotator: str
     created_at: datetime
 
@@ -86,7 +90,7 @@ class DemoGold:
 class DemoProject:
     name: str
     slug: str
-    task_type: str  # "classification" | "transcription"
+    task_type: str  # "classification" | "transcription" | "detection"
     level: str  # "nominal"
     overlap: int
     description: str

@@ -63,7 +63,7 @@ def test_seed_demo_is_idempotent(settings):
     assert report.created == {}
     assert {slug: _snapshot(slug) for slug in before} == before
     assert Event.objects.count() == n_events
-    assert Project.objects.count() == 2
+    assert Project.objects.count() == 3
 
 
 @pytest.mark.django_db
@@ -103,3 +103,35 @@ def test_a_labeler_finds_items_waiting_in_the_demo(settings):
     assert assignment is not None
     waiting = awaiting_labels(build_demo(seed=3, n_images=N_IMAGES).project(IMAGE_PROJECT_SLUG))
     assert assignment.item.external_id in waiting
+
+
+@pytest.mark.django_db
+def test_seed_demo_seeds_the_box_project_with_its_boxes_and_ground_truth(settings):
+    from labeling.demo import BOX_PROJECT_SLUG
+
+    settings.DEBUG = True
+    seed_demo(seed=3, n_images=N_IMAGES)
+    expected = build_demo(seed=3, n_images=N_IMAGES).project(BOX_PROJECT_SLUG)
+    project = Project.objects.get(slug=BOX_PROJECT_SLUG)
+    assert project.task_type == "detection"
+    assert sorted(project.classes.values_list("key", flat=True)) == ["crack", "dent", "scratch"]
+    waiting = awaiting_labels(expected)
+    stored = {
+        (a.item.external_id, a.labeler.username): a.value_boxes
+        for a in Annotation.objects.filter(project=project, is_current=True).select_related(
+            "item", "labeler"
+        )
+    }
+    assert stored == {
+        (a.item, a.labeler): a.value for a in expected.annotations if a.item not in waiting
+    }
+    gold = {
+        g.item.external_id: g.value_boxes
+        for g in GoldLabel.objects.filter(item__project=project).select_related("item")
+    }
+    assert gold == {g.item: g.value for g in expected.gold}
+    assert any(boxes == [] for boxes in gold.values())  # "nothing there" is ground truth too
+    example_ids = set(
+        Guideline.objects.get(project=project).example_items.values_list("external_id", flat=True)
+    )
+    assert example_ids == set(expected.guidelines[0].examples) and example_ids <= set(gold)
