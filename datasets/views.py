@@ -89,6 +89,7 @@ def _page(request, project: Project, role: str, **extra):
                 "classes": list((version.class_counts or {}).get("all", {}).items()),
                 "params": _params_summary(version),
                 "published": version.status == DatasetStatus.SUCCEEDED,
+                "detection": exporters.is_detection(version),
             }
         )
     context = {

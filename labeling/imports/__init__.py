@@ -1,5 +1,7 @@
 """Bulk imports: items (JSON, JSONL, CSV, zip of images + manifest), historical labels
-(JSON, JSONL, CSV) and Label Studio JSON exports.
+(JSON, JSONL, CSV), Label Studio JSON exports and, for detection projects, COCO JSON
+files and YOLO zips. Box values from every path are checked by
+:func:`labeling.boxes.normalize_boxes`.
 
 Every import is one :class:`labeling.models.SourceBatch` with provenance events, written
 in one transaction. The whole file is parsed and every row validated before anything is
@@ -15,6 +17,8 @@ Row numbers in errors are 1-based:
   header is row 1); header problems are reported as row 0;
 - zip: the row of the manifest, numbered as above for its format;
 - Label Studio: the task's position in the exported list (``field`` names the annotation).
+- COCO: the image's position in ``images``; ``field`` the JSON path (``annotations[4].bbox``).
+- YOLO: the image's position in the archive's sorted image list; ``field`` the file.
 
 Speed: items, tags and events are written with :mod:`provenance.bulk` (one INSERT or COPY
 per few thousand rows), annotations with ``bulk_create`` in batches; existing items,
@@ -27,8 +31,10 @@ The package, one module per concern (each imports only those above it):
 - :mod:`~labeling.imports.formats`: ``detect_format`` from a file name or Content-Type;
 - :mod:`~labeling.imports.parsing`: JSON, JSONL and CSV rows, ``ZipArchive``;
 - :mod:`~labeling.imports.rows`: ``ItemRow``/``AnnotationRow`` and their ``clean_*`` checks;
-- :mod:`~labeling.imports.label_studio`: a Label Studio export as item and label rows;
+- :mod:`~labeling.imports.label_studio`: a Label Studio export as item and label rows
+  (``rectanglelabels`` results as boxes, percent converted to pixels);
+- :mod:`~labeling.imports.boxes`: a COCO file and a YOLO zip as label rows of boxes;
 - :mod:`~labeling.imports.items`: ``import_items`` (items, tags, images, their events);
-- :mod:`~labeling.imports.annotations`: ``import_annotations``, ``import_label_studio``
-  (labels, labeler accounts, gold labels).
+- :mod:`~labeling.imports.annotations`: ``import_annotations``, ``import_label_studio``,
+  ``import_coco``, ``import_yolo`` (labels, labeler accounts, gold labels).
 """
