@@ -71,8 +71,8 @@ def _label_studio_boxes(results: Any) -> tuple[list[dict] | None, tuple[int, int
     labelled by a ``labels`` result with the same id), converted from Label Studio's
     percent of the image to pixels with ``original_width`` / ``original_height``.
 
-    Returns (boxes, (width, height) or None, error message or ""). No rectangle results
-    is an explicit "nothing there" ([]).
+    Returns (boxes, (width, height) or None, error message or ""). An empty result is an
+    explicit "nothing there" ([]); results that hold no rectangles are an error.
     """
     if not isinstance(results, list):
         return None, None, "result must be a list"
@@ -121,6 +121,13 @@ def _label_studio_boxes(results: Any) -> tuple[list[dict] | None, tuple[int, int
                 "h": h * height / 100,
             }
         )
+    if not boxes and any(
+        isinstance(r, dict) and r.get("type") not in ("labels", "rectangle", "rectanglelabels")
+        for r in results
+    ):
+        # Results, but none of them boxes: an export of another kind of project, not an
+        # answer of "nothing there".
+        return None, None, "no rectanglelabels results to import as boxes"
     return boxes, size, ""
 
 

@@ -320,3 +320,14 @@ def test_label_studio_rotated_rectangle_is_refused(client, boxes_project, box_it
     assert (error["row"], error["field"]) == (1, "annotations[0].result[0]")
     assert "rotated" in error["message"]
     assert not Annotation.objects.exists()
+
+
+def test_label_studio_choices_in_a_detection_project_are_not_nothing_there(
+    client, boxes_project, box_items
+):
+    choice = {"type": "choices", "value": {"choices": ["dent"]}}
+    response = client.post(url(boxes_project), data=label_studio_task([choice]), format="json")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert (error["row"], error["field"]) == (1, "annotations[0].result")
+    assert "no rectanglelabels" in error["message"]
