@@ -410,8 +410,14 @@ def lineage_graph(version: DatasetVersion) -> dict:
                 "label": f"{labeler}: {n} items",
             }
         )
+        # Without an agreement run (detection versions built from decisions and ground
+        # truth) the labels feed the version's lineage directly.
         edges.append(
-            {"from": f"annotation_summary:{labeler}", "to": run_node, "relation": "input_to"}
+            {
+                "from": f"annotation_summary:{labeler}",
+                "to": run_node if run else version_node,
+                "relation": "input_to",
+            }
         )
     for row in summary.get("batch_labelers", []):
         batch_key = row["source_batch"] if row["source_batch"] is not None else "none"

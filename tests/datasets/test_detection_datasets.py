@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from labeling import services as labeling_services
-from labeling.models import Annotation, GoldSource, ItemDecision, TaskType
+from labeling.models import Annotation, GoldSource, ItemDecision, Role, TaskType
 from tests.conftest import png_bytes
 from tests.datasets.conftest import build
 
@@ -73,13 +73,18 @@ def truth_boxes(i: int) -> list[dict]:
 
 
 @pytest.fixture
-def detection_version(manager):
+def detection_version(manager, make_user):
     project = make_project(manager)
     items = make_image_items(project, 20)
     for i, item in enumerate(items):
         labeling_services.set_gold_label(
             item=item, value=truth_boxes(i), source=GoldSource.IMPORT, actor=manager
         )
+    # A labeler's boxes on a few items: counted on the rows, never their label.
+    labeler = make_user("lena")
+    labeling_services.set_membership(project=project, user=labeler, role=Role.LABELER)
+    for item in items[:4]:
+        labeling_services.submit_annotation(item=item, labeler=labeler, value=[])
     # An SME decision wins over the ground truth of item 5.
     ItemDecision.objects.create(
         item=items[5],
@@ -112,6 +117,7 @@ def test_rows_hold_the_final_boxes_and_where_they_came_from(api, manager, detect
         assert row["label"] == json.dumps(classes, separators=(",", ":"))
         assert (row["image_width"], row["image_height"]) == (WIDTH, HEIGHT)
         assert row["final_label_source"] == ("sme" if i == 5 else "ground_truth")
+        assert (row["n_labels"], row["labelers"]) == ((1, ["lena"]) if i < 4 else (0, []))
     # Class counts are boxes per class: 10 first scratches + 4 second ones (i = 0, 3, 6, 9)
     # less item 5's (decided to a dent); 6 dents + 1 decided; 6 big cracks.
     assert version.class_counts["all"] == {"Big crack": 6, "dent": 7, "scratch": 13}
@@ -231,3 +237,20 @@ def test_parquet_carries_the_boxes_as_json_text(api, manager, detection_version)
     boxes = [json.loads(v) for v in table.column("boxes").to_pylist()]
     assert key(boxes[5]) == key(final(5))
     assert table.column("image_width").to_pylist()[0] == WIDTH
+
+
+def test_lineage_of_a_version_without_an_agreement_run_has_no_dangling_edges(
+    api, manager, detection_version
+):
+    _, _, version = detection_version
+    assert version.request["agreement_run"] is None
+    assert version.lineage["agreement_run"] is None
+    api.force_authenticate(manager)
+    response = api.get(f"/api/v1/datasets/{version.pk}/lineage/")
+    assert response.status_code == 200, response.content
+    graph = response.json()
+    graph = graph.get("graph", graph)
+    nodes = {n["id"] for n in graph["nodes"]}
+    assert "annotation_summary:lena" in nodes and all(
+        e["from"] in nodes and e["to"] in nodes for e in graph["edges"]
+    )
