@@ -95,7 +95,7 @@
     svg.style.width = c.width + "px";
     svg.style.height = c.height + "px";
     svg.setAttribute("viewBox", "0 0 " + natural.w + " " + natural.h);
-    render();
+    render(true);
   }
 
   function el(name, attrs) {
@@ -108,7 +108,7 @@
     return key;
   }
 
-  function render() {
+  function render(layerOnly) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     var k = scale();
     boxes.forEach(function (b, i) {
@@ -142,7 +142,7 @@
         "vector-effect": "non-scaling-stroke", fill: "none", "stroke-dasharray": "6 4", "stroke-width": 2
       }));
     }
-    renderPanel();
+    if (!layerOnly) renderPanel();
   }
 
   function renderPanel() {
@@ -288,7 +288,7 @@
       var s = boxes[selected];
       s.x = left; s.y = top; s.w = right - left; s.h = bottom - top;
     }
-    render();
+    render(true); // the panel catches up when the gesture ends
   });
   function endGesture(ev) {
     if (!gesture) return;
