@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -206,3 +208,36 @@ def test_labeler_draws_edits_and_submits_boxes(http_live_server, page, box_proje
     page.keyboard.press("?")
     page.wait_for_selector("#help-overlay:not([hidden])")
     assert "Nothing there" in page.inner_text("#help-overlay")
+
+
+def test_a_box_drawn_with_a_finger_on_a_phone(http_live_server, chromium, box_project):
+    project, _ = box_project
+    context = chromium.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(f"{http_live_server.url}/login/?next=/projects/{project.pk}/label/")
+        page.fill("#id_username", "ana")
+        page.fill("#id_password", PASSWORD)
+        with page.expect_navigation():
+            page.press("#id_password", "Enter")
+        wait_ready(page)
+        rect = content_rect(page)
+        (x0, y0), (x1, y1) = screen(rect, 40, 60), screen(rect, 140, 160)
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind, x, y):
+            points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", x0, y0)
+        for k in range(1, 6):
+            touch("touchMove", x0 + (x1 - x0) * k / 5, y0 + (y1 - y0) * k / 5)
+        touch("touchEnd", x1, y1)
+        assert page.inner_text("#box-count") == "1"
+        value = json.loads(page.input_value("#boxes-value"))
+        assert_boxes(value, [("scratch", 40, 60, 100, 100)], tolerance=2.5)
+    finally:
+        context.close()
