@@ -122,8 +122,8 @@ def is_coco(document: Any) -> bool:
 
 def looks_like_coco(data: bytes) -> bool:
     """A cheap test before parsing: the three COCO keys appear in the file."""
-    head = data[: 1 << 20]
-    return head.lstrip()[:1] == b"{" and all(f'"{k}"'.encode() in data for k in COCO_KEYS)
+    head = data[:64].removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 BOM is allowed
+    return head[:1] == b"{" and all(f'"{k}"'.encode() in data for k in COCO_KEYS)
 
 
 def coco_rows(

@@ -331,3 +331,12 @@ def test_label_studio_choices_in_a_detection_project_are_not_nothing_there(
     error = response.json()["errors"][0]
     assert (error["row"], error["field"]) == (1, "annotations[0].result")
     assert "no rectanglelabels" in error["message"]
+
+
+def test_coco_with_a_byte_order_mark_is_recognised(client, boxes_project, box_items):
+    data = b"\xef\xbb\xbf" + json.dumps(coco_document()).encode()
+    response = client.post(
+        url(boxes_project, "?labeler=ana"), data=data, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["format"] == "coco"
