@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import zipfile
 
 import pytest
@@ -16,6 +17,7 @@ from tests.conftest import png_bytes
 pytestmark = pytest.mark.django_db
 
 CLASSES = [{"key": "scratch"}, {"key": "dent"}, {"key": "Big crack"}]
+WIDTH, HEIGHT = 200, 100
 
 
 @pytest.fixture
@@ -340,3 +342,30 @@ def test_coco_with_a_byte_order_mark_is_recognised(client, boxes_project, box_it
     )
     assert response.status_code == 201, response.content
     assert response.json()["format"] == "coco"
+
+
+def test_label_studio_rectangles_round_trip_to_the_same_pixels(client, boxes_project, box_items):
+    """Boxes written as Label Studio percentages (as its exporter writes them, full
+    floats) come back as the same 2-decimal pixel boxes."""
+    rng = random.Random(4)
+    boxes = []
+    for _ in range(25):
+        w, h = round(rng.uniform(1, 100), 2), round(rng.uniform(1, 50), 2)
+        x, y = round(rng.uniform(0, WIDTH - w), 2), round(rng.uniform(0, HEIGHT - h), 2)
+        boxes.append(box(rng.choice(["scratch", "dent", "Big crack"]), x, y, w, h))
+    results = [
+        {
+            **rectangle(
+                b["x"] / WIDTH * 100,
+                b["y"] / HEIGHT * 100,
+                b["w"] / WIDTH * 100,
+                b["h"] / HEIGHT * 100,
+                b["class"],
+            ),
+            "id": f"r{n}",
+        }
+        for n, b in enumerate(boxes)
+    ]
+    response = client.post(url(boxes_project), data=label_studio_task(results), format="json")
+    assert response.status_code == 201, response.content
+    assert stored(boxes_project) == {("img-1", "dee@example.org"): boxes}
