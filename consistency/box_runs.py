@@ -22,8 +22,15 @@ from django.db import transaction
 
 from consistency.class_map import class_map
 from consistency.metrics import boxes as bx
-from consistency.models import AgreementRun, Consensus, ConsensusMethod, ConsensusStatus
+from consistency.models import (
+    AgreementRun,
+    Consensus,
+    ConsensusMethod,
+    ConsensusStatus,
+    Prediction,
+)
 from consistency.results import MAX_SLICE_VALUES, MISSING, _item_metadata, _labeler_names
+from consistency.selectors import latest_finished_run
 from labeling.models import (
     Annotation,
     GoldLabel,
@@ -102,15 +109,7 @@ def load_box_labels(project: Project, labeler_ids: list[int] | None = None) -> d
         dropped += n
         labels.setdefault(item_id, {})[labeler_id] = mapped
         guidelines.setdefault(item_id, Counter())[guideline_id] += 1
-    gold, gold_labeler = {}, {}
-    for item_id, boxes, labeler_id in (
-        GoldLabel.objects.filter(item__project=project, value_boxes__isnull=False)
-        .exclude(source=GoldSource.SME)
-        .values_list("item_id", "value_boxes", "labeler_id")
-    ):
-        gold[item_id], _ = _mapped(boxes, roots)
-        if labeler_id is not None:
-            gold_labeler[item_id] = labeler_id
+    gold, gold_labeler = gold_boxes(project, roots)
     return {
         "labels": labels,
         "guideline": {i: c.most_common(1)[0][0] for i, c in guidelines.items()},
@@ -120,6 +119,21 @@ def load_box_labels(project: Project, labeler_ids: list[int] | None = None) -> d
         "roots": roots,
         "n_dropped": dropped,
     }
+
+
+def gold_boxes(project: Project, roots: dict[str, str]) -> tuple[dict, dict]:
+    """Ground-truth boxes (SME decisions are not ground truth): ``({item id: boxes},
+    {item id: the labeler whose annotation carries them})``."""
+    gold, gold_labeler = {}, {}
+    for item_id, boxes, labeler_id in (
+        GoldLabel.objects.filter(item__project=project, value_boxes__isnull=False)
+        .exclude(source=GoldSource.SME)
+        .values_list("item_id", "value_boxes", "labeler_id")
+    ):
+        gold[item_id], _ = _mapped(boxes, roots)
+        if labeler_id is not None:
+            gold_labeler[item_id] = labeler_id
+    return gold, gold_labeler
 
 
 def sme_box_decisions(project: Project) -> dict[int, list[dict]]:
@@ -544,3 +558,151 @@ def _example(item_id: int, items: dict, boxes_on: dict) -> dict:
     """An example item with every labeler's boxes, to draw them overlaid."""
     ext, url = items[item_id]
     return {"item": ext, "image_url": url or None, "boxes": boxes_on.get(item_id, {})}
+
+
+# ------------------------------------------------------------------ model runs
+
+# Model boxes are scored at the IoU of COCO's AP50, whatever the project's threshold.
+MODEL_IOU = 0.5
+DEFAULT_SCORE_THRESHOLD = 0.5
+MIN_SLICE_ITEMS = 5
+
+
+def box_references(project: Project) -> tuple[dict, dict, AgreementRun | None]:
+    """(``{item id: boxes}`` reference, ``{item id: "gold" | "sme" | "consensus"}``, the
+    agreement run read). Ground truth first, then an SME decision, then the consensus
+    boxes of the latest finished run."""
+    data_gold, _ = gold_boxes(project, key_map(project)[1])
+    run = latest_finished_run(project)
+    reference, source = {}, {}
+    for item_id, final in final_boxes(project, run).items():
+        reference[item_id], source[item_id] = final["boxes"], final["source"]
+    for item_id, boxes in data_gold.items():
+        reference[item_id], source[item_id] = boxes, "gold"
+    return reference, source, run
+
+
+def detection_error_analysis(model_run, slices: list) -> dict:
+    """Error analysis of a detection model run, in the shape of the classification one.
+
+    ``slices``: ``[(key, value, item ids)]`` (metadata values and tags). Per slice and
+    overall: ``precision`` and ``recall`` of the boxes with ``score >=`` the run's
+    ``params.score_threshold`` (default 0.5), ``ap50`` (COCO-style AP at IoU 0.5, all
+    boxes), ``model_accuracy`` = the model's box F1 (mean per item, matched within
+    classes at IoU 0.5) beside ``hlp`` (the labelers' box F1 on the same items, as the
+    agreement run measures it). Items need a reference (ground truth, SME decision or
+    consensus boxes); slices under ``MIN_SLICE_ITEMS`` scored items are null.
+    """
+    project = model_run.project
+    _, roots = key_map(project)
+    reference, source, run = box_references(project)
+    predictions = {
+        item_id: _mapped(boxes, roots)[0]
+        for item_id, boxes in Prediction.objects.filter(
+            model_run=model_run, value_boxes__isnull=False
+        ).values_list("item_id", "value_boxes")
+    }
+    scored = sorted(i for i in predictions if i in reference)
+    score_threshold = float(
+        (model_run.params or {}).get("score_threshold", DEFAULT_SCORE_THRESHOLD)
+    )
+    data = load_box_labels(project)
+    humans = bx.BoxAgreement(
+        data["labels"],
+        classes=data["classes"],
+        threshold=float(project.box_iou_threshold),
+        gold=data["gold"],
+        gold_labeler=data["gold_labeler"],
+    )
+    position = {item: n for n, item in enumerate(humans.items)}
+
+    def entry(key, value, items: list[int]) -> dict:
+        items = [i for i in items if i in reference and i in predictions]
+        reasons: dict[str, str] = {}
+        out = {
+            "key": key,
+            "value": value,
+            "n_items": len(items),
+            "model_accuracy": None,
+            "precision": None,
+            "recall": None,
+            "ap50": None,
+            "hlp": None,
+            "reasons": reasons,
+        }
+        if len(items) < (1 if key is None else MIN_SLICE_ITEMS):
+            why = f"fewer than {MIN_SLICE_ITEMS} predicted items with reference boxes"
+            for k in ("model_accuracy", "precision", "recall", "ap50"):
+                reasons[k] = why if key is not None else "no predicted item with reference boxes"
+        else:
+            scores = bx.detection_scores(
+                reference,
+                predictions,
+                iou_threshold=MODEL_IOU,
+                score_threshold=score_threshold,
+                items=items,
+            )
+            ap = bx.average_precision(reference, predictions, iou_threshold=MODEL_IOU, items=items)
+            out.update(
+                model_accuracy=scores["box_f1"],
+                precision=scores["precision"],
+                recall=scores["recall"],
+                ap50=ap["ap"],
+            )
+            reasons.update(scores["reasons"])
+            reasons.update(ap["reasons"])
+            if key is None:
+                out["ap50_per_class"] = ap["per_class"]
+                out["n_pred_boxes"] = scores["n_pred_boxes"]
+                out["n_gt_boxes"] = scores["n_gt_boxes"]
+        mask = np.zeros(len(humans.items), dtype=bool)
+        mask[[position[i] for i in items if i in position]] = True
+        if mask.any():
+            hlp = humans.summary(item_mask=mask, n_bootstrap=0)["hlp"]
+            out["hlp"], out["hlp_method"] = hlp["value"], hlp["method"]
+            if hlp["value"] is None:
+                reasons["hlp"] = hlp["reasons"].get("value", "no HLP on these items")
+        else:
+            reasons["hlp"] = "no human labels on these items"
+        return out
+
+    overall = entry(None, None, scored)
+    rows = [entry(key, value, list(ids)) for key, value, ids in slices]
+    counts = Counter(source[i] for i in scored)
+    why_not = "detection runs report precision, recall and AP50 per slice (see slices)"
+    return {
+        "reference": {
+            "agreement_run": run.pk if run is not None else None,
+            "n_gold": counts.get("gold", 0) + counts.get("sme", 0),
+            "n_consensus": counts.get("consensus", 0),
+            "n_without_reference": len(predictions) - len(scored),
+        },
+        "overall": overall,
+        "slices": rows,
+        "prioritisation": [],
+        "tags": [],
+        "per_class": [],
+        "confusion": None,
+        "model_as_labeler": None,
+        "label_errors": [],
+        "detection": {
+            "iou_threshold": MODEL_IOU,
+            "score_threshold": score_threshold,
+            "definitions": {
+                "precision": "matched predicted boxes (same class, IoU >= 0.5, score >= the "
+                "score threshold) / predicted boxes",
+                "recall": "matched reference boxes / reference boxes",
+                "ap50": "COCO average precision at IoU 0.5 (101 recall points, mean over "
+                "classes with reference boxes; equal to pycocotools)",
+                "model_accuracy": "the model's box F1 per item (both empty = 1), mean",
+                "hlp": "the labelers' box F1 on the same items (agreement-run definition)",
+            },
+        },
+        "reasons": {
+            "prioritisation": why_not,
+            "tags": why_not,
+            "per_class": "see overall.ap50_per_class",
+            "confusion": "boxes of different classes never match",
+            "model_as_labeler": "computed for classification projects",
+        },
+    }
