@@ -28,3 +28,39 @@ def test_rest_returns_the_detection_run_and_filters_convention_flags(detection, 
     listed = client.get(f"/api/v1/projects/{project.pk}/flags/?kind=box_convention").json()
     rows = listed["results"] if isinstance(listed, dict) else listed
     assert rows and all(f["kind"] == "box_convention" for f in rows)
+
+
+def test_an_sme_decides_an_items_boxes(detection, api, manager):
+    from consistency.box_runs import final_boxes
+    from consistency.models import Consensus, Flag, FlagKind
+    from labeling.models import ItemDecision
+
+    project, _, _, _, items = detection
+    run = run_agreement(project)
+    flag = Flag.objects.filter(run=run, kind=FlagKind.ITEM_DISAGREEMENT).first()
+    item = flag.items.get()
+    url = f"/api/v1/flags/{flag.pk}/resolve/"
+    client = api.as_user(manager)
+    bad = client.post(
+        url,
+        data={"action": "set_label", "rationale": "r", "boxes": [{"class": "crack", "x": 1}]},
+        format="json",
+    )
+    assert bad.status_code == 400 and "unknown class" in bad.json()["errors"]["boxes"][0]
+    boxes = [{"class": "scratch", "x": 10, "y": 20, "w": 30, "h": 40}]
+    done = client.post(
+        url,
+        data={"action": "set_label", "rationale": "three objects", "boxes": boxes},
+        format="json",
+    )
+    assert done.status_code == 200, done.content
+    decision = ItemDecision.objects.get(item=item)
+    assert decision.value_boxes == [
+        {"class": "scratch", "x": 10.0, "y": 20.0, "w": 30.0, "h": 40.0}
+    ]
+    assert decision.label_class_id is None
+    assert final_boxes(project, run)[item.pk]["source"] == "sme"
+    # the next run keeps the decision as the item's consensus
+    second = run_agreement(project)
+    row = Consensus.objects.get(run=second, item=item)
+    assert row.status == "resolved" and row.value_boxes == decision.value_boxes
