@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from consistency.box_runs import final_boxes
+from consistency.models import Consensus, Flag, FlagKind
+from labeling.models import ItemDecision
 from tests.consistency.box_project import build_detection_project, run_agreement
 
 pytestmark = pytest.mark.django_db
@@ -31,10 +34,6 @@ def test_rest_returns_the_detection_run_and_filters_convention_flags(detection, 
 
 
 def test_an_sme_decides_an_items_boxes(detection, api, manager):
-    from consistency.box_runs import final_boxes
-    from consistency.models import Consensus, Flag, FlagKind
-    from labeling.models import ItemDecision
-
     project, _, _, _, items = detection
     run = run_agreement(project)
     flag = Flag.objects.filter(run=run, kind=FlagKind.ITEM_DISAGREEMENT).first()

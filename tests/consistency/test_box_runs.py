@@ -3,7 +3,11 @@ boxes, the convention flags and the REST payload."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from consistency import box_runs
 from consistency.metrics import boxes as bx
@@ -106,3 +110,22 @@ def test_an_empty_detection_project_runs_with_null_figures(manager):
     overall = run.results["overall"]
     assert overall["box_f1"] is None and overall["reasons"]["box_f1"]
     assert overall["count_alpha"] is None and overall["reasons"]["count_alpha"]
+
+
+def test_the_dashboard_shows_box_figures_with_intervals(detection, manager):
+    project, *_ = detection
+    run = run_agreement(project)
+    client = Client()
+    client.force_login(manager)
+    html = client.get(reverse("consistency-dashboard", args=[project.pk]), secure=True)
+    assert html.status_code == 200
+    html = html.content.decode()
+    shown = dict(re.findall(r'data-metric="(\w+)">([^<]+)<', html))
+    overall = run.results["overall"]
+    for key in ("box_f1", "box_mean_iou", "count_alpha"):
+        assert shown[key] == f"{overall[key]:.3f}"
+        low, high = overall[f"{key}_ci"]
+        assert f"95% CI {low:.3f} – {high:.3f}" in html
+    table = html.split('data-testid="box-labelers"')[1].split("</table>")[0]
+    assert all(name in table for name in ("ann", "dan", "cat"))
+    assert "dan (group)" in html
