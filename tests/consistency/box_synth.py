@@ -4,6 +4,7 @@ Every labeler sees the same objects; ``ann``, ``bob`` and ``eve`` only add rando
 (sd 1.5 px per coordinate), ``cat`` draws loose boxes (sides x1.25 about the centre, so
 areas x1.5625), ``fay`` tight ones (sides x0.8, areas x0.64) and ``dan`` draws one box
 around each cluster of three small touching objects instead of one box per object.
+``gus`` (not in ``LABELERS``) skips every object smaller than 50 x 50 pixels.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def synthetic_labels(n_items: int = 60, seed: int = 1, labelers=LABELERS):
             boxes = []
             for n, (cls, x, y, w, h) in enumerate(objects):
                 if grouped and n < 3:
+                    continue
+                if lab == "gus" and w * h < 2500:
                     continue
                 jx, jy, jw, jh = rng.normal(0, 1.5, 4)
                 scale = SCALE.get(lab, 1.0)

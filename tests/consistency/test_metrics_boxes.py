@@ -330,3 +330,32 @@ def test_detection_scores_on_a_hand_worked_case():
     # a: 1 match of 2 predicted / 2 true (the dent is the wrong class); b: nothing above 0.5
     assert (s["precision"], s["recall"]) == (0.5, 0.5)
     assert s["box_f1"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_a_labeler_who_skips_small_objects_is_flagged_for_recall_by_size():
+    labels, _ = synthetic_labels(n_items=45, seed=2, labelers=("ann", "bob", "eve", "gus"))
+    agreement = bx.BoxAgreement(labels, classes=["scratch", "dent"])
+    per_labeler = agreement.per_labeler(n_bootstrap=100)
+    found = bx.box_conventions(agreement, per_labeler)
+    assert [(f["labeler"], f["convention"]) for f in found] == [("gus", "misses_small")]
+    gus = next(e for e in per_labeler if e["labeler"] == "gus")
+    assert gus["recall_by_size"]["small"]["recall"] < 0.5
+    assert gus["recall_by_size"]["large"]["recall"] == 1.0
+
+
+def test_hlp_uses_ground_truth_and_leaves_the_ground_truth_labeler_out():
+    truth = [box(0, 0, 10, 10), box(50, 50, 10, 10)]
+    labels = {
+        "i1": {"a": truth, "b": truth[:1], "c": truth},
+        "i2": {"a": [], "b": [], "c": [box(0, 0, 5, 5)]},
+    }
+    gold = {"i1": truth, "i2": []}
+    agreement = bx.BoxAgreement(labels, classes=["scratch"], gold=gold, gold_labeler={"i1": "a"})
+    hlp = agreement.summary(n_bootstrap=0)["hlp"]
+    # scored against gold: i1 b (F1 2/3), c (1); i2 a (1), b (1), c (0) -- a left out on i1
+    assert hlp["method"] == "gold"
+    assert hlp["value"] == pytest.approx((2 / 3 + 1 + 1 + 1 + 0) / 5, abs=1e-6)
+    assert hlp["gold"]["n_items"] == 2
+    by_name = {e["labeler"]: e for e in agreement.per_labeler(n_bootstrap=0)}
+    assert by_name["a"]["hlp_f1"] == 1.0 and by_name["a"]["hlp_method"] == "gold"
+    assert by_name["b"]["hlp_f1"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-6)
