@@ -14,6 +14,7 @@ from consistency.metrics import boxes as bx
 from consistency.models import Consensus, Flag, FlagKind, RunStatus
 from labeling import services
 from labeling.models import Project
+from review import services as review_services
 from tests.consistency.box_project import N_ITEMS, build_detection_project, run_agreement
 from tests.consistency.box_synth import JITTER_ONLY, LABELERS
 
@@ -129,3 +130,31 @@ def test_the_dashboard_shows_box_figures_with_intervals(detection, manager):
     table = html.split('data-testid="box-labelers"')[1].split("</table>")[0]
     assert all(name in table for name in ("ann", "dan", "cat"))
     assert "dan (group)" in html
+
+
+def test_the_flag_page_overlays_every_labelers_boxes_and_proposes_the_clarification(
+    detection, manager
+):
+    project, *_ = detection
+    run = run_agreement(project)
+    flag = Flag.objects.get(run=run, kind=FlagKind.BOX_CONVENTION, labeler__username="dan")
+    client = Client()
+    client.force_login(manager)
+    page = client.get(reverse("review-flag", args=[flag.pk]), secure=True)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('data-testid="box-overlay"') == flag.items.count()
+    assert 'data-labeler="dan"' in html and 'data-labeler="consensus"' in html
+    assert flag.evidence["suggested_guideline"] in html  # evidence and the textarea
+    # the SME publishes the clarified guideline from the flag: the flag is resolved and
+    # its example items become the new version's examples
+    review_services.resolve_flag(
+        flag=flag,
+        actor=manager,
+        action="publish_guideline",
+        rationale="clusters were boxed as one",
+        guideline_text="Box every defect.\n\n" + flag.evidence["suggested_guideline"],
+    )
+    flag.refresh_from_db()
+    assert flag.status == "resolved"
+    assert project.guidelines.order_by("-version").first().version == 2
