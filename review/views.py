@@ -75,13 +75,24 @@ def _box_overlay(item: Item, labels: list[dict], consensus: Consensus | None) ->
         ]
     width = item.width or max([b["x"] + b["w"] for b in boxes] + [100]) * 1.05
     height = item.height or max([b["y"] + b["h"] for b in boxes] + [100]) * 1.05
+    # Zoom on the boxes (with a margin) so that small objects stay visible.
+    view = [0.0, 0.0, float(width), float(height)]
+    if boxes:
+        x0, y0 = min(b["x"] for b in boxes), min(b["y"] for b in boxes)
+        x1 = max(b["x"] + b["w"] for b in boxes)
+        y1 = max(b["y"] + b["h"] for b in boxes)
+        margin = 0.15 * max(x1 - x0, y1 - y0, 20.0)
+        left, top = max(x0 - margin, 0.0), max(y0 - margin, 0.0)
+        view = [left, top, min(x1 + margin, width) - left, min(y1 + margin, height) - top]
+    extent = max(view[2], view[3])
     return {
         "external_id": item.external_id,
         "src": _image_src(item),
         "width": f"{width:.0f}",
         "height": f"{height:.0f}",
-        "stroke": f"{max(width, height) / 300:.2f}",
-        "dash": f"{max(width, height) / 80:.1f}",
+        "view_box": " ".join(f"{v:.1f}" for v in view),
+        "stroke": f"{extent / 200:.2f}",
+        "dash": f"{extent / 60:.1f}",
         "boxes": [{**b, **{k: f"{float(b[k]):.2f}" for k in ("x", "y", "w", "h")}} for b in boxes],
         "legend": legend,
     }
