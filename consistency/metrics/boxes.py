@@ -64,16 +64,19 @@ def iou_matrix(a, b) -> np.ndarray:
     >>> float(iou_matrix([[0, 0, 2, 2]], [[1, 0, 2, 2]])[0, 0])  # 2 / (4 + 4 - 2)
     0.3333333333333333
     """
-    a, b = _check(a), _check(b)
+    return _iou(_check(a), _check(b))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`iou_matrix` of checked ``(n, 4)`` arrays (the hot path: no validation)."""
     if not a.shape[0] or not b.shape[0]:
         return np.zeros((a.shape[0], b.shape[0]))
-    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.minimum(ax2[:, None], bx2[None, :]) - np.maximum(a[:, 0][:, None], b[:, 0][None, :])
-    ih = np.minimum(ay2[:, None], by2[None, :]) - np.maximum(a[:, 1][:, None], b[:, 1][None, :])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    ax, ay, aw, ah = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]
+    bx, by, bw, bh = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    iw = np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx)
+    ih = np.minimum(ay + ah, by + bh) - np.maximum(ay, by)
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    return inter / (aw * ah + bw * bh - inter)
 
 
 def containment_matrix(outer, inner) -> np.ndarray:
@@ -122,6 +125,10 @@ def match_boxes(a, b, threshold: float = 0.5, *, ious: np.ndarray | None = None)
     allowed = m >= threshold
     if not allowed.any():
         return empty
+    if allowed.sum(axis=0).max() == 1 and allowed.sum(axis=1).max() == 1:
+        # Each box overlaps at most one other enough: the matching is forced.
+        rows, cols = np.nonzero(allowed)
+        return Match(rows.astype(np.int64), cols.astype(np.int64), m[rows, cols])
     weight = np.where(allowed, 1.0 + m, 0.0)
     rows, cols = linear_sum_assignment(weight, maximize=True)
     keep = allowed[rows, cols]
@@ -183,7 +190,7 @@ def pair_score(
     ious = (
         class_aware_ious(aa, bb, [x["class"] for x in a], [x["class"] for x in b])
         if by_class
-        else None
+        else _iou(aa, bb)
     )
     match = match_boxes(aa, bb, threshold, ious=ious)
     return PairScore(match.n, len(a), len(b), float(match.iou.sum()))
@@ -212,7 +219,7 @@ def cluster_boxes(
         if clusters:
             means = np.array([c / len(m) for c, m in zip(corners, clusters, strict=True)])
             reps = np.column_stack([means[:, :2], means[:, 2:] - means[:, :2]])
-            match = match_boxes(arr, reps, threshold)
+            match = match_boxes(arr, reps, threshold, ious=_iou(arr, reps))
             matched = dict(zip(match.i.tolist(), match.j.tolist(), strict=True))
         for k in range(arr.shape[0]):
             if k in matched:
@@ -671,11 +678,11 @@ class BoxAgreement:
                 for y in range(x + 1, len(labs)):
                     self._pair(t, i, pos[x], pos[y], arrays[x], arrays[y], cls[x], cls[y])
             for x in range(len(labs)):
-                others = [arrays[y] for y in range(len(labs)) if y != x]
-                if any(self._group_box_mask(arrays[x], o).any() for o in others):
-                    mask = np.zeros(arrays[x].shape[0], dtype=bool)
-                    for o in others:
-                        mask |= self._group_box_mask(arrays[x], o)
+                mask = np.zeros(arrays[x].shape[0], dtype=bool)
+                for y in range(len(labs)):
+                    if y != x:
+                        mask |= self._group_box_mask(arrays[x], arrays[y])
+                if mask.any():
                     t.group_boxes[i, pos[x]] = mask.sum()
                     self._group_items.setdefault(pos[x], []).append(i)
             # class agreement: clusters of all labelers' boxes, two or more boxes each
@@ -690,7 +697,7 @@ class BoxAgreement:
         return t
 
     def _pair(self, t, i, a, b, boxes_a, boxes_b, cls_a, cls_b) -> None:
-        ious = iou_matrix(boxes_a, boxes_b)
+        ious = _iou(boxes_a, boxes_b)
         m = match_boxes(boxes_a, boxes_b, self.threshold, ious=ious)
         s = PairScore(m.n, boxes_a.shape[0], boxes_b.shape[0], float(m.iou.sum()))
         t.pair_f1[i] += s.f1
@@ -730,7 +737,7 @@ class BoxAgreement:
         inside = containment_matrix(outer, inner) >= self.containment
         # An inner box that matches the outer one (IoU at the threshold) is the same object
         # drawn tighter, not a member of a group.
-        inside &= iou_matrix(outer, inner) < self.threshold
+        inside &= _iou(outer, inner) < self.threshold
         return inside.sum(axis=1) >= 2
 
     def _hlp(self, t, i, item, labs, pos) -> None:
@@ -747,7 +754,7 @@ class BoxAgreement:
             t.hlp_loo[i, pos[x]] = pair_score(per[lab], ref, self.threshold).f1
             ref_arr, own = boxes_array(ref), boxes_array(per[lab])
             hit = np.zeros(ref_arr.shape[0], dtype=bool)
-            hit[match_boxes(own, ref_arr, self.threshold).j] = True
+            hit[match_boxes(own, ref_arr, self.threshold, ious=_iou(own, ref_arr)).j] = True
             for r in range(ref_arr.shape[0]):
                 self._loo_refs.append((i, pos[x], float(ref_arr[r, 2] * ref_arr[r, 3]), hit[r]))
 
