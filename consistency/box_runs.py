@@ -243,7 +243,7 @@ def detection_results(run: AgreementRun, timings: dict) -> tuple[dict, dict]:
     ]
     results = {
         "overall": overall,
-        "per_class": agreement.per_class(),
+        "per_class": agreement.per_class(n_bootstrap=n_boot, seed=seed),
         "per_labeler": per_labeler,
         "pairwise": pairwise,
         "confusion": agreement.confusion(),
@@ -430,7 +430,12 @@ def _store_consensus(run: AgreementRun, labels: dict, threshold: float, weights:
         found = bx.consensus_boxes(per, threshold=threshold, weights=weights)
         boxes, status = found["boxes"], found["status"]
         n = found["n_labelers"]
-        support = min((b["support"] for b in boxes), default=n) / n if n else None
+        if not n:
+            support = None
+        elif boxes:
+            support = min(b["support"] for b in boxes) / n  # the least supported box
+        else:
+            support = sum(1 for v in per.values() if not v) / n  # "nothing there"
         if item_id in decisions:
             boxes, status, support = decisions[item_id], ConsensusStatus.RESOLVED, None
         counts[status] += 1

@@ -1030,10 +1030,15 @@ class BoxAgreement:
             out.append(entry)
         return out
 
-    def per_class(self) -> list[dict]:
+    def per_class(
+        self, *, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
+    ) -> list[dict]:
         """Per class: ``box_f1`` with class-aware matching, pooled over labeler pairs
-        (``2 matches / boxes of the class on both sides``), ``support`` (boxes)."""
+        (``2 matches / boxes of the class on both sides``) with a bootstrap interval over
+        items (``box_f1_ci``), ``support`` (boxes)."""
         t = self.t
+        reps = bootstrap_weights(len(self.items), n_bootstrap, seed)
+        boot = _ratio(2 * (reps @ t.class_tp), reps @ t.class_n) if reps.size else None
         out = []
         n_boxes = np.zeros(len(self.classes))
         for per in self.labels.values():
@@ -1046,6 +1051,9 @@ class BoxAgreement:
                 "class": key,
                 "support": int(n_boxes[c]),
                 "box_f1": _num(2 * tp[c] / n[c]) if n[c] else None,
+                "box_f1_ci": percentile_ci(boot[:, c], confidence)
+                if boot is not None and n[c]
+                else None,
                 "krippendorff_alpha": None,
                 "reasons": {"krippendorff_alpha": "boxes: see box_f1 and overall.class_alpha"},
             }

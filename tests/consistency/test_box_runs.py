@@ -50,6 +50,9 @@ def test_a_detection_run_reports_box_agreement_with_intervals(detection):
     assert per_labeler["dan"]["box_f1"] < min(per_labeler[x]["box_f1"] for x in JITTER_ONLY)
     assert all(e["box_f1_ci"] and e["labeler_id"] for e in per_labeler.values())
     assert {c["class"] for c in run.results["per_class"]} == {"scratch", "dent"}
+    assert all(
+        c["box_f1_ci"][0] <= c["box_f1"] <= c["box_f1_ci"][1] for c in run.results["per_class"]
+    )
     lines = {s["value"]: s for s in run.results["slices"] if s["key"] == "line"}
     assert set(lines) == {"A", "B"} and lines["A"]["n_items"] + lines["B"]["n_items"] == N_ITEMS
     assert all(s["box_f1_ci"] and s["hlp"] is not None for s in lines.values())
