@@ -271,6 +271,9 @@ def model_run_page(request, model_run: ModelRun, role: str):
             ),
             "others": others[:50],
             "comparison": comparison,
+            "detection_rows": [analysis["overall"], *analysis["slices"]]
+            if analysis.get("detection")
+            else [],
         },
     )
 

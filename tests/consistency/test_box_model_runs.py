@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
 
 from consistency import model_runs
 from consistency.models import Prediction
@@ -107,3 +109,21 @@ def test_rest_get_of_a_detection_model_run(detection, manager, client):
     assert (overall["ap50"], overall["precision"], overall["recall"]) == (1.0, 1.0, 1.0)
     assert overall["model_accuracy"] == 1.0
     assert body["error_analysis"]["detection"]["iou_threshold"] == 0.5
+
+
+def test_the_model_run_page_shows_ap50_beside_hlp(detection, manager):
+    project, _, truth, _, items = detection
+    _with_ground_truth(project, truth)
+    rows = [{"item": k, "value": [{**b, "score": 0.9} for b in v]} for k, v in truth.items()]
+    run = model_runs.upload_model_run(
+        project=project, name="perfect", predictions=rows, created_by=manager
+    )
+    client = Client()
+    client.force_login(manager)
+    page = client.get(reverse("model-run-page", args=[run.pk]), secure=True)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count('data-testid="detection-row"') == 1 + len(
+        model_runs.error_analysis(run)["slices"]
+    )
+    assert 'data-metric="ap50">1.000<' in html
