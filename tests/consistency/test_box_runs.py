@@ -3,6 +3,7 @@ boxes, the convention flags and the REST payload."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -58,6 +59,7 @@ def test_a_detection_run_reports_box_agreement_with_intervals(detection):
     assert all(s["box_f1_ci"] and s["hlp"] is not None for s in lines.values())
     hlp = run.results["hlp"]
     assert hlp["method"] == "pairwise" and 0 < hlp["value"] <= 1 and hlp["per_slice"]
+    json.dumps(run.results, allow_nan=False)  # no NaN or Infinity anywhere
 
 
 def test_consensus_boxes_are_stored_per_item(detection):
