@@ -141,6 +141,12 @@ class ErrorAnalysisSerializer(serializers.Serializer):
         help_text="suspected label errors (top 100 by score): the model confidently "
         "disagrees with the final label and the human labels are split",
     )
+    detection = serializers.DictField(
+        required=False,
+        help_text="detection projects: the IoU and score thresholds and the definitions of "
+        "precision, recall, ap50 (COCO AP at IoU 0.5) and model_accuracy (box F1) that "
+        "overall and slices carry",
+    )
     reasons = serializers.DictField(child=serializers.CharField())
 
 
@@ -159,7 +165,8 @@ class ModelRunOutputSerializer(serializers.Serializer):
 class PredictionRowSerializer(serializers.Serializer):
     item = serializers.CharField(help_text="the item's external id")
     value = serializers.JSONField(
-        help_text="class key (classification), number (rating) or text (transcription)"
+        help_text="class key (classification), number (rating), text (transcription) or "
+        "boxes [{class, x, y, w, h, score}] (detection; pixels, score 0-1)"
     )
     confidence = serializers.FloatField(required=False, allow_null=True)
 

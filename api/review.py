@@ -144,6 +144,14 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
             allow_blank=True, required=False, default="", max_length=MAX_COMMENT_CHARS
         )
         label = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
+        boxes = serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="set_label in a detection project: the item's boxes {class, x, y, w, h} "
+            "in pixels ([] = nothing there)",
+        )
         into = serializers.CharField(required=False, allow_null=True, default=None, max_length=80)
         items = serializers.ListField(
             child=serializers.JSONField(), required=False, allow_null=True, default=None

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from consistency import detection, normalization
+from consistency import box_runs, detection, normalization
 from consistency.models import (
     AgreementRun,
     Flag,
@@ -212,7 +212,9 @@ def _empty():
 
 
 # --------------------------------------------------------------------------- flags
-def _signature(kind: str, classes, labeler, slice_, items) -> str:
+def _signature(kind: str, classes, labeler, slice_, items, convention=None) -> str:
+    if kind == FlagKind.BOX_CONVENTION:
+        return f"{kind}|labeler={labeler}|convention={convention}"
     if kind == FlagKind.ITEM_DISAGREEMENT:
         return f"{kind}|items={','.join(sorted(map(str, items)))}"
     if kind == FlagKind.LABELER:
@@ -252,17 +254,23 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     Flag.objects.filter(project=project, status=FlagStatus.OPEN, run=run).exclude(
         kind=FlagKind.LABEL_ERROR
     ).delete()
-    data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
     thresholds = {**detection.DEFAULT_THRESHOLDS, **(project.flag_thresholds or {})}
-    if project.task_type == TaskType.TRANSCRIPTION:
-        # Per-item codes are not classes: only "which items" and "which labelers" apply.
-        thresholds["labeler_habit_share"] = 2.0
-        found = detection.detect_flags(
-            data, thresholds, results=run.results, kinds={"item_disagreement", "labeler"}
-        )
-        _transcript_evidence(project, found)
+    if project.task_type == TaskType.DETECTION:
+        # Boxes: conventions and count disagreements found by the run (box_runs).
+        found = box_runs.box_flags(run)
+        labeler_names = sorted({f["labeler"] for f in found if f["labeler"]})
     else:
-        found = detection.detect_flags(data, thresholds, results=run.results)
+        data = load_label_data(project, slice_keys=(run.params or {}).get("slices"))
+        labeler_names = data.labeler_names
+        if project.task_type == TaskType.TRANSCRIPTION:
+            # Per-item codes are not classes: only "which items" and "which labelers" apply.
+            thresholds["labeler_habit_share"] = 2.0
+            found = detection.detect_flags(
+                data, thresholds, results=run.results, kinds={"item_disagreement", "labeler"}
+            )
+            _transcript_evidence(project, found)
+        else:
+            found = detection.detect_flags(data, thresholds, results=run.results)
     dismissed = {
         _flag_signature(f)
         for f in Flag.objects.filter(project=project, status=FlagStatus.DISMISSED)
@@ -271,12 +279,17 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
     }
     item_ids = dict(project.items.values_list("external_id", "id"))
     class_ids = dict(project.classes.values_list("key", "id"))
-    user_ids = dict(
-        User.objects.filter(username__in=data.labeler_names).values_list("username", "id")
-    )
+    user_ids = dict(User.objects.filter(username__in=labeler_names).values_list("username", "id"))
     flags, links = [], []
     for f in found:
-        sig = _signature(f["kind"], f["classes"], f["labeler"], f["slice"], f["items"])
+        sig = _signature(
+            f["kind"],
+            f["classes"],
+            f["labeler"],
+            f["slice"],
+            f["items"],
+            f["evidence"].get("convention"),
+        )
         if sig in dismissed:
             continue
         flag = Flag(
@@ -325,6 +338,7 @@ def _flag_signature(flag: Flag) -> str:
         flag.labeler.get_username() if flag.labeler_id else None,
         {"key": flag.slice_key, "value": flag.slice_value} if flag.slice_key else None,
         [i.external_id for i in flag.items.all()],
+        (flag.evidence or {}).get("convention"),
     )
 
 

@@ -22,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from consistency import box_runs
 from consistency.class_map import ClassMap, class_map
 from consistency.metrics import error_analysis as ea
 from consistency.models import (
@@ -35,6 +36,7 @@ from consistency.models import (
 )
 from consistency.scan import scan_annotations
 from consistency.selectors import SOURCE_SME, final_labels, latest_finished_run
+from labeling.boxes import BoxError, normalize_boxes
 from labeling.imports.errors import ImportRejected
 from labeling.imports.parsing import parse_csv, parse_jsonl
 from labeling.models import GoldLabel, GoldSource, Item, LabelClass, Project, TaskType
@@ -71,9 +73,10 @@ def upload_model_run(
 ) -> ModelRun:
     """Store a model run and its predictions, all or nothing.
 
-    Rows are ``{item: <external id>, value: <class key | number | text>, confidence?}``;
-    the value's kind follows the project's task type. Raises ``ValidationError`` naming
-    the 1-based row numbers at fault; then nothing is stored.
+    Rows are ``{item: <external id>, value: <class key | number | text | boxes>,
+    confidence?}``; the value's kind follows the project's task type (detection: a list
+    of boxes ``{class, x, y, w, h, score?}`` in pixels, score 0-1, default 1). Raises
+    ``ValidationError`` naming the 1-based row numbers at fault; then nothing is stored.
     """
     if not isinstance(predictions, list) or not predictions:
         _check_name_and_params(name, params)
@@ -164,6 +167,11 @@ def upload_model_run_file(
 def _csv_row(cells: dict, task_type: str) -> dict:
     """A CSV row as a prediction row: numbers where the row needs numbers."""
     row: dict[str, Any] = dict(cells)
+    if task_type == TaskType.DETECTION and isinstance(row.get("value"), str):
+        # A box list in a CSV cell is JSON text; text that is not JSON stays text and the
+        # row check names it.
+        with contextlib.suppress(ValueError):
+            row["value"] = json.loads(row["value"])
     for column in ("confidence",) + (("value",) if task_type == TaskType.RATING else ()):
         if column in row:
             # Text that is not a number stays text: the row check names it.
@@ -219,13 +227,20 @@ def _store(
         )
     classes = dict(LabelClass.objects.filter(project=project).values_list("key", "id"))
     task = project.task_type
+    image_sizes: dict[str, tuple[int, int]] = {}
+    if task == TaskType.DETECTION:
+        for chunk in chunks(wanted):
+            for external_id, width, height in Item.objects.filter(
+                project=project, external_id__in=chunk, width__isnull=False, height__isnull=False
+            ).values_list("external_id", "width", "height"):
+                image_sizes[external_id] = (width, height)
 
     faults: list[tuple[int, str]] = list(unreadable)
     checked: list[dict] = []
     seen: dict[str, int] = {}
     for number, row in rows:
         prediction, fault = _check_row(
-            number, row, items=items, classes=classes, task=task, seen=seen
+            number, row, items=items, classes=classes, task=task, seen=seen, image_sizes=image_sizes
         )
         if fault is not None:
             faults.append((number, fault))
@@ -270,6 +285,7 @@ def _check_row(
     classes: dict[str, int],
     task: str,
     seen: dict[str, int],
+    image_sizes: dict[str, tuple[int, int]] | None = None,
 ) -> tuple[dict | None, str | None]:
     """(prediction, None) for a good row -- ``{item_id, confidence, label_class_id |
     value_number | value_text}`` -- or (None, the message naming the row)."""
@@ -296,8 +312,14 @@ def _check_row(
         if confidence is None or not 0.0 <= confidence <= 1.0:
             return None, f"row {number}: confidence must be a number between 0 and 1"
     value = row.get("value")
+    image_sizes = image_sizes or {}
     prediction: dict[str, Any] = {"item_id": items[external_id], "confidence": confidence}
-    if task == TaskType.CLASSIFICATION:
+    if task == TaskType.DETECTION:
+        boxes, fault = _check_boxes(value, classes, image_sizes.get(external_id))
+        if fault is not None:
+            return None, f"row {number}: {fault}"
+        prediction["value_boxes"] = boxes
+    elif task == TaskType.CLASSIFICATION:
         if not isinstance(value, str) or value not in classes:
             return None, f"row {number}: unknown class {value!r}"
         prediction["label_class_id"] = classes[value]
@@ -311,6 +333,34 @@ def _check_row(
             return None, f"row {number}: value must be a text"
         prediction["value_text"] = value
     return prediction, None
+
+
+def _check_boxes(value: Any, classes: dict[str, int], image_size) -> tuple[list | None, str | None]:
+    """Predicted boxes ``[{class, x, y, w, h, score?}]`` (score 0-1, default 1) in canonical
+    form, or (None, the fault)."""
+    if not isinstance(value, list):
+        return None, "value must be a list of boxes {class, x, y, w, h, score} ([] = none)"
+    scores = []
+    for n, raw in enumerate(value, start=1):
+        if not isinstance(raw, dict):
+            scores.append(1.0)  # normalize_boxes names the malformed box
+            continue
+        score = _number(raw.get("score", 1.0))
+        if score is None or not 0.0 <= score <= 1.0:
+            return None, f"box {n}: score must be a number between 0 and 1"
+        scores.append(score)
+    try:
+        boxes = normalize_boxes(
+            [
+                {k: v for k, v in b.items() if k != "score"} if isinstance(b, dict) else b
+                for b in value
+            ],
+            class_keys=classes,
+            image_size=image_size,
+        )
+    except BoxError as exc:
+        return None, str(exc)
+    return [{**b, "score": s} for b, s in zip(boxes, scores, strict=True)], None
 
 
 # ------------------------------------------------------------------ error analysis
@@ -577,6 +627,11 @@ def error_analysis(model_run: ModelRun) -> dict:
     [0, 1]; a figure that cannot be computed is None with a reason.
     """
     project = model_run.project
+    if project.task_type == TaskType.DETECTION:
+        slices, _ = _slices(project)
+        return box_runs.detection_error_analysis(
+            model_run, [(s.key, s.value, s.items.tolist()) for s in slices]
+        )
     if project.task_type != TaskType.CLASSIFICATION:
         return _not_classification(project)
 

@@ -101,6 +101,8 @@ class Consensus(models.Model):
     )
     value_text = models.TextField(blank=True)
     value_number = models.FloatField(null=True, blank=True)
+    # Detection: the consensus boxes [{class, x, y, w, h, support}] (pixels); [] = nothing.
+    value_boxes = models.JSONField(null=True, blank=True)
     support = models.FloatField(null=True, blank=True, help_text="Share of labels for it, 0–1.")
     confidence = models.FloatField(null=True, blank=True, help_text="Posterior or support, 0–1.")
     entropy = models.FloatField(null=True, blank=True, help_text="Of the label shares, bits.")
@@ -128,6 +130,7 @@ class FlagKind(models.TextChoices):
     LABELER = "labeler", "Labeler"
     DRIFT = "drift", "Drift"
     LABEL_ERROR = "label_error", "Suspected label error (model run)"
+    BOX_CONVENTION = "box_convention", "Box convention (group vs object, loose vs tight)"
 
 
 class FlagStatus(models.TextChoices):
@@ -243,6 +246,8 @@ class Prediction(models.Model):
     )
     value_number = models.FloatField(null=True, blank=True)
     value_text = models.TextField(blank=True)
+    # Detection: predicted boxes [{class, x, y, w, h, score}] (pixels, score 0-1).
+    value_boxes = models.JSONField(null=True, blank=True)
     confidence = models.FloatField(null=True, blank=True)
 
     class Meta:

@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from consistency import flags
+from consistency import box_runs, flags
 from consistency.chunks import chunk_from_bytes, chunk_stats, chunk_to_bytes, merge_chunks
 from consistency.class_map import class_map
 from consistency.consensus_store import consensus_part
@@ -177,7 +177,9 @@ def execute_agreement_run(
         _lineage(run, "START")
         labeler_ids, version = _labelers_and_version(project.pk)
         chunk_items = run.params.get("chunk_items") or chunk_items_setting()
-        ranges = [] if _is_transcription(project) else _item_ranges(project, chunk_items)
+        # Transcripts and boxes are computed in one pass (their statistics do not chunk).
+        single = _is_transcription(project) or project.task_type == TaskType.DETECTION
+        ranges = [] if single else _item_ranges(project, chunk_items)
         _save(
             run,
             data_version={**version, "labeler_ids": labeler_ids},
@@ -229,6 +231,10 @@ def _single_pass(run: AgreementRun, labeler_ids: list[int]) -> AgreementRun:
     if _is_transcription(project):
         timings: dict = {}
         results, consensus = transcription_results(run, timings)
+        return _complete(run, results, consensus, timings)
+    if project.task_type == TaskType.DETECTION:
+        timings = {}
+        results, consensus = box_runs.detection_results(run, timings)
         return _complete(run, results, consensus, timings)
     level = run.params["level"]
     classes = class_map(project, level)

@@ -117,6 +117,7 @@ def _result_context(run: AgreementRun) -> dict:
     return {
         "results": results,
         "overall": overall,
+        "box_metrics": _box_metrics(overall) if results.get("detection") else None,
         "hlp": hlp,
         "per_class": results.get("per_class", []),
         "per_labeler": per_labeler,
@@ -130,8 +131,32 @@ def _result_context(run: AgreementRun) -> dict:
         "guideline_slices": guideline,
         "consensus": results.get("consensus", {}),
         "transcription": results.get("transcription"),
+        "detection": results.get("detection"),
         "reasons": overall.get("reasons", {}),
     }
+
+
+def _box_metrics(overall: dict) -> list[dict]:
+    """The headline figures of a detection run, each with its interval or why it is null."""
+    reasons = overall.get("reasons", {})
+    threshold = overall.get("iou_threshold")
+    rows = (
+        ("box_f1", f"Box F1 (IoU ≥ {threshold})", "mean over item × labeler pair"),
+        ("box_mean_iou", "Mean IoU of matched boxes", "matched pairs"),
+        ("count_alpha", "Box count α (interval)", "number of boxes per item"),
+        ("class_alpha", "Class α (matched boxes)", "nominal"),
+    )
+    return [
+        {
+            "key": key,
+            "label": label,
+            "value": overall.get(key),
+            "ci": overall.get(f"{key}_ci"),
+            "reason": reasons.get(key) or reasons.get(f"{key}_ci"),
+            "note": note,
+        }
+        for key, label, note in rows
+    ]
 
 
 def _fmt(value) -> str:
@@ -246,6 +271,9 @@ def model_run_page(request, model_run: ModelRun, role: str):
             ),
             "others": others[:50],
             "comparison": comparison,
+            "detection_rows": [analysis["overall"], *analysis["slices"]]
+            if analysis.get("detection")
+            else [],
         },
     )
 

@@ -530,23 +530,31 @@ def submit_annotation(
 def set_item_decision(
     *,
     item: Item,
-    label_class: LabelClass,
+    label_class: LabelClass | None,
     actor: AbstractBaseUser,
     rationale: str,
     resolution_id: int | None = None,
+    value_boxes: list | None = None,
 ) -> tuple[ItemDecision, bool]:
-    """Record an SME's decision on ``item`` (its final label), replacing an earlier one.
+    """Record an SME's decision on ``item`` (its final label), replacing an earlier one:
+    a class, or for detection projects ``value_boxes`` (already normalised boxes).
 
     Ground truth (``GoldLabel``) is never touched. Returns ``(decision,
-    conflicts_with_ground_truth)``: True when the item has ground truth of another class."""
+    conflicts_with_ground_truth)``: True when the item has ground truth of another class
+    (other boxes)."""
     ItemDecision.objects.filter(item=item).delete()
     decision = ItemDecision.objects.create(
         item=item,
         label_class=label_class,
+        value_boxes=value_boxes,
         decided_by=actor,
         rationale=rationale,
         resolution_id=resolution_id,
     )
+    if value_boxes is not None:
+        gold_boxes = GoldLabel.objects.filter(item=item).values_list("value_boxes", flat=True)
+        gold_boxes = gold_boxes.first()
+        return decision, gold_boxes is not None and gold_boxes != value_boxes
     gold = GoldLabel.objects.filter(item=item).values_list("label_class_id", flat=True).first()
     return decision, gold is not None and gold != label_class.pk
 

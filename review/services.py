@@ -214,6 +214,77 @@ def _decide_items(
     return decided
 
 
+def _decide_boxes(
+    *,
+    project: Project,
+    items: list[Item],
+    boxes: list | None,
+    actor: AbstractBaseUser,
+    rationale: str,
+    flag: Flag,
+) -> list[dict]:
+    """Final boxes of one item of a detection project: the decision (``ItemDecision.
+    value_boxes``), the latest run's SME consensus row and an ``item.resolved`` event."""
+    if boxes is None:
+        raise ValidationError(
+            {
+                "boxes": "a detection project's final label is a list of boxes {class, x, y, w, h} "
+                "([] = nothing there)"
+            }
+        )
+    if len(items) != 1:
+        raise ValidationError(
+            {"items": f"boxes are decided for one item at a time; name it ({len(items)} given)"}
+        )
+    run = _latest_run(project)
+    item = Item.objects.select_for_update().get(pk=items[0].pk)
+    try:
+        value = labeling_services.resolve_value(
+            project=project, value=boxes, image_size=labeling_services.item_image_size(item)
+        )["value_boxes"]
+    except ValidationError as exc:
+        raise ValidationError({"boxes": exc.message_dict.get("value", exc.messages)}) from exc
+    before = _item_before(item, run)
+    before["boxes"] = dict(
+        Annotation.objects.filter(item=item, is_current=True)
+        .order_by("labeler__username")
+        .values_list("labeler__username", "value_boxes")
+    )
+    _, conflict = labeling_services.set_item_decision(
+        item=item, label_class=None, value_boxes=value, actor=actor, rationale=rationale
+    )
+    if run is not None:
+        Consensus.objects.update_or_create(
+            run=run,
+            item=item,
+            method=ConsensusMethod.SME,
+            defaults={
+                "label_class": None,
+                "value_boxes": value,
+                "support": None,
+                "confidence": 1.0,
+                "entropy": None,
+                "n_labels": len(before["boxes"]),
+                "status": ConsensusStatus.RESOLVED,
+            },
+        )
+    after = {
+        "boxes": value,
+        "flag": flag.pk,
+        "status": ConsensusStatus.RESOLVED,
+        "conflicts_with_ground_truth": conflict,
+    }
+    events.item_resolved(
+        project_id=project.pk,
+        actor_id=actor.pk,
+        item_id=item.pk,
+        before=before,
+        after=after,
+        reason=rationale,
+    )
+    return [{"item": item.external_id, **after}]
+
+
 def merge_classes(
     *,
     project: Project,
@@ -341,11 +412,13 @@ def resolve_flag(
     items: Sequence | None = None,
     classes: Sequence[str] | None = None,
     guideline_text: str | None = None,
+    boxes: list | None = None,
 ) -> Resolution:
     """Carry out an SME decision on ``flag`` and record it.
 
     ``action`` is one of ``ResolutionAction``: ``set_label`` (``label``; ``items``
-    default to the flag's), ``mark_borderline`` (the project's borderline class),
+    default to the flag's; detection projects: ``boxes`` for one item, ``[]`` = nothing
+    there), ``mark_borderline`` (the project's borderline class),
     ``merge_classes`` (the flag's classes, or ``classes``, into ``into``),
     ``unmerge_classes`` (also on a resolved merge flag: undoes its merge), ``relabel``
     (new assignments; a labeler flag sends its items back to that labeler),
@@ -378,7 +451,13 @@ def resolve_flag(
     chosen: list[Item] = []
     flag_class_keys = [c.key for c in flag.classes.order_by("pk")]
 
-    if action in (ResolutionAction.SET_LABEL, ResolutionAction.MARK_BORDERLINE):
+    if action == ResolutionAction.SET_LABEL and project.task_type == TaskType.DETECTION:
+        chosen = _items_for(flag, items)
+        details["decided"] = decided = _decide_boxes(
+            project=project, items=chosen, boxes=boxes, actor=actor, rationale=rationale, flag=flag
+        )
+        details["conflicts_with_ground_truth"] = decided[0]["conflicts_with_ground_truth"]
+    elif action in (ResolutionAction.SET_LABEL, ResolutionAction.MARK_BORDERLINE):
         chosen = _items_for(flag, items)
         if action == ResolutionAction.SET_LABEL:
             label_class = _class_by_key(project, label, "label")
@@ -428,7 +507,8 @@ def resolve_flag(
         details["unmerged"] = [c.key for c in undone]
     elif action == ResolutionAction.RELABEL:
         chosen = _items_for(flag, items)
-        labelers = [flag.labeler] if flag.kind == FlagKind.LABELER and flag.labeler else None
+        per_labeler = flag.kind in (FlagKind.LABELER, FlagKind.BOX_CONVENTION)
+        labelers = [flag.labeler] if per_labeler and flag.labeler else None
         created = send_for_relabel(
             project=project, items=chosen, actor=actor, rationale=rationale, labelers=labelers
         )

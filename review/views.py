@@ -37,7 +37,10 @@ KIND_ICONS = {
     FlagKind.LABELER: "☺",
     FlagKind.DRIFT: "↘",
     FlagKind.LABEL_ERROR: "⚑",
+    FlagKind.BOX_CONVENTION: "▣",
 }
+# Colours of labelers' boxes on the overlay (colour-blind safe, Okabe-Ito).
+BOX_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 ACTION_TEXT = {
     "set_label": "Set the final label",
     "mark_borderline": "Mark borderline",
@@ -54,6 +57,45 @@ def _image_src(item: Item) -> str:
     if item.image:
         return reverse("item-image", args=[item.pk])
     return item.image_url
+
+
+def _box_overlay(item: Item, labels: list[dict], consensus: Consensus | None) -> dict:
+    """Every labeler's boxes (and the consensus, dashed) on the item, for an SVG overlay
+    in image pixels: ``{width, height, src, stroke, dash, boxes: [...], legend: [...]}``."""
+    boxes, legend = [], []
+    for n, label in enumerate(sorted(labels, key=lambda x: x["labeler"])):
+        colour = BOX_COLOURS[n % len(BOX_COLOURS)]
+        value = label["value"] if isinstance(label["value"], list) else []
+        legend.append({"labeler": label["labeler"], "color": colour, "n": len(value)})
+        boxes += [{**b, "labeler": label["labeler"], "color": colour} for b in value]
+    if consensus is not None and consensus.value_boxes is not None:
+        boxes += [
+            {**b, "labeler": "consensus", "color": "#111827", "consensus": True}
+            for b in consensus.value_boxes
+        ]
+    width = item.width or max([b["x"] + b["w"] for b in boxes] + [100]) * 1.05
+    height = item.height or max([b["y"] + b["h"] for b in boxes] + [100]) * 1.05
+    # Zoom on the boxes (with a margin) so that small objects stay visible.
+    view = [0.0, 0.0, float(width), float(height)]
+    if boxes:
+        x0, y0 = min(b["x"] for b in boxes), min(b["y"] for b in boxes)
+        x1 = max(b["x"] + b["w"] for b in boxes)
+        y1 = max(b["y"] + b["h"] for b in boxes)
+        margin = 0.15 * max(x1 - x0, y1 - y0, 20.0)
+        left, top = max(x0 - margin, 0.0), max(y0 - margin, 0.0)
+        view = [left, top, min(x1 + margin, width) - left, min(y1 + margin, height) - top]
+    extent = max(view[2], view[3])
+    return {
+        "external_id": item.external_id,
+        "src": _image_src(item),
+        "width": f"{width:.0f}",
+        "height": f"{height:.0f}",
+        "view_box": " ".join(f"{v:.1f}" for v in view),
+        "stroke": f"{extent / 200:.2f}",
+        "dash": f"{extent / 60:.1f}",
+        "boxes": [{**b, **{k: f"{float(b[k]):.2f}" for k in ("x", "y", "w", "h")}} for b in boxes],
+        "legend": legend,
+    }
 
 
 def _meta_text(value) -> str:
@@ -124,7 +166,13 @@ def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
         return "—" if x is None else f"{x:.0%}"
 
     rows: list[tuple[str, str]] = []
-    if flag.kind == FlagKind.ITEM_DISAGREEMENT:
+    if flag.kind == FlagKind.ITEM_DISAGREEMENT and "count_range" in ev:  # boxes
+        counts = ev.get("counts") or {}
+        rows += [
+            ("Boxes per labeler", ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))),
+            ("Box F1 between labelers", pct(ev.get("box_f1"))),
+        ]
+    elif flag.kind == FlagKind.ITEM_DISAGREEMENT:
         rows += [
             ("Majority share", pct(ev.get("majority_share"))),
             ("Entropy", f"{ev.get('entropy_bits', 0):.2f} bits"),
@@ -176,6 +224,26 @@ def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
         if ev.get("drift"):
             d = ev["drift"]
             rows.append(("Agreement early → late", f"{pct(d['early'])} → {pct(d['late'])}"))
+    elif flag.kind == FlagKind.BOX_CONVENTION:
+        stat = ev.get("statistic") or {}
+        rows.append(("Convention", str(ev.get("convention", "—")).replace("_", " ")))
+        if "size_ratio" in stat:
+            ci = stat.get("size_ratio_ci") or [None, None]
+            rows.append(("Box area vs others", f"x{stat['size_ratio']:.2f} [{ci[0]}, {ci[1]}]"))
+            rows.append(("Matched boxes", str(stat.get("n_matches", "—"))))
+        if "n_group_boxes" in stat:
+            rows.append(
+                ("Group boxes", f"{stat['n_group_boxes']} of {stat.get('n_boxes', '—')} boxes")
+            )
+            rows.append(("Others' rate (median)", pct(stat.get("median_rate_of_others"))))
+        if "recall_small" in stat:
+            rows.append(
+                (
+                    "Recall small / large",
+                    f"{pct(stat['recall_small'])} / {pct(stat.get('recall_large'))}",
+                )
+            )
+        rows.append(("Suggested guideline", ev.get("suggested_guideline", "—")))
     elif flag.kind == FlagKind.LABEL_ERROR:
         rows += [
             ("Model run", f"{ev.get('model_run_name', '')} (#{ev.get('model_run', '—')})"),
@@ -222,12 +290,24 @@ def flag_page(request, flag: Flag, role: str):
         .exclude(labeler=None)
         .values_list("labeler__username", flat=True)
     )
+    detection = project.task_type == TaskType.DETECTION
     item_rows = [
         {
             "item": i,
             "src": _image_src(i),
+            "overlay": (
+                _box_overlay(i, labels.get(i.pk, []), consensus.get(i.pk)) if detection else None
+            ),
             "labels": [
-                {**label, "flagged": label["labeler"] in flagged_labelers}
+                {
+                    **label,
+                    "flagged": label["labeler"] in flagged_labelers,
+                    **(
+                        {"value": f"{len(label['value'])} box(es)"}
+                        if isinstance(label["value"], list)
+                        else {}
+                    ),
+                }
                 for label in labels.get(i.pk, [])
             ],
             "gold": gold.get(i.pk),
@@ -262,8 +342,9 @@ def flag_page(request, flag: Flag, role: str):
         "items": item_rows,
         "single": len(item_rows) == 1,
         # a final label is a decision about items: offered where the flag is about them
-        "decides_items": flag.kind
-        in (FlagKind.ITEM_DISAGREEMENT, FlagKind.BORDERLINE, FlagKind.LABEL_ERROR),
+        # (boxes are decided over REST with a box list: the page has no box editor)
+        "decides_items": not detection
+        and flag.kind in (FlagKind.ITEM_DISAGREEMENT, FlagKind.BORDERLINE, FlagKind.LABEL_ERROR),
         "classes": classes,
         "borderline": borderline,
         "flag_classes": flag_classes,
@@ -288,6 +369,12 @@ def flag_page(request, flag: Flag, role: str):
         ),
         "suggested_text": ACTION_TEXT.get(flag.suggested_action, flag.suggested_action),
         "guideline": guideline,
+        # a convention flag proposes its clarification below the guideline in force
+        "guideline_prefill": "\n\n".join(
+            t
+            for t in ((guideline.text if guideline else ""), ev.get("suggested_guideline", ""))
+            if t
+        ),
         "resolutions": flag.resolutions.select_related(
             "decided_by", "label_class", "into_class", "guideline"
         ).order_by("created_at", "id"),
