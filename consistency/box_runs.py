@@ -148,8 +148,11 @@ def sme_box_decisions(project: Project) -> dict[int, list[dict]]:
 
 
 def final_boxes(project: Project, run: AgreementRun | None) -> dict[int, dict]:
-    """``{item id: {"boxes", "source": "sme" | "consensus", "status", "support"}}``: an
-    SME decision wins over the run's consensus boxes (two queries)."""
+    """``{item id: {"boxes", "source", "status", "support"}}``: an item's final boxes, by
+    the one rule final labels follow (``consistency.selectors.final_labels``): its ground
+    truth, else an SME decision, else the run's consensus boxes. ``source`` is
+    ``ground_truth`` | ``sme`` | ``consensus``; ``status`` is the consensus status
+    (``resolved`` for a decision, ``agreed`` for ground truth). Three queries."""
     out: dict[int, dict] = {}
     if run is not None:
         for item_id, boxes, status, support in Consensus.objects.filter(
@@ -166,6 +169,14 @@ def final_boxes(project: Project, run: AgreementRun | None) -> dict[int, dict]:
             "boxes": boxes,
             "source": "sme",
             "status": ConsensusStatus.RESOLVED,
+            "support": None,
+        }
+    truth, _ = gold_boxes(project, key_map(project)[1])
+    for item_id, boxes in truth.items():
+        out[item_id] = {
+            "boxes": boxes,
+            "source": "ground_truth",
+            "status": ConsensusStatus.AGREED,
             "support": None,
         }
     return out
@@ -574,16 +585,13 @@ MIN_SLICE_ITEMS = 5
 
 
 def box_references(project: Project) -> tuple[dict, dict, AgreementRun | None]:
-    """(``{item id: boxes}`` reference, ``{item id: "gold" | "sme" | "consensus"}``, the
-    agreement run read). Ground truth first, then an SME decision, then the consensus
-    boxes of the latest finished run."""
-    data_gold, _ = gold_boxes(project, key_map(project)[1])
+    """(``{item id: boxes}`` reference, ``{item id: "ground_truth" | "sme" |
+    "consensus"}``, the agreement run read): the final boxes (:func:`final_boxes`) with
+    the consensus of the latest finished run."""
     run = latest_finished_run(project)
     reference, source = {}, {}
     for item_id, final in final_boxes(project, run).items():
         reference[item_id], source[item_id] = final["boxes"], final["source"]
-    for item_id, boxes in data_gold.items():
-        reference[item_id], source[item_id] = boxes, "gold"
     return reference, source, run
 
 
@@ -678,7 +686,10 @@ def detection_error_analysis(model_run, slices: list) -> dict:
     return {
         "reference": {
             "agreement_run": run.pk if run is not None else None,
-            "n_gold": counts.get("gold", 0) + counts.get("sme", 0),
+            # As for classification: items whose reference is a final label, not a vote.
+            "n_gold": counts.get("ground_truth", 0) + counts.get("sme", 0),
+            "n_ground_truth": counts.get("ground_truth", 0),
+            "n_sme": counts.get("sme", 0),
             "n_consensus": counts.get("consensus", 0),
             "n_without_reference": len(predictions) - len(scored),
         },

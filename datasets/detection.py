@@ -1,11 +1,10 @@
 """Dataset versions of detection projects: the rows are items, the label a list of boxes.
 
-A row's final boxes come, in this order, from an SME decision on the item
-(``ItemDecision.value_boxes``) or its ground truth (``GoldLabel.value_boxes``). Consensus
-boxes from agreement runs are not read here yet (they are built in
-``consistency/box_runs.py``); when they exist they become one more source in
-:func:`final_boxes`. Everything after that function, the rows, splits and exporters, takes
-a list of boxes per row and does not care where it came from.
+A row's final boxes come from the item's ground truth (``GoldLabel.value_boxes``), else
+an SME decision (``ItemDecision.value_boxes``), else, for a version built from an
+agreement run, the run's consensus boxes (``consistency/box_runs.py``), by the same rule
+as the final labels of other projects. Everything after :func:`final_boxes`, the rows,
+splits and exporters, takes a list of boxes per row and does not care where it came from.
 
 Each row's JSON line holds, beside the columns every dataset has:
 
@@ -16,7 +15,7 @@ Each row's JSON line holds, beside the columns every dataset has:
   counts summarise (per class: boxes, and rows holding the class);
 - ``image_width`` / ``image_height``: the image size in pixels (YOLO normalises by it),
   null when unknown;
-- ``final_label_source``: ``sme`` | ``ground_truth``.
+- ``final_label_source``: ``ground_truth`` | ``sme`` | ``consensus``.
 
 The version's ``params.box_classes`` fixes the class order (YOLO class ids, COCO
 category ids = index + 1) when the version is built, so a re-export never changes.
@@ -32,44 +31,44 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from consistency.models import AgreementRun
+from consistency import box_runs
+from consistency.models import AgreementRun, ConsensusStatus
 from datasets import services
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling import selectors as labeling_selectors
-from labeling.models import Annotation, GoldLabel, Item, ItemDecision, LabelClass, Project
+from labeling.models import Annotation, Item, LabelClass, Project
 from provenance import events
 
 SOURCE_SME = "sme"
 SOURCE_GROUND_TRUTH = "ground_truth"
+SOURCE_CONSENSUS = "consensus"
 DETECTION_COLUMNS = (("boxes", "json"), ("image_width", "int"), ("image_height", "int"))
 
 
 @dataclass(frozen=True)
 class FinalBoxes:
-    """An item's final boxes and where they came from (``sme`` | ``ground_truth``)."""
+    """An item's final boxes and where they came from (``ground_truth`` | ``sme`` |
+    ``consensus``)."""
 
     boxes: list[dict]
     source: str
 
 
-def final_boxes(project: Project) -> dict[int, FinalBoxes]:
-    """``{item id: FinalBoxes}`` of the project's items that have final boxes: an SME
-    decision wins over ground truth. Two queries."""
-    out = {
-        item_id: FinalBoxes(boxes, SOURCE_GROUND_TRUTH)
-        for item_id, boxes in GoldLabel.objects.filter(
-            item__project=project, value_boxes__isnull=False
-        ).values_list("item_id", "value_boxes")
+def final_boxes(
+    project: Project, run: AgreementRun | None, *, include_unresolved: bool = False
+) -> dict[int, FinalBoxes]:
+    """``{item id: FinalBoxes}`` of the project's items that have final boxes, by the rule
+    of :func:`consistency.box_runs.final_boxes` (ground truth, else an SME decision, else
+    the run's consensus boxes). As for class labels, the consensus of a disputed item (a
+    cluster short of the quorum, or a class without a majority) is left out unless
+    ``include_unresolved``."""
+    return {
+        item_id: FinalBoxes(final["boxes"], final["source"])
+        for item_id, final in box_runs.final_boxes(project, run).items()
+        if include_unresolved
+        or final["source"] != SOURCE_CONSENSUS
+        or final["status"] != ConsensusStatus.DISPUTED
     }
-    out.update(
-        {
-            item_id: FinalBoxes(boxes, SOURCE_SME)
-            for item_id, boxes in ItemDecision.objects.filter(
-                item__project=project, value_boxes__isnull=False
-            ).values_list("item_id", "value_boxes")
-        }
-    )
-    return out
 
 
 def canonical_boxes(boxes: list[dict], class_root: dict[str, str]) -> list[dict]:
@@ -124,7 +123,9 @@ def build_version(version: DatasetVersion) -> None:
     class_merges = {k: v for k, v in sorted(class_root.items()) if k != v}
     box_classes = labeling_selectors.detection_class_order(project)
 
-    final = final_boxes(project)
+    final = final_boxes(
+        project, run, include_unresolved=bool(request.get("include_unresolved", False))
+    )
     items_qs = Item.objects.filter(project=project, pk__in=set(final))
     if "tag" in filters:
         items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()

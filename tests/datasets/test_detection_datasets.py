@@ -12,6 +12,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
+from consistency.models import Consensus
 from labeling import services as labeling_services
 from labeling.models import Annotation, GoldSource, Item, ItemDecision, Role, TaskType
 from tests.conftest import png_bytes
@@ -77,9 +78,10 @@ def detection_version(manager, make_user):
     project = make_project(manager)
     items = make_image_items(project, 20)
     for i, item in enumerate(items):
-        labeling_services.set_gold_label(
-            item=item, value=truth_boxes(i), source=GoldSource.IMPORT, actor=manager
-        )
+        if i != 5:
+            labeling_services.set_gold_label(
+                item=item, value=truth_boxes(i), source=GoldSource.IMPORT, actor=manager
+            )
     # A labeler's boxes on a few items: counted on the rows, never their label.
     labeler = make_user("lena")
     labeling_services.set_membership(project=project, user=labeler, role=Role.LABELER)
@@ -87,12 +89,14 @@ def detection_version(manager, make_user):
         labeling_services.submit_annotation(item=item, labeler=labeler, value=[])
     # Item 19's size was never computed: the build reads it from the uploaded file.
     Item.objects.filter(pk=items[19].pk).update(width=None, height=None)
-    # An SME decision wins over the ground truth of item 5.
-    ItemDecision.objects.create(
-        item=items[5],
-        value_boxes=[{"class": "dent", "x": 1.0, "y": 2.0, "w": 3.0, "h": 4.0}],
-        decided_by=manager,
-    )
+    # An SME decision is the final label of item 5, which has no ground truth; on item 6
+    # it contradicts the ground truth, which stays (a conflict, never an overwrite).
+    for n in (5, 6):
+        ItemDecision.objects.create(
+            item=items[n],
+            value_boxes=[{"class": "dent", "x": 1.0, "y": 2.0, "w": 3.0, "h": 4.0}],
+            decided_by=manager,
+        )
     version = build(project, manager, splits={"train": 0.5, "test": 0.5}, seed=3)
     assert version.status == "succeeded", version.error
     return project, items, version
@@ -256,3 +260,31 @@ def test_lineage_of_a_version_without_an_agreement_run_has_no_dangling_edges(
     assert "annotation_summary:lena" in nodes and all(
         e["from"] in nodes and e["to"] in nodes for e in graph["edges"]
     )
+
+
+def test_a_version_built_from_a_run_holds_its_consensus_boxes(api, manager, make_user):
+    from tests.consistency.box_project import build_detection_project, run_agreement
+
+    project, labels, _, _, items = build_detection_project(manager, make_user, n_items=12)
+    run = run_agreement(project)
+    consensus = {c.item_id: c for c in Consensus.objects.filter(run=run)}
+    agreed = {i for i, c in consensus.items() if c.status != "disputed" and c.value_boxes}
+    assert agreed, "the synthetic project should have items whose boxes agree"
+    version = build(project, manager, agreement_run=run.pk, seed=1)
+    assert version.status == "succeeded", version.error
+    api.force_authenticate(manager)
+    rows = {
+        r["external_id"]: r
+        for r in map(json.loads, body(export(api, version, "jsonl")).splitlines())
+    }
+    by_external = {item.pk: key for key, item in items.items()}
+    assert set(rows) == {by_external[i] for i in agreed}  # disputed items left out
+    for item_id in agreed:
+        row = rows[by_external[item_id]]
+        assert row["final_label_source"] == "consensus"
+        expected = [
+            {k: b[k] for k in ("class", "x", "y", "w", "h")} for b in consensus[item_id].value_boxes
+        ]
+        assert key(row["boxes"]) == key(expected)
+    everything = build(project, manager, agreement_run=run.pk, seed=1, include_unresolved=True)
+    assert everything.row_count == len([c for c in consensus.values() if c.value_boxes is not None])
