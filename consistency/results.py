@@ -172,6 +172,7 @@ def _empty_results(level: str) -> dict:
         "pairwise": {"labelers": [], "cohen_kappa": [], "n_shared": [], "reasons": {}},
         "confusion": {"classes": [], "counts": [], "reasons": {"counts": why}},
         "hlp": {"value": None, "method": "pairwise", "ci": None, "reasons": {"value": why}},
+        "reasons": {},
     }
 
 
@@ -242,6 +243,10 @@ def _slice_entry(key: str, value: str, summary: dict) -> dict:
         "krippendorff_alpha": summary["krippendorff_alpha"],
         "krippendorff_alpha_ci": summary["krippendorff_alpha_ci"],
         "percent_agreement": summary["percent_agreement"],
+        "gwet_ac1": summary["gwet_ac1"],
+        "gwet_ac1_ci": summary["gwet_ac1_ci"],
+        "gwet_ac2": summary["gwet_ac2"],
+        "gwet_ac2_ci": summary["gwet_ac2_ci"],
         "hlp": hlp["value"],
         "hlp_ci": hlp["ci"],
         "hlp_method": hlp["method"],
@@ -284,6 +289,8 @@ def _slices(
                     "n_items": None,
                     "krippendorff_alpha": None,
                     "krippendorff_alpha_ci": None,
+                    "gwet_ac1": None,
+                    "gwet_ac2": None,
                     "hlp": None,
                     "hlp_ci": None,
                     "hlp_method": None,
