@@ -335,7 +335,12 @@ def run_label_snapshot(run: AgreementRun) -> dict:
 
     The run records that id in ``data_version`` when it starts; the labels current then
     are rebuilt by ``labeling.selectors.annotations_as_of``. None (a run that recorded no
-    data version) means the labels current at build time."""
+    data version) means the labels current at build time.
+
+    The run's consensus is its stored rows. Ground truth, SME decisions and class merges
+    are read as they stand at build time: they are deliberate decisions (the loop is
+    run -> SME decides -> publish), named in ``params.class_merges`` and the lineage's
+    resolutions, and each row says which one gave its label (``final_label_source``)."""
     max_id = (run.data_version or {}).get("max_annotation_id")
     return {
         "agreement_run": run.pk,
