@@ -45,6 +45,11 @@ class ErrorAnalysisReferenceSerializer(serializers.Serializer):
     n_gold = serializers.IntegerField()
     n_consensus = serializers.IntegerField()
     n_without_reference = serializers.IntegerField()
+    final_label_source = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="scored items by where their reference came from: "
+        "{ground_truth, sme, consensus} (n_gold = ground_truth + sme)",
+    )
 
 
 class PrioritisationRowSerializer(serializers.Serializer):
@@ -107,7 +112,10 @@ class ConfusionSerializer(serializers.Serializer):
 class LabelErrorSerializer(serializers.Serializer):
     item = serializers.IntegerField(help_text="item id")
     external_id = serializers.CharField()
-    final_label = serializers.CharField(help_text="SME decision, else consensus (class key)")
+    final_label = serializers.CharField(
+        help_text="ground truth, else SME decision, else consensus (class key)"
+    )
+    final_source = serializers.CharField(help_text="ground_truth | sme | consensus")
     predicted = serializers.CharField(help_text="the model's class key")
     confidence = serializers.FloatField(help_text="the model's confidence in it, 0-1")
     human_agreement = serializers.FloatField(
@@ -271,6 +279,7 @@ class CompareSliceSerializer(serializers.Serializer):
 class CompareItemSerializer(serializers.Serializer):
     item = serializers.CharField(help_text="external id")
     reference = serializers.CharField()
+    final_label_source = serializers.CharField(help_text="ground_truth | sme | consensus")
     model = serializers.CharField(help_text="this run's prediction")
     other = serializers.CharField(help_text="the other run's prediction")
     model_correct = serializers.BooleanField()

@@ -35,7 +35,12 @@ from consistency.models import (
     Prediction,
 )
 from consistency.scan import scan_annotations
-from consistency.selectors import SOURCE_SME, final_labels, latest_finished_run
+from consistency.selectors import (
+    FINAL_LABEL_SOURCES,
+    SOURCE_CONSENSUS,
+    final_labels,
+    latest_finished_run,
+)
 from labeling.boxes import BoxError, normalize_boxes
 from labeling.imports.errors import ImportRejected
 from labeling.imports.parsing import parse_csv, parse_jsonl
@@ -412,6 +417,8 @@ class _Scored:
     n_gold: int
     n_consensus: int
     n_predicted: int
+    # scored items per final_label_source (ground_truth | sme | consensus)
+    by_source: dict
 
     @property
     def correct(self) -> np.ndarray:
@@ -422,41 +429,40 @@ class _Scored:
         return np.flatnonzero(np.isin(self.items, items, assume_unique=True))
 
 
-def _references(project: Project, classes: ClassMap) -> tuple[dict, dict, AgreementRun | None]:
-    """(gold {item: code}, consensus {item: code}, the agreement run read).
+def _references(
+    project: Project, classes: ClassMap
+) -> tuple[dict, dict, AgreementRun | None, dict]:
+    """(gold {item: code}, consensus {item: code}, the agreement run read,
+    {item: final_label_source}).
 
-    The reference of an item is its imported ground truth, else its final label
-    (``consistency.selectors.final_labels``: an SME decision, else the majority consensus
-    of the latest finished agreement run). SME decisions count with the gold items in
-    ``n_gold`` (they are the item's final label). Codes are root classes after merges.
+    The reference of an item is its final label (``consistency.selectors.final_labels``:
+    its ground truth, else an SME decision, else the majority consensus of the latest
+    finished agreement run). Ground truth and SME decisions count together in ``n_gold``
+    (the first contract); ``final_label_source`` tells them apart. Codes are root classes
+    after merges.
     """
-    gold = {
-        item_id: classes.code_of[class_id]
-        for item_id, class_id in GoldLabel.objects.filter(
-            item__project=project, label_class__isnull=False
-        )
-        .exclude(source=GoldSource.SME)
-        .values_list("item_id", "label_class_id")
-        if class_id in classes.code_of
-    }
     run = latest_finished_run(project)
+    gold: dict[int, int] = {}
     consensus: dict[int, int] = {}
+    sources: dict[int, str] = {}
     for item_id, final in final_labels(project, run, method=ConsensusMethod.MAJORITY).items():
-        if item_id in gold or final.label_class_id not in classes.code_of:
+        if final.label_class_id not in classes.code_of:
             continue
-        if final.source == SOURCE_SME:
-            gold[item_id] = classes.code_of[final.label_class_id]
-        else:
-            consensus[item_id] = classes.code_of[final.label_class_id]
-    return gold, consensus, run
+        code = classes.code_of[final.label_class_id]
+        (consensus if final.source == SOURCE_CONSENSUS else gold)[item_id] = code
+        sources[item_id] = final.source
+    return gold, consensus, run, sources
 
 
-def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict) -> _Scored:
+def _scored(
+    model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict, sources: dict
+) -> _Scored:
     rows = Prediction.objects.filter(model_run=model_run, label_class__isnull=False).values_list(
         "item_id", "label_class_id"
     )
     items, reference, predicted = [], [], []
     n_predicted = n_gold = n_consensus = 0
+    by_source = dict.fromkeys(FINAL_LABEL_SOURCES, 0)
     for item_id, class_id in rows.iterator(chunk_size=20_000):
         n_predicted += 1
         if class_id not in classes.code_of:
@@ -469,6 +475,7 @@ def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict)
             n_consensus += 1
         else:
             continue
+        by_source[sources[item_id]] += 1
         items.append(item_id)
         reference.append(ref)
         predicted.append(classes.code_of[class_id])
@@ -480,6 +487,7 @@ def _scored(model_run: ModelRun, classes: ClassMap, gold: dict, consensus: dict)
         n_gold=n_gold,
         n_consensus=n_consensus,
         n_predicted=n_predicted,
+        by_source=by_source,
     )
 
 
@@ -636,8 +644,8 @@ def error_analysis(model_run: ModelRun) -> dict:
         return _not_classification(project)
 
     classes = class_map(project, "nominal")
-    gold, consensus, run = _references(project, classes)
-    scored = _scored(model_run, classes, gold, consensus)
+    gold, consensus, run, sources = _references(project, classes)
+    scored = _scored(model_run, classes, gold, consensus, sources)
     correct = scored.correct
     slices, reasons = _slices(project)
     positions = [scored.positions(s.items) for s in slices]
@@ -722,6 +730,7 @@ def error_analysis(model_run: ModelRun) -> dict:
             "agreement_run": run.pk if run is not None else None,
             "n_gold": scored.n_gold,
             "n_consensus": scored.n_consensus,
+            "final_label_source": scored.by_source,
             "n_without_reference": scored.n_predicted - n_scored,
         },
         "overall": overall,
@@ -757,10 +766,10 @@ def _label_error_signature(external_id: str) -> str:
 def suspected_label_errors(model_run: ModelRun) -> dict:
     """Items whose final label the model confidently contradicts while the humans split.
 
-    Final labels: ``consistency.selectors.final_labels`` (an SME decision, else the
-    majority consensus of the latest finished agreement run); human labels: the current
-    annotations; both as root classes after merges. Only predictions with a confidence
-    count (the per-class thresholds are means over them). See
+    Final labels: ``consistency.selectors.final_labels`` (ground truth, else an SME
+    decision, else the majority consensus of the latest finished agreement run); human
+    labels: the current annotations; both as root classes after merges. Only predictions
+    with a confidence count (the per-class thresholds are means over them). See
     :func:`consistency.metrics.error_analysis.label_errors` for the rule and the score.
 
     Returns ``{"agreement_run": the run read or None, "thresholds": {class key: mean
@@ -946,7 +955,8 @@ def label_error_rows(
 ) -> list[dict]:
     """The payload's ``label_errors``: the top ``limit`` suspected label errors (of
     ``found``, :func:`suspected_label_errors` when not given) as ``{item, external_id,
-    final_label, predicted, confidence, human_agreement, score, flag}`` (``flag``: id of
+    final_label, final_source, predicted, confidence, human_agreement, score, flag}``
+    (``final_source``: ground_truth | sme | consensus; ``flag``: id of
     the item's latest ``label_error`` flag, or None)."""
     if found is None:
         found = suspected_label_errors(model_run)
@@ -962,7 +972,15 @@ def label_error_rows(
         .values_list("item_id", "flag_id")
     ):
         flag_of[item_id] = flag_id
-    keep = ("item", "external_id", "final_label", "predicted", "confidence", "human_agreement")
+    keep = (
+        "item",
+        "external_id",
+        "final_label",
+        "final_source",
+        "predicted",
+        "confidence",
+        "human_agreement",
+    )
     return [
         {**{k: e[k] for k in keep}, "score": e["score"], "flag": flag_of.get(e["item"])}
         for e in errors
@@ -1016,7 +1034,7 @@ def compare_runs(model_run: ModelRun, other: ModelRun) -> dict:
             "reasons": {"disagreement_share": why, "slices": why},
         }
     classes = class_map(project, "nominal")
-    gold, consensus, _ = _references(project, classes)
+    gold, consensus, _, sources = _references(project, classes)
     mine = _class_predictions(model_run, classes)
     theirs = _class_predictions(other, classes)
     common = np.asarray(sorted(set(mine) & set(theirs)), dtype=np.int64)
@@ -1053,6 +1071,7 @@ def compare_runs(model_run: ModelRun, other: ModelRun) -> dict:
         {
             "item": external[int(items[p])],
             "reference": keys[reference[p]],
+            "final_label_source": sources[int(items[p])],
             "model": keys[a[p]],
             "other": keys[b[p]],
             "model_correct": bool(right_a[p]),

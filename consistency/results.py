@@ -27,10 +27,11 @@ from consistency.metrics import (
     summarize,
     transcription_agreement,
 )
+from consistency.metrics.icc import icc_complete_blocks
 from consistency.run_params import SPECIAL_SLICES
 from consistency.scan import scan_annotations
 from consistency.selectors import current_normalization
-from labeling.models import GoldLabel, GoldSource, Guideline, Item, Project
+from labeling.models import GoldLabel, GoldSource, Guideline, Item, Project, TaskType
 
 User = get_user_model()
 
@@ -75,6 +76,8 @@ def metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]
     ids_by_name = dict(zip(names, labeler_ids, strict=True))
     for entry in results.get("per_labeler", []):
         entry["labeler_id"] = ids_by_name.get(entry["labeler"])
+    if project.task_type == TaskType.RATING:
+        results["overall"]["icc"] = _icc(stats, classes, names)
     timings["metrics_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -108,6 +111,56 @@ def metrics_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dict]
     }
     results["task_type"] = project.task_type
     return results, timings
+
+
+def _icc(stats: AgreementStats, classes: ClassMap, names: list[str]) -> dict:
+    """``results.overall.icc`` of a rating project: ICC(2,1) and ICC(3,1) on the largest
+    complete block (items rated by one same set of labelers), null with a reason
+    otherwise (:mod:`consistency.metrics.icc`). Ratings are the labels' numbers (the
+    class value, else its rank, on ordinal/nominal runs)."""
+    out = {
+        "icc2_1": None,
+        "icc3_1": None,
+        "n_items": 0,
+        "n_raters": 0,
+        "raters": [],
+        "definition": (
+            "Shrout & Fleiss (1979) from the two-way ANOVA of the largest block of items "
+            "rated by the same labelers: ICC(2,1) absolute agreement, labelers random; "
+            "ICC(3,1) consistency, these labelers fixed"
+        ),
+        "reasons": {},
+    }
+    if stats.categorical:
+        values = np.asarray(classes.metric_value, dtype=np.float64)[stats.value]
+    else:
+        values = stats.value_points[stats.value]
+    keep = np.isfinite(values)
+    if not keep.any():
+        out["reasons"]["icc2_1"] = out["reasons"]["icc3_1"] = "no label has a numeric value"
+        return out
+    blocks = icc_complete_blocks(stats.item[keep], stats.labeler[keep], values[keep])
+    res = blocks.result
+    out.update(
+        {
+            "icc2_1": res.icc2_1,
+            "icc3_1": res.icc3_1,
+            "n_items": res.n_items if res.icc2_1 is not None else 0,
+            "n_raters": res.n_raters if res.icc2_1 is not None else 0,
+            "raters": [names[r] for r in blocks.raters] if res.icc2_1 is not None else [],
+            "n_items_rated": blocks.n_items_rated,
+            "n_blocks": blocks.n_blocks,
+        }
+    )
+    if res.icc2_1 is None:
+        out["reasons"]["icc2_1"] = out["reasons"]["icc3_1"] = res.reason
+    elif res.n_items < blocks.n_items_rated:
+        out["reasons"]["n_items"] = (
+            f"{blocks.n_items_rated - res.n_items} rated items lie outside the largest "
+            f"complete block ({blocks.n_blocks} distinct labeler sets): ICC(2,1)/(3,1) need "
+            "one set of labelers for every item"
+        )
+    return out
 
 
 def _labeler_names(labeler_ids: Sequence[int]) -> list[str]:
@@ -172,6 +225,7 @@ def _empty_results(level: str) -> dict:
         "pairwise": {"labelers": [], "cohen_kappa": [], "n_shared": [], "reasons": {}},
         "confusion": {"classes": [], "counts": [], "reasons": {"counts": why}},
         "hlp": {"value": None, "method": "pairwise", "ci": None, "reasons": {"value": why}},
+        "reasons": {},
     }
 
 
@@ -242,6 +296,10 @@ def _slice_entry(key: str, value: str, summary: dict) -> dict:
         "krippendorff_alpha": summary["krippendorff_alpha"],
         "krippendorff_alpha_ci": summary["krippendorff_alpha_ci"],
         "percent_agreement": summary["percent_agreement"],
+        "gwet_ac1": summary["gwet_ac1"],
+        "gwet_ac1_ci": summary["gwet_ac1_ci"],
+        "gwet_ac2": summary["gwet_ac2"],
+        "gwet_ac2_ci": summary["gwet_ac2_ci"],
         "hlp": hlp["value"],
         "hlp_ci": hlp["ci"],
         "hlp_method": hlp["method"],
@@ -284,6 +342,8 @@ def _slices(
                     "n_items": None,
                     "krippendorff_alpha": None,
                     "krippendorff_alpha_ci": None,
+                    "gwet_ac1": None,
+                    "gwet_ac2": None,
                     "hlp": None,
                     "hlp_ci": None,
                     "hlp_method": None,

@@ -121,18 +121,25 @@ def current_normalization(project: Project | int) -> dict:
 
 
 # --- The final label of an item ---------------------------------------------------------
+SOURCE_GROUND_TRUTH = "ground_truth"
 SOURCE_SME = "sme"
 SOURCE_CONSENSUS = "consensus"
+# Precedence, highest first: ground truth is an externally defined label and nothing
+# overrides it (an SME decision against it stays recorded and is reported as a conflict);
+# an SME decision, chosen on review, overrides the run's consensus.
+FINAL_LABEL_SOURCES = (SOURCE_GROUND_TRUTH, SOURCE_SME, SOURCE_CONSENSUS)
 
 
 @dataclass(frozen=True)
 class FinalLabel:
     """An item's final label. ``label_class_id`` is the class as stored (map it through
     ``labeling.selectors.effective_class_map`` for the class it counts as today);
-    ``confidence`` is 1.0 for an SME decision; ``status`` is the consensus status, or
-    ``resolved`` for an SME decision."""
+    ``confidence`` is 1.0 for ground truth and an SME decision; ``status`` is the consensus
+    status, or ``resolved`` for ground truth and an SME decision. ``source`` is one of
+    :data:`FINAL_LABEL_SOURCES` (the ``final_label_source`` of datasets and error
+    analysis)."""
 
-    source: str  # SOURCE_SME | SOURCE_CONSENSUS
+    source: str  # SOURCE_GROUND_TRUTH | SOURCE_SME | SOURCE_CONSENSUS
     label_class_id: int | None
     value_text: str
     value_number: float | None
@@ -144,9 +151,10 @@ class FinalLabel:
 def final_labels(
     project: Project, run: AgreementRun | None, *, method: str = ConsensusMethod.MAJORITY
 ) -> dict[int, FinalLabel]:
-    """``{item id: FinalLabel}``: an SME decision (a gold label with source ``sme``) wins
-    over the consensus of ``run`` by ``method``; items with neither are absent. Without a
-    run, the SME decisions alone. Two queries."""
+    """``{item id: FinalLabel}``, the one rule for an item's final label: its ground truth
+    (``GoldLabel`` other than source ``sme``), else an SME decision (``ItemDecision``), else
+    the consensus of ``run`` by ``method``; items with none are absent. Without a run,
+    ground truth and SME decisions alone. Three queries."""
     out: dict[int, FinalLabel] = {}
     if run is not None:
         for row in Consensus.objects.filter(run=run, method=method).values(
@@ -173,6 +181,16 @@ def final_labels(
             label_class_id=class_id,
             value_text="",
             value_number=None,
+            status=ConsensusStatus.RESOLVED,
+            support=None,
+            confidence=1.0,
+        )
+    for item_id, class_id, text, number in labeling_selectors.ground_truth(project):
+        out[item_id] = FinalLabel(
+            source=SOURCE_GROUND_TRUTH,
+            label_class_id=class_id,
+            value_text=text,
+            value_number=number,
             status=ConsensusStatus.RESOLVED,
             support=None,
             confidence=1.0,

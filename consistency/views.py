@@ -133,6 +133,37 @@ def _result_context(run: AgreementRun) -> dict:
         "transcription": results.get("transcription"),
         "detection": results.get("detection"),
         "reasons": overall.get("reasons", {}),
+        "gwet": _gwet_kpi(overall),
+        "paradox": (results.get("reasons") or {}).get("paradox"),
+        "paradox_classes": [
+            c for c in results.get("per_class", []) if (c.get("reasons") or {}).get("paradox")
+        ],
+        "icc": overall.get("icc"),
+    }
+
+
+def _gwet_kpi(overall: dict) -> dict | None:
+    """The Gwet coefficient shown beside alpha: AC1 on nominal runs, AC2 (the level's
+    weights) on ordinal/interval/ratio runs; None for results computed before AC existed."""
+    if "gwet_ac1" not in overall and "gwet_ac2" not in overall:
+        return None
+    key = "gwet_ac1" if overall.get("level") == "nominal" else "gwet_ac2"
+    weights = {
+        "nominal": "",
+        "ordinal": "ordinal weights",
+        "interval": "quadratic weights",
+        "ratio": "ratio weights",
+    }.get(overall.get("level"), "")
+    reasons = overall.get("reasons", {})
+    return {
+        "key": key,
+        "name": "AC1" if key == "gwet_ac1" else "AC2",
+        "weights": weights,
+        "value": overall.get(key),
+        "ci": overall.get(f"{key}_ci"),
+        "reason": reasons.get(f"{key}_ci") or reasons.get(key),
+        "prevalence_index": overall.get("prevalence_index"),
+        "bias_index": overall.get("bias_index"),
     }
 
 

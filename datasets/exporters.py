@@ -339,6 +339,10 @@ def stream_imagefolder(version: DatasetVersion, split: str | None = None) -> Ite
                     "file": paths.get(position),
                     "image_url": record.get("image_url"),
                 }
+                # Rows of versions built before final_label_source existed lack it: their
+                # manifests stay byte-identical.
+                if "final_label_source" in record:
+                    entry["final_label_source"] = record["final_label_source"]
                 out.write((json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n").encode())
                 if position % CHUNK_ROWS == 0:
                     yield sink.drain()

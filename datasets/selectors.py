@@ -13,7 +13,15 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
-from labeling.models import Annotation, GoldLabel, Item, LabelClass, Project
+from labeling.models import (
+    Annotation,
+    GoldLabel,
+    GoldSource,
+    Item,
+    ItemDecision,
+    LabelClass,
+    Project,
+)
 from labeling.selectors import annotation_value, class_roots
 from provenance.models import Event, Verb
 from review.models import Resolution, ResolutionAction
@@ -32,7 +40,12 @@ def item_history(item: Item) -> dict:
     and revision, gold labels, resolutions, merges of its labels' classes and guideline
     versions, each with who, when and why.
 
-    ``item`` should come with ``source_batch__created_by`` selected. Eight queries in all.
+    An SME decision (``decision``, and each set-label / mark-borderline resolution of the
+    item in the timeline) that contradicts the item's ground truth -- another class once
+    merges are applied -- carries ``conflicts_with_ground_truth: true`` and is listed in
+    ``conflicts``: it is allowed, never silent, and never overwrites the ground truth.
+
+    ``item`` should come with ``source_batch__created_by`` selected. Nine queries in all.
     """
     project_id = item.project_id
     tags = sorted(item.tags.values_list("name", flat=True))
@@ -43,11 +56,16 @@ def item_history(item: Item) -> dict:
     )
     item_events = list(Event.objects.filter(item_id_ref=item.pk).select_related("actor"))
     gold = GoldLabel.objects.filter(item=item).select_related("label_class", "created_by").first()
+    decision = (
+        ItemDecision.objects.filter(item=item).select_related("label_class", "decided_by").first()
+    )
     classes = {c.pk: c for c in LabelClass.objects.filter(project_id=project_id)}
     root_of = class_roots({c.pk: c.merged_into_id for c in classes.values()})
     class_ids = {a.label_class_id for a in annotations if a.label_class_id}
     if gold is not None and gold.label_class_id:
         class_ids.add(gold.label_class_id)
+    if decision is not None and decision.label_class_id:
+        class_ids.add(decision.label_class_id)
     # The classes a label can map to, and those mapped onto them, are all "its" classes.
     related = set(class_ids)
     for class_id in class_ids:
@@ -119,7 +137,33 @@ def item_history(item: Item) -> dict:
                 "reason": event.reason if event else "",
             }
         )
+    truth_root = (
+        root_of.get(gold.label_class_id)
+        if gold is not None and gold.source != GoldSource.SME and gold.label_class_id
+        else None
+    )
+
+    def conflicts(class_id: int | None) -> bool:
+        """Whether a decided class contradicts the ground truth (after merges)."""
+        return (
+            truth_root is not None and class_id is not None and root_of.get(class_id) != truth_root
+        )
+
+    decides = (ResolutionAction.SET_LABEL, ResolutionAction.MARK_BORDERLINE)
+    conflict_list = []
     for resolution in resolutions:
+        conflict = resolution.action in decides and conflicts(resolution.label_class_id)
+        if conflict:
+            conflict_list.append(
+                {
+                    "resolution": resolution.pk,
+                    "flag": resolution.flag_id,
+                    "label": resolution.label_class.key,
+                    "ground_truth": classes[gold.label_class_id].key,
+                    "decided_by": _username(resolution.decided_by),
+                    "at": resolution.created_at,
+                }
+            )
         timeline.append(
             {
                 "at": resolution.created_at,
@@ -133,6 +177,7 @@ def item_history(item: Item) -> dict:
                 "into": resolution.into_class.key if resolution.into_class else None,
                 "guideline_version": resolution.guideline.version if resolution.guideline else None,
                 "reason": resolution.rationale,
+                "conflicts_with_ground_truth": conflict,
             }
         )
     for event in project_events:
@@ -177,6 +222,19 @@ def item_history(item: Item) -> dict:
             if gold is not None
             else None
         ),
+        "decision": (
+            {
+                "label": decision.label_class.key if decision.label_class else None,
+                "decided_by": _username(decision.decided_by),
+                "created_at": decision.created_at,
+                "rationale": decision.rationale,
+                "resolution": decision.resolution_id,
+                "conflicts_with_ground_truth": conflicts(decision.label_class_id),
+            }
+            if decision is not None
+            else None
+        ),
+        "conflicts": conflict_list,
         "timeline": timeline,
     }
 

@@ -35,7 +35,6 @@ from labeling import access
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import (
-    Annotation,
     Guideline,
     Item,
     LabelClass,
@@ -48,7 +47,10 @@ from review.models import Resolution, ResolutionAction
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: rows carry ``final_label_source`` and the labels are the run's snapshot (params
+# ``labels_as_of``). Versions built before keep their rows and columns, so they re-export
+# byte-identically.
+FORMAT_VERSION = 2
 DEFAULT_SPLITS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 REQUEST_FIELDS = (
     "agreement_run",
@@ -69,6 +71,7 @@ BASE_COLUMNS = (
     ("external_id", "string"),
     ("item_id", "int"),
     ("label", "string"),
+    ("final_label_source", "string"),
     ("split", "string"),
     ("confidence", "float"),
     ("agreement", "float"),
@@ -342,6 +345,25 @@ def build_dataset_version(*, dataset_version_id: int) -> DatasetVersion:
     return version
 
 
+def run_label_snapshot(run: AgreementRun) -> dict:
+    """Which labels a version built from ``run`` reads: ``{"agreement_run": id,
+    "max_annotation_id": the highest annotation id when the run started, or None}``.
+
+    The run records that id in ``data_version`` when it starts; the labels current then
+    are rebuilt by ``labeling.selectors.annotations_as_of``. None (a run that recorded no
+    data version) means the labels current at build time.
+
+    The run's consensus is its stored rows. Ground truth, SME decisions and class merges
+    are read as they stand at build time: they are deliberate decisions (the loop is
+    run -> SME decides -> publish), named in ``params.class_merges`` and the lineage's
+    resolutions, and each row says which one gave its label (``final_label_source``)."""
+    max_id = (run.data_version or {}).get("max_annotation_id")
+    return {
+        "agreement_run": run.pk,
+        "max_annotation_id": int(max_id) if max_id is not None else None,
+    }
+
+
 def _build(version: DatasetVersion) -> None:
     project = version.project
     request = version.request
@@ -357,7 +379,8 @@ def _build(version: DatasetVersion) -> None:
     }
     borderline_keys = {roots[c.pk].key for c in classes if roots[c.pk].is_borderline}
 
-    # The final label of each item: an SME decision wins over the run's consensus.
+    # The final label of each item: ground truth, else an SME decision, else the run's
+    # consensus (consistency.selectors.final_labels, the one rule).
     final = consistency_selectors.final_labels(project, run, method=request["consensus"])
     # The resolution that decided an item (latest wins), named on its row.
     decided_by: dict[int, int] = {}
@@ -390,9 +413,13 @@ def _build(version: DatasetVersion) -> None:
     ]
     item_ids = [item["id"] for item in items]
 
+    # The labels are the run's snapshot (those current when it started), not the labels
+    # current now: a label revised after the run does not change a version built from it.
+    labels_as_of = run_label_snapshot(run)
     labels_by_item: dict[int, list[tuple[str, str | None, int | None, int]]] = defaultdict(list)
     for ann in (
-        Annotation.objects.filter(item_id__in=item_ids, is_current=True)
+        labeling_selectors.annotations_as_of(project, labels_as_of["max_annotation_id"])
+        .filter(item_id__in=item_ids)
         .values_list(
             "item_id",
             "labeler__username",
@@ -450,6 +477,7 @@ def _build(version: DatasetVersion) -> None:
                 "labelers": sorted({username for username, _, _, _ in labels}),
                 "guideline_versions": sorted({g for _, _, g, _ in labels if g is not None}),
                 "resolution": resolution_id,
+                "final_label_source": chosen.source,
             }
         )
 
@@ -465,7 +493,12 @@ def _build(version: DatasetVersion) -> None:
     ]
 
     selected.sort(key=lambda r: r["item"]["external_id"])
-    params = {**request, "class_merges": class_merges, "format_version": FORMAT_VERSION}
+    params = {
+        **request,
+        "class_merges": class_merges,
+        "labels_as_of": labels_as_of,
+        "format_version": FORMAT_VERSION,
+    }
     digest = hashlib.sha256(canonical_json(params).encode() + b"\n")
     split_counts = Counter({name: 0 for name in request["splits"]})
     class_counts: Counter = Counter()
@@ -479,6 +512,7 @@ def _build(version: DatasetVersion) -> None:
             "external_id": item["external_id"],
             "item_id": item["id"],
             "label": row["label"],
+            "final_label_source": row["final_label_source"],
             "split": split,
             "confidence": row["confidence"],
             "agreement": row["agreement"],

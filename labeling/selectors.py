@@ -29,6 +29,7 @@ from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 from labeling.models import (
     Annotation,
     GoldLabel,
+    GoldSource,
     Guideline,
     Item,
     ItemDecision,
@@ -458,6 +459,37 @@ def sme_decisions(project: Project | int) -> dict[int, int]:
         ItemDecision.objects.filter(
             item__project_id=project_id, label_class__isnull=False
         ).values_list("item_id", "label_class_id")
+    )
+
+
+def ground_truth(project: Project | int) -> list[tuple[int, int | None, str, float | None]]:
+    """``[(item id, class id, value text, value number)]`` of the project's ground truth:
+    every ``GoldLabel`` except SME decisions kept there before ``ItemDecision`` existed
+    (``source == sme``), which are not ground truth. One query."""
+    project_id = project.pk if isinstance(project, Project) else project
+    return list(
+        GoldLabel.objects.filter(item__project_id=project_id)
+        .exclude(source=GoldSource.SME)
+        .values_list("item_id", "label_class_id", "value_text", "value_number")
+    )
+
+
+def annotations_as_of(project: Project | int, max_annotation_id: int | None) -> QuerySet:
+    """The annotations that were current when the highest annotation id was
+    ``max_annotation_id`` (all current ones when None).
+
+    Annotations are append-only and ids grow: a revision is a new row (a larger id) that
+    ``supersedes`` the old one and makes it not current. So an annotation was current at
+    that moment when it existed (``id <= max_annotation_id``) and either is current now
+    or was superseded by a row created later (``superseded_by.id > max_annotation_id``).
+    A row imported as already outdated (not current and superseded by nothing) was never
+    current and is excluded."""
+    project_id = project.pk if isinstance(project, Project) else project
+    rows = Annotation.objects.filter(project_id=project_id)
+    if max_annotation_id is None:
+        return rows.filter(is_current=True)
+    return rows.filter(pk__lte=max_annotation_id).filter(
+        Q(is_current=True) | Q(superseded_by__pk__gt=max_annotation_id)
     )
 
 

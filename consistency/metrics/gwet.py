@@ -157,13 +157,27 @@ def gwet_ac2(counts, values, level: str) -> GwetResult:
 
 
 def gwet_ac_bootstrap(
-    counts, weights=None, *, n_bootstrap: int, seed: int = 0, confidence: float = 0.95
+    counts,
+    weights=None,
+    *,
+    n_bootstrap: int,
+    seed: int = 0,
+    confidence: float = 0.95,
+    by_profile: bool = False,
 ) -> list[float] | None:
     """Percentile bootstrap interval of :func:`gwet_ac` over items.
 
     Replicate ``b`` draws ``f = rng.multinomial(n, [1/n] * n)`` (how often each rated
     item is drawn, ``rng = numpy.random.default_rng(seed)``) and computes AC on the
     items repeated ``f`` times; replicates where AC is undefined are left out.
+
+    With ``by_profile`` the ``n`` rated items are first grouped by their row of counts
+    ("profile": items with the same row contribute identically), and a replicate draws
+    ``f = rng.multinomial(n, freq / n)`` over the ``P`` profiles: the same distribution
+    as resampling items (the counts of a uniform item resample, summed by profile), at
+    ``O(P)`` per replicate instead of ``O(n)`` -- what per-class (one-vs-rest, a handful
+    of profiles) and per-slice intervals use. The random stream differs from the item
+    draw, so the two modes give different (equally valid) intervals for one seed.
 
     Parameters
     ----------
@@ -193,17 +207,22 @@ def gwet_ac_bootstrap(
     n = r.shape[0]
     if q < 2 or n == 0:
         return None
+    if by_profile:
+        r, freq = np.unique(r, axis=0, return_counts=True)
+        draw_p = freq / n
+    else:
+        draw_p = np.full(n, 1.0 / n)
     ri = r.sum(axis=1)
     two = ri >= 2
     # per-item terms: the item's p_a term (items with two ratings) and category shares
-    pa_i = np.zeros(n)
+    pa_i = np.zeros(r.shape[0])
     pa_i[two] = (r[two] * (r[two] @ w.T - 1.0)).sum(axis=1) / (ri[two] * (ri[two] - 1.0))
     share = r / ri[:, None]
     scale = w.sum() / (q * (q - 1))
     rng = np.random.default_rng(seed)
     reps = []
     for _ in range(int(n_bootstrap)):
-        f = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
+        f = rng.multinomial(n, draw_p).astype(np.float64)
         n_two = (f * two).sum()
         if n_two == 0:
             continue
@@ -217,3 +236,119 @@ def gwet_ac_bootstrap(
     tail = (1.0 - float(confidence)) / 2.0 * 100.0
     lo, hi = np.percentile(np.asarray(reps), [tail, 100.0 - tail])
     return [float(lo), float(hi)]
+
+
+# --------------------------------------------------------------------------- prevalence, bias
+class PrevalenceBias(NamedTuple):
+    """Byrt, Bishop & Carlin's (1993) indices; None with ``reason`` when undefined."""
+
+    prevalence_index: float | None
+    bias_index: float | None
+    reason: str | None
+
+
+def prevalence_bias_indices(tables) -> PrevalenceBias:
+    """Prevalence and bias indices of binary ratings (Byrt, Bishop & Carlin 1993).
+
+    For one pair of raters with the 2 x 2 table ``[[a, b], [c, d]]`` (``a``: both say
+    positive, ``b``: the first positive and the second not, ``c``: the reverse, ``d``:
+    both negative; ``n = a + b + c + d``) Byrt et al. define ``PI = (a - d) / n`` and
+    ``BI = (b - c) / n``; reported here as magnitudes ``|a - d| / n`` and ``|b - c| / n``.
+    With several raters the pairs' tables are pooled: ``PI = |sum a - sum d| / N`` (the
+    gap between the positive and negative shares of the pairable labels) and ``BI =
+    sum |b - c| / N`` (each pair's bias counted in its own direction, so opposite biases
+    of different pairs do not cancel). A large PI (one category dominates) holds kappa
+    down at a given agreement; a large BI (raters differ in how often they say
+    positive) holds it up.
+
+    Parameters
+    ----------
+    tables : array_like, shape (P, 2, 2) or (2, 2)
+        Non-negative counts of items per rater pair.
+
+    Returns
+    -------
+    PrevalenceBias
+        Both in [0, 1]; None with a reason when no pair shares an item.
+
+    Raises
+    ------
+    ValueError
+        Not (P, 2, 2) / (2, 2), or negative counts.
+
+    Examples
+    --------
+    85 agreements in 100, 80 of them on the positive category (high prevalence):
+
+    >>> prevalence_bias_indices([[80, 10], [5, 5]])
+    PrevalenceBias(prevalence_index=0.75, bias_index=0.05, reason=None)
+    """
+    t = np.asarray(tables, dtype=np.float64)
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.shape[1:] != (2, 2):
+        raise ValueError("tables must have shape (P, 2, 2) or (2, 2)")
+    if (t < 0).any() or not np.isfinite(t).all():
+        raise ValueError("tables must hold non-negative counts")
+    n = float(t.sum())
+    if n == 0:
+        return PrevalenceBias(None, None, "no two raters share an item")
+    pi = abs(float(t[:, 0, 0].sum() - t[:, 1, 1].sum())) / n
+    bi = float(np.abs(t[:, 0, 1] - t[:, 1, 0]).sum()) / n
+    return PrevalenceBias(pi, bi, None)
+
+
+# --------------------------------------------------------------------------- the paradox
+# The kappa paradox (Feinstein & Cicchetti 1990): labelers agree on nearly every item,
+# yet kappa / alpha are low because one category dominates and chance agreement is
+# high. The warning is given when all three hold:
+PARADOX_MAX_CHANCE_CORRECTED = 0.4  # kappa or alpha below this ("fair" or worse)
+PARADOX_MIN_PERCENT_AGREEMENT = 0.8  # while the labels agree at least this often
+PARADOX_MIN_AC = 0.6  # and Gwet's AC, which does not collapse on skew, is at least this
+PARADOX_RULE = (
+    f"kappa or alpha < {PARADOX_MAX_CHANCE_CORRECTED} while percent agreement >= "
+    f"{PARADOX_MIN_PERCENT_AGREEMENT} and Gwet's AC >= {PARADOX_MIN_AC}"
+)
+
+
+def kappa_paradox(
+    chance_corrected: dict, percent_agreement: float | None, ac: float | None, ac_name: str
+) -> str | None:
+    """The paradox warning (:data:`PARADOX_RULE`), or None when it does not apply.
+
+    Parameters
+    ----------
+    chance_corrected : dict {name: value or None}
+        Kappa / alpha coefficients (e.g. ``{"Krippendorff's alpha": 0.21}``); None ones
+        are ignored.
+    percent_agreement : float or None
+        Share of agreeing pairs of labels, in [0, 1].
+    ac : float or None
+        Gwet's AC1 (or AC2) on the same labels; ``ac_name`` names it in the message.
+
+    Returns
+    -------
+    str or None
+        A sentence naming the low coefficients and the figures that disagree with them.
+
+    >>> kappa_paradox({"alpha": 0.2}, 0.92, 0.9, "AC1") is not None
+    True
+    >>> kappa_paradox({"alpha": 0.2}, 0.6, 0.9, "AC1") is None
+    True
+    """
+    if percent_agreement is None or ac is None:
+        return None
+    low = {
+        k: v
+        for k, v in chance_corrected.items()
+        if v is not None and v < PARADOX_MAX_CHANCE_CORRECTED
+    }
+    if not low or percent_agreement < PARADOX_MIN_PERCENT_AGREEMENT or ac < PARADOX_MIN_AC:
+        return None
+    names = ", ".join(f"{k} {v:.2f}" for k, v in low.items())
+    return (
+        f"kappa paradox: {names} while labels agree {percent_agreement:.0%} of the time and "
+        f"Gwet's {ac_name} is {ac:.2f} -- one class dominates, so chance agreement is high "
+        "and kappa/alpha understate agreement; read AC1/AC2 and the per-class figures "
+        f"(rule: {PARADOX_RULE})"
+    )

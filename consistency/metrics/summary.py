@@ -35,7 +35,14 @@ from .alpha import (
     _runs,
     build_profiles,
 )
-from .gwet import gwet_ac, gwet_ac_bootstrap, gwet_weights
+from .gwet import (
+    PARADOX_RULE,
+    gwet_ac,
+    gwet_ac_bootstrap,
+    gwet_weights,
+    kappa_paradox,
+    prevalence_bias_indices,
+)
 
 CONVENTION_MIN_SHARE = 0.2
 CONVENTION_MIN_COINCIDENCE = 5.0
@@ -340,21 +347,35 @@ def _conventions(eng, classes, iv, L, labeler_names):
     return found, warnings
 
 
+def _item_counts(stats: AgreementStats, iv: _Items) -> np.ndarray:
+    """``counts[i, k]``: labels of value ``k`` on the ``i``-th item (shape (I, V))."""
+    counts = np.zeros((iv.n_items, max(stats.n_values, 1)), dtype=np.int64)
+    np.add.at(counts, (iv.pos, iv.value), 1)
+    return counts
+
+
 def _gwet(
-    stats: AgreementStats, iv: _Items, reasons: dict, *, n_bootstrap, seed, confidence
+    stats: AgreementStats,
+    iv: _Items,
+    reasons: dict,
+    *,
+    n_bootstrap,
+    seed,
+    confidence,
+    by_profile: bool = False,
 ) -> dict:
     """Gwet's AC1 (unweighted; nominal and ordinal runs) and AC2 (the level's weights;
     ordinal, interval and ratio runs) over the run's items, ``q`` = every value of the
     scale, with item-bootstrap intervals (``gwet_ac1_ci`` / ``gwet_ac2_ci``); a null one
-    gets its entry in ``reasons``."""
+    gets its entry in ``reasons``. ``by_profile``: the cheaper profile bootstrap
+    (:func:`~consistency.metrics.gwet.gwet_ac_bootstrap`), for slices."""
     out = {"gwet_ac1": None, "gwet_ac1_ci": None, "gwet_ac2": None, "gwet_ac2_ci": None}
     if stats.n_values > MAX_DENSE_VALUES:
         why = f"more than {MAX_DENSE_VALUES} distinct values: the weight matrix is too large"
         for key in out:
             reasons[key] = why
         return out
-    counts = np.zeros((iv.n_items, max(stats.n_values, 1)), dtype=np.int64)
-    np.add.at(counts, (iv.pos, iv.value), 1)
+    counts = _item_counts(stats, iv)
     wanted = {}
     if stats.categorical:
         wanted["gwet_ac1"] = None
@@ -376,11 +397,89 @@ def _gwet(
             reasons[f"{key}_ci"] = "no bootstrap requested (n_bootstrap=0)"
         else:
             out[f"{key}_ci"] = gwet_ac_bootstrap(
-                counts, weights, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+                counts,
+                weights,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                confidence=confidence,
+                by_profile=by_profile,
             )
             if out[f"{key}_ci"] is None:
                 reasons[f"{key}_ci"] = "no bootstrap replicate is defined"
     return out
+
+
+def _pair_tables(stats: AgreementStats) -> np.ndarray:
+    """One-vs-rest 2 x 2 tables per labeler pair and class, shape (V, P, 2, 2):
+    ``[c, p] = [[both c, first c only], [second c only, neither]]`` over the items the
+    ``p``-th pair shares (categorical runs)."""
+    V = max(stats.n_values, 1)
+    L = max(stats.n_labelers, 1)
+    pid = stats.pair_a * L + stats.pair_b
+    upid, inv = np.unique(pid, return_inverse=True)
+    P = upid.size
+    n = stats.pair_n.astype(np.float64)
+    tables = np.zeros((V, P, 2, 2))
+    if P == 0:
+        return tables
+    total = np.bincount(inv, weights=n, minlength=P)
+    both = np.zeros((V, P))
+    first = np.zeros((V, P))
+    second = np.zeros((V, P))
+    same = stats.pair_va == stats.pair_vb
+    np.add.at(both, (stats.pair_va[same], inv[same]), n[same])
+    np.add.at(first, (stats.pair_va, inv), n)
+    np.add.at(second, (stats.pair_vb, inv), n)
+    tables[:, :, 0, 0] = both
+    tables[:, :, 0, 1] = first - both
+    tables[:, :, 1, 0] = second - both
+    tables[:, :, 1, 1] = total[None, :] - first - second + both
+    return tables
+
+
+def _per_class_gwet(
+    stats: AgreementStats, iv: _Items, per_class: list, *, n_bootstrap, seed, confidence
+) -> None:
+    """Adds to each per-class entry: one-vs-rest ``gwet_ac1`` (+ ``_ci``, profile
+    bootstrap), ``percent_agreement`` (one-vs-rest), Byrt's ``prevalence_index`` and
+    ``bias_index``, and a ``paradox`` reason where the kappa paradox applies."""
+    counts = _item_counts(stats, iv)
+    tables = _pair_tables(stats)
+    total = counts.sum(axis=1)
+    for c, entry in enumerate(per_class):
+        r = entry["reasons"]
+        binary = np.stack([counts[:, c], total - counts[:, c]], axis=1)
+        res = gwet_ac(binary)
+        entry["gwet_ac1"] = _num(res.value)
+        entry["percent_agreement"] = _num(res.pa)
+        entry["gwet_ac1_ci"] = None
+        if entry["gwet_ac1"] is None:
+            r["gwet_ac1"] = res.reason
+            r["gwet_ac1_ci"] = "gwet_ac1 is undefined"
+            if res.pa is None:
+                r["percent_agreement"] = res.reason
+        elif n_bootstrap == 0:
+            r["gwet_ac1_ci"] = "no bootstrap requested (n_bootstrap=0)"
+        else:
+            entry["gwet_ac1_ci"] = gwet_ac_bootstrap(
+                binary, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, by_profile=True
+            )
+            if entry["gwet_ac1_ci"] is None:
+                r["gwet_ac1_ci"] = "no bootstrap replicate is defined"
+        pb = prevalence_bias_indices(tables[c]) if tables.shape[1] else None
+        entry["prevalence_index"] = pb.prevalence_index if pb else None
+        entry["bias_index"] = pb.bias_index if pb else None
+        if entry["prevalence_index"] is None:
+            why = pb.reason if pb else "no two labelers share an item"
+            r["prevalence_index"] = r["bias_index"] = why
+        warning = kappa_paradox(
+            {"alpha (1-vs-rest)": entry["krippendorff_alpha"]},
+            entry["percent_agreement"],
+            entry["gwet_ac1"],
+            "AC1 (1-vs-rest)",
+        )
+        if warning:
+            r["paradox"] = warning
 
 
 def summarize(
@@ -488,6 +587,20 @@ def summarize(
                 "every labeler pair used a single identical class (chance agreement 1)"
             )
     gwet = _gwet(stats, iv, reasons, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
+    # Byrt's indices of the whole run when the scale is binary (else per class).
+    prevalence = bias = None
+    if stats.categorical and V == 2:
+        pb = prevalence_bias_indices(_pair_tables(stats)[1])
+        prevalence, bias = pb.prevalence_index, pb.bias_index
+        if pb.reason:
+            reasons["prevalence_index"] = reasons["bias_index"] = pb.reason
+    else:
+        why = (
+            "defined for two classes; see per_class[] (one class against the rest)"
+            if stats.categorical
+            else f"defined for binary class labels, not {stats.level} data"
+        )
+        reasons["prevalence_index"] = reasons["bias_index"] = why
     overall = {
         "krippendorff_alpha": _num(alpha),
         "krippendorff_alpha_ci": core["alpha_ci"],
@@ -496,6 +609,8 @@ def summarize(
         "percent_agreement_ci": core["percent_agreement_ci"],
         "mean_pairwise_cohen_kappa": mean_kappa,
         **gwet,
+        "prevalence_index": prevalence,
+        "bias_index": bias,
         "n_items": iv.n_items,
         "n_pairable_items": core["prof"].n_pairable_items,
         "n_annotations": int(iv.item.size),
@@ -528,6 +643,9 @@ def summarize(
                     else "no pairable values"
                 )
             per_class.append(entry)
+        _per_class_gwet(
+            stats, iv, per_class, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
+        )
         counts = np.zeros((V, V), dtype=np.int64)
         np.add.at(counts, (stats.pair_va, stats.pair_vb), stats.pair_n)
         counts = counts + counts.T
@@ -637,6 +755,10 @@ def summarize(
         conv, warns = _conventions(eng, classes, iv, L, labeler_names)
         hlp_out["conventions"] = conv
         hlp_out["warnings"] = warns
+    top_reasons = {}
+    warning = _paradox(overall)
+    if warning:
+        top_reasons["paradox"] = warning
     return {
         "overall": overall,
         "per_class": per_class,
@@ -644,7 +766,25 @@ def summarize(
         "pairwise": pairwise,
         "confusion": confusion,
         "hlp": hlp_out,
+        "reasons": top_reasons,
+        "paradox_rule": PARADOX_RULE,
     }
+
+
+def _paradox(figures: dict) -> str | None:
+    """The kappa-paradox warning for an ``overall`` / slice dict (see ``PARADOX_RULE``):
+    alpha and Fleiss' kappa against percent agreement and AC1 (AC2 where there is no
+    AC1)."""
+    ac_name = "AC1" if figures.get("gwet_ac1") is not None else "AC2"
+    return kappa_paradox(
+        {
+            "Krippendorff's alpha": figures.get("krippendorff_alpha"),
+            "Fleiss' kappa": figures.get("fleiss_kappa"),
+        },
+        figures.get("percent_agreement"),
+        figures.get("gwet_ac1") if ac_name == "AC1" else figures.get("gwet_ac2"),
+        ac_name,
+    )
 
 
 def _hlp_method_reason(hlp: dict) -> str:
@@ -700,12 +840,34 @@ def slice_summary(
         reasons["krippendorff_alpha"] = (
             "no item in the slice" if iv.n_items == 0 else core["alpha_reason"]
         )
+    if iv.n_items:
+        gwet = _gwet(
+            stats,
+            iv,
+            reasons,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            confidence=confidence,
+            by_profile=True,
+        )
+    else:
+        gwet = {"gwet_ac1": None, "gwet_ac1_ci": None, "gwet_ac2": None, "gwet_ac2_ci": None}
+        reasons.update(dict.fromkeys(gwet, "no item in the slice"))
     hlp = core["hlp"]
+    figures = {
+        "krippendorff_alpha": _num(core["alpha"]),
+        "percent_agreement": _num(core["percent_agreement"]),
+        **gwet,
+    }
+    warning = _paradox(figures)
+    if warning:
+        reasons["paradox"] = warning
     return {
         "n_items": iv.n_items,
         "n_annotations": int(iv.item.size),
         "krippendorff_alpha": _num(core["alpha"]),
         "krippendorff_alpha_ci": core["alpha_ci"],
+        **gwet,
         "percent_agreement": _num(core["percent_agreement"]),
         "hlp": {
             "value": _num(hlp["value"]),

@@ -60,4 +60,10 @@ def test_sme_runs_agreement_from_the_dashboard_and_sees_the_charts(
         box = chart.bounding_box()
         assert box["width"] > 100 and box["height"] > 40, (name, box)
     assert page.locator('svg[data-chart="kappa-heatmap"] rect').count() == 64
+    # Gwet's AC1 stands beside alpha: the next card on the same row
+    alpha_card = page.locator(".kpi", has=page.locator("[data-metric=krippendorff_alpha]"))
+    ac1_card = page.locator("[data-testid=gwet]")
+    assert ac1_card.is_visible() and float(page.locator("[data-metric=gwet_ac1]").inner_text())
+    a_box, g_box = alpha_card.bounding_box(), ac1_card.bounding_box()
+    assert abs(a_box["y"] - g_box["y"]) < 2 and g_box["x"] > a_box["x"]
     page.screenshot(path=str(screenshot_dir / "dashboard.png"), full_page=True)

@@ -379,6 +379,7 @@ def test_comparison_of_two_runs_equals_a_hand_count(manager, make_user):
     assert items["results"][0] == {
         "item": "n2",
         "reference": "yes",
+        "final_label_source": "ground_truth",
         "model": "no",
         "other": "yes",
         "model_correct": False,

@@ -165,6 +165,7 @@ def test_payload_and_pages(project, manager, labelled, make_user):
         "item",
         "external_id",
         "final_label",
+        "final_source",
         "predicted",
         "confidence",
         "human_agreement",

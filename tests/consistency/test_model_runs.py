@@ -142,6 +142,7 @@ def test_upload_returns_error_analysis_equal_to_a_hand_count(project, manager, w
         "n_gold": 2,
         "n_consensus": 1,
         "n_without_reference": 1,
+        "final_label_source": {"ground_truth": 2, "sme": 0, "consensus": 1},
     }
     overall = analysis["overall"]
     assert overall["n_items"] == 3

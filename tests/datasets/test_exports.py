@@ -181,6 +181,7 @@ def test_image_zip_never_follows_paths_from_item_data(api, manager, project, lab
         "image_url": "https://x.test/a.jpg",
         "label": "scratch",
         "split": "train",
+        "final_label_source": "consensus",
     }
     assert archive.read("train/scratch/phone-1.png") == ok.image.open("rb").read()
 
