@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import paginated
+from api.schema import errors, paginated
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
@@ -187,7 +187,10 @@ class DatasetExportApi(_VersionApi):
             OpenApiParameter("format", str, enum=list(exporters.FORMATS), description="jsonl"),
             OpenApiParameter("split", str, description="One split; all rows when omitted."),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            **{(200, media): OpenApiTypes.BINARY for media, _ in exporters.FORMATS.values()},
+            **errors(409),
+        },
     )
     def get(self, request, dataset_id: int):
         version = _published(self.object)

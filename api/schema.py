@@ -29,6 +29,31 @@ def _is_paginated(serializer) -> bool:
     return getattr(serializer, PAGINATED_MARK, False)
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx (``api.errors.exception_handler``)."""
+
+    detail = serializers.CharField(help_text="one sentence a person can act on")
+    errors = serializers.JSONField(
+        required=False,
+        help_text="the fields at fault ({field: [messages]}), or the rows at fault for bulk "
+        "input ([{row, field, message}])",
+    )
+
+
+# Every operation can answer these: a bad query parameter or page (400, 404 for a page
+# past the end), a missing or refused credential (401, 403), an object the caller may not
+# see (404). Operations with a body add 413 (over the body limit) and 415 (a Content-Type
+# no parser reads). An operation declares any other error status (409, 429) itself.
+ERROR_STATUSES = ("400", "401", "403", "404")
+BODY_ERROR_STATUSES = ("413", "415")
+
+
+def errors(*codes: int) -> dict:
+    """``{code: ErrorSerializer}`` for ``extend_schema(responses=...)``: the error statuses
+    an operation answers beyond the ones every operation documents."""
+    return {code: ErrorSerializer for code in codes}
+
+
 class ConcordAutoSchema(AutoSchema):
     def get_operation_id(self):
         # A page of a list is an object, so drf-spectacular would name the operation
@@ -37,6 +62,26 @@ class ConcordAutoSchema(AutoSchema):
             tokens = [t.replace("-", "_") for t in self._tokenize_path()]
             return "_".join([*tokens, "list"])
         return super().get_operation_id()
+
+    def _error_statuses(self) -> tuple[str, ...]:
+        anonymous = not self.view.get_authenticators() or any(
+            getattr(p, "__name__", "") == "AllowAny"
+            for p in getattr(self.view, "permission_classes", ())
+        )
+        codes = ("400",) if anonymous else ERROR_STATUSES
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += BODY_ERROR_STATUSES
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction == "response":
+            for code in self._error_statuses():
+                if code not in responses:
+                    responses[code] = self._get_response_for_code(
+                        ErrorSerializer, code, direction=direction
+                    )
+        return dict(sorted(responses.items()))
 
     def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)
