@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import paginated
+from api.schema import error_responses, paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
 from labeling.imports.annotations import import_annotations, import_label_studio_file
@@ -476,7 +476,7 @@ class ItemOutputSerializer(serializers.Serializer):
     image_url = serializers.CharField()
     text = serializers.CharField()
     audio_url = serializers.CharField()
-    metadata = serializers.JSONField()
+    metadata = serializers.DictField(child=serializers.JSONField())
     tags = serializers.SerializerMethodField()
     stats_status = serializers.CharField()
     stats_error = serializers.CharField()
@@ -711,21 +711,32 @@ class AnnotationListApi(ProjectScopedMixin, APIView):
         return paginator.get_paginated_response(AnnotationOutputSerializer(page, many=True).data)
 
 
+class ProjectProgressSerializer(serializers.Serializer):
+    n_items = serializers.IntegerField()
+    n_annotations = serializers.IntegerField(help_text="current annotations")
+    n_items_complete = serializers.IntegerField(help_text="target reached (dynamic overlap)")
+    fraction = serializers.FloatField(help_text="labels towards the targets / targets, 0-1")
+
+
+class LabelerProgressRowSerializer(serializers.Serializer):
+    labeler = serializers.CharField()
+    role = serializers.CharField(allow_null=True, help_text="null: no longer a member")
+    is_active = serializers.BooleanField()
+    n_current = serializers.IntegerField()
+    n_revisions = serializers.IntegerField()
+
+
 class ProgressApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/progress/``: project progress and per-labeler counts (a labeler
     sees only their own row)."""
 
     allowed_roles = {"GET": READ_ROLES}
 
-    @extend_schema(
-        responses=inline_serializer(
-            "Progress",
-            {
-                "project": serializers.DictField(),
-                "labelers": serializers.ListField(child=serializers.DictField()),
-            },
-        )
-    )
+    class OutputSerializer(serializers.Serializer):
+        project = ProjectProgressSerializer()
+        labelers = LabelerProgressRowSerializer(many=True)
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request, project_id: int):
         own_only = self.role not in REVIEW_ROLES
         return Response(
@@ -755,6 +766,12 @@ class FormatParamIsNotARenderer(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+class ImportRowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(allow_null=True, help_text="1-based; null: the whole file")
+    field = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
 IMPORT_RESULT = inline_serializer(
     "ImportResult",
     {
@@ -763,7 +780,7 @@ IMPORT_RESULT = inline_serializer(
         "n_created": serializers.IntegerField(),
         "n_updated": serializers.IntegerField(),
         "n_errors": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
+        "errors": ImportRowErrorSerializer(many=True, help_text="rows refused (partial)"),
     },
 )
 
@@ -826,7 +843,7 @@ class ItemImportApi(UploadApi):
     @extend_schema(
         request={"application/json": {}, "application/x-ndjson": {}, "text/csv": {}},
         parameters=[OpenApiParameter("partial", bool), OpenApiParameter("fetch_images", bool)],
-        responses={201: IMPORT_RESULT},
+        responses={201: IMPORT_RESULT, **error_responses(409)},
     )
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)
@@ -863,7 +880,7 @@ class AnnotationImportApi(UploadApi):
                 "base_url", str, description="Label Studio server, for /data/upload paths"
             ),
         ],
-        responses={201: IMPORT_RESULT},
+        responses={201: IMPORT_RESULT, **error_responses(409)},
     )
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)

@@ -48,7 +48,7 @@ ERROR_STATUSES = ("400", "401", "403", "404")
 BODY_ERROR_STATUSES = ("413", "415")
 
 
-def errors(*codes: int) -> dict:
+def error_responses(*codes: int) -> dict:
     """``{code: ErrorSerializer}`` for ``extend_schema(responses=...)``: the error statuses
     an operation answers beyond the ones every operation documents."""
     return {code: ErrorSerializer for code in codes}
