@@ -113,6 +113,17 @@ class ItemHistorySerializer(serializers.Serializer):
     timeline = TimelineEntrySerializer(many=True, help_text="in time order")
 
 
+class ClassCountsSerializer(serializers.Serializer):
+    all = serializers.DictField(
+        child=serializers.IntegerField(), required=False, help_text="label -> rows"
+    )
+    by_split = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        required=False,
+        help_text="split -> label -> rows",
+    )
+
+
 class DatasetVersionSerializer(serializers.Serializer):
     """``datasets.selectors.dataset_version_payload`` (DESIGN "dataset version")."""
 
@@ -124,7 +135,7 @@ class DatasetVersionSerializer(serializers.Serializer):
     )
     row_count = serializers.IntegerField()
     split_counts = serializers.DictField(child=serializers.IntegerField())
-    class_counts = serializers.DictField(child=serializers.IntegerField())
+    class_counts = ClassCountsSerializer(help_text="{} until the version is built")
     content_hash = serializers.CharField(allow_null=True)
     columns = serializers.ListField(child=serializers.CharField())
     error = serializers.CharField(allow_null=True)

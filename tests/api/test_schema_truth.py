@@ -61,3 +61,69 @@ def test_the_responses_have_the_documented_shape(api, project, manager):
         assert set(body) == {"count", "next", "previous", "results"}, template
     tokens = client.get(ARRAYS[0].format(project_id=project.pk))
     assert tokens.status_code == 200 and isinstance(tokens.json(), list)
+
+
+# --- Every documented response, checked against the schema ---------------------------
+# The same validation schemathesis applies on a live server (tests/api/test_schemathesis.py),
+# here in-process on fixed requests: each response found wrong once stays checked.
+def conforms(openapi, method: str, template: str, response) -> None:
+    """Raise schemathesis's failure when ``response`` (a Django test response to
+    ``method template``) has a status, content type or body the schema does not document."""
+    import requests
+    from schemathesis.core.transport import Response
+
+    url = "http://testserver" + template
+    sent = requests.Request(method, url).prepare()
+    answer = Response(
+        status_code=response.status_code,
+        headers={k: [v] for k, v in response.headers.items()},
+        content=response.content if not response.streaming else b"".join(response),
+        request=sent,
+        elapsed=0.0,
+        verify=True,
+    )
+    openapi[template][method].validate_response(answer)
+
+
+@pytest.fixture
+def openapi(api, manager):
+    import schemathesis
+
+    body = api.as_user(manager).get("/api/v1/schema/?format=json").json()
+    api.as_user(None)  # the tests below authenticate with each role's header
+    return schemathesis.openapi.from_dict(body)
+
+
+@pytest.fixture
+def rich(project, manager, labelers, make_user):
+    from tests.api.test_schemathesis import build_world
+
+    return build_world(project, manager, labelers, make_user)
+
+
+def test_every_get_of_a_rich_project_matches_the_schema(api, openapi, rich):
+    """A manager's GET of every documented read, with real objects behind every path
+    parameter (a run with results and flags, dataset versions, model runs)."""
+    checked = []
+    for result in openapi.get_all_operations():
+        operation = result.ok()
+        if operation.method.upper() != "GET":
+            continue
+        path = operation.path.format(**rich["path_parameters"])
+        response = api.generic("GET", path, HTTP_AUTHORIZATION=rich["credentials"]["manager"])
+        assert response.status_code < 500, (path, response.status_code)
+        conforms(openapi, "GET", operation.path, response)
+        checked.append((operation.path, response.status_code))
+    ok = [p for p, code in checked if code == 200]
+    assert len(ok) >= 25, checked
+
+
+def test_dataset_version_class_counts_are_documented_per_split(api, openapi, rich):
+    """Regression (found by schemathesis): ``class_counts`` is ``{all, by_split}``, was
+    documented as a flat ``{label: count}``."""
+    dataset = rich["path_parameters"]["dataset_id"]
+    response = api.generic(
+        "GET", f"/api/v1/datasets/{dataset}/", HTTP_AUTHORIZATION=rich["credentials"]["pipeline"]
+    )
+    assert set(response.json()["class_counts"]) == {"all", "by_split"}
+    conforms(openapi, "GET", "/api/v1/datasets/{dataset_id}/", response)

@@ -71,7 +71,12 @@ def live(request, settings):
 
 @pytest.fixture
 def world(transactional_db, project, manager, labelers, make_user):
-    """Real objects for every path parameter, and a credential per role."""
+    return build_world(project, manager, labelers, make_user)
+
+
+def build_world(project, manager, labelers, make_user) -> dict:
+    """Real objects for every path parameter, and a credential per role:
+    ``{"credentials": {role: Authorization header}, "path_parameters": {name: value}}``."""
     sme = make_user("sme")
     services.set_membership(project=project, user=sme, role=Role.SME)
     spare = make_user("spare")
