@@ -131,6 +131,7 @@ class ProjectOutputSerializer(serializers.Serializer):
     min_overlap = serializers.IntegerField()
     max_overlap = serializers.IntegerField()
     assignment_ttl_minutes = serializers.IntegerField()
+    box_iou_threshold = serializers.FloatField()
     is_archived = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     role = serializers.SerializerMethodField()
@@ -168,6 +169,7 @@ class ProjectListCreateApi(APIView):
         dynamic_overlap = serializers.BooleanField(required=False)
         min_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
         max_overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+        box_iou_threshold = serializers.FloatField(min_value=0.05, max_value=0.95, required=False)
         description = serializers.CharField(
             required=False, allow_blank=True, default="", max_length=MAX_COMMENT_CHARS
         )
@@ -221,6 +223,7 @@ class ProjectDetailApi(ProjectScopedMixin, APIView):
         assignment_ttl_minutes = serializers.IntegerField(
             min_value=1, max_value=MAX_ASSIGNMENT_TTL_MINUTES, required=False
         )
+        box_iou_threshold = serializers.FloatField(min_value=0.05, max_value=0.95, required=False)
         is_archived = serializers.BooleanField(required=False)
 
     def _output(self, request):
@@ -669,7 +672,7 @@ class AnnotationOutputSerializer(serializers.Serializer):
     supersedes = serializers.IntegerField(source="supersedes_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
-    def get_value(self, obj) -> str | float | None:
+    def get_value(self, obj) -> str | float | list[dict] | None:
         return selectors.annotation_value(obj)
 
     def get_label_class(self, obj) -> str | None:

@@ -12,7 +12,7 @@ import unicodedata
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -34,6 +34,7 @@ class TaskType(models.TextChoices):
     CLASSIFICATION = "classification", "Classification"
     TRANSCRIPTION = "transcription", "Transcription"
     RATING = "rating", "Rating"
+    DETECTION = "detection", "Detection (bounding boxes)"
 
 
 class MeasurementLevel(models.TextChoices):
@@ -82,6 +83,10 @@ class Project(models.Model):
         default=30, help_text="An assignment not submitted within this time is handed out again."
     )
     flag_thresholds = models.JSONField(default=default_flag_thresholds, blank=True)
+    # Detection projects: two boxes are the same object when their IoU reaches this.
+    box_iou_threshold = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.05), MaxValueValidator(0.95)]
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="concord_projects"
     )
@@ -357,6 +362,8 @@ class GoldLabel(models.Model):
     )
     value_number = models.FloatField(null=True, blank=True)
     value_text = models.TextField(blank=True)
+    # Detection: [{"class": key, "x", "y", "w", "h"}] in image pixels; [] = nothing there.
+    value_boxes = models.JSONField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=GoldSource.choices)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -383,6 +390,8 @@ class ItemDecision(models.Model):
     )
     value_number = models.FloatField(null=True, blank=True)
     value_text = models.TextField(blank=True)
+    # Detection: [{"class": key, "x", "y", "w", "h"}] in image pixels; [] = nothing there.
+    value_boxes = models.JSONField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -455,6 +464,8 @@ class Annotation(models.Model):
     )
     value_number = models.FloatField(null=True, blank=True)
     value_text = models.TextField(blank=True)
+    # Detection: [{"class": key, "x", "y", "w", "h"}] in image pixels; [] = nothing there.
+    value_boxes = models.JSONField(null=True, blank=True)
     guideline = models.ForeignKey(
         Guideline, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
     )
@@ -480,7 +491,8 @@ class Annotation(models.Model):
             models.CheckConstraint(
                 condition=Q(label_class__isnull=False)
                 | Q(value_number__isnull=False)
-                | ~Q(value_text=""),
+                | ~Q(value_text="")
+                | Q(value_boxes__isnull=False),
                 name="annotation_has_a_value",
             ),
         ]

@@ -102,10 +102,19 @@ def class_buttons(project: Project) -> tuple[list[dict], dict | None]:
 
 
 # --- The value of a label ---------------------------------------------------------------
-def label_value(*, class_key: str | None, value_number: float | None, value_text: str) -> Any:
-    """The value of a label as people and pipelines see it: its class key, else its
-    number, else its text. Every kind of label row (annotation, gold label, consensus)
-    goes through here; :func:`annotation_value` is the same for a loaded row."""
+def label_value(
+    *,
+    class_key: str | None,
+    value_number: float | None,
+    value_text: str,
+    value_boxes: list | None = None,
+) -> Any:
+    """The value of a label as people and pipelines see it: its boxes (detection), else
+    its class key, else its number, else its text. Every kind of label row (annotation,
+    gold label, consensus) goes through here; :func:`annotation_value` is the same for a
+    loaded row."""
+    if value_boxes is not None:
+        return value_boxes
     if class_key is not None:
         return class_key
     if value_number is not None:
@@ -121,6 +130,7 @@ def annotation_value(label: Annotation | GoldLabel) -> Any:
         class_key=label.label_class.key if label.label_class_id is not None else None,
         value_number=label.value_number,
         value_text=label.value_text,
+        value_boxes=label.value_boxes,
     )
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from labeling import images, selectors
+from labeling.boxes import BoxError, normalize_boxes
 from labeling.models import (
     MAX_COMMENT_CHARS,
     MAX_TIME_SPENT_MS,
@@ -89,8 +90,10 @@ def create_project(
         raise ValidationError({"level": f"must be one of {', '.join(MeasurementLevel.values)}"})
     if int(overlap) < 1:
         raise ValidationError({"overlap": "must be at least 1"})
-    if task_type == TaskType.CLASSIFICATION and not classes:
-        raise ValidationError({"classes": "a classification project needs at least one class"})
+    if task_type in (TaskType.CLASSIFICATION, TaskType.DETECTION) and not classes:
+        raise ValidationError({"classes": f"a {task_type} project needs at least one class"})
+    if task_type == TaskType.DETECTION and level != MeasurementLevel.NOMINAL:
+        raise ValidationError({"level": "a detection project's box classes are nominal"})
     keys = [c.get("key") for c in classes]
     for n, key in enumerate(keys, start=1):
         problem = class_key_error(key)
@@ -405,16 +408,37 @@ def _store_image_stats(
 
 
 # --- Annotations ----------------------------------------------------------------------
-def resolve_value(*, project: Project, value: Any) -> dict:
+def item_image_size(item: Item) -> tuple[int, int] | None:
+    """(width, height) in pixels of the item's image when computed on ingest, else None."""
+    if item.width and item.height:
+        return (item.width, item.height)
+    return None
+
+
+def resolve_value(
+    *, project: Project, value: Any, image_size: tuple[int, int] | None = None
+) -> dict:
     """Turn a submitted value into annotation fields, or raise ValidationError.
 
     Classification: a class key (a merged class is accepted and stored as given, the merge
     maps it later). Rating: a class key or a number. Transcription: non-empty text.
+    Detection: a list of boxes (see :mod:`labeling.boxes`), checked against
+    ``image_size`` (width, height in pixels) when given.
     """
     if project.task_type == TaskType.TRANSCRIPTION:
         if not isinstance(value, str) or not value.strip():
             raise ValidationError({"value": "a transcription needs non-empty text"})
         return {"value_text": value}
+    if project.task_type == TaskType.DETECTION:
+        try:
+            boxes = normalize_boxes(
+                value,
+                class_keys=set(project.classes.values_list("key", flat=True)),
+                image_size=image_size,
+            )
+        except BoxError as exc:
+            raise ValidationError({"value": str(exc)}) from exc
+        return {"value_boxes": boxes}
     if isinstance(value, str):
         label_class = project.classes.filter(key=value).first()
         if label_class is None:
@@ -453,7 +477,7 @@ def submit_annotation(
         raise ValidationError(
             {"comment": f"at most {MAX_COMMENT_CHARS} characters, got {len(comment)}"}
         )
-    fields = resolve_value(project=project, value=value)
+    fields = resolve_value(project=project, value=value, image_size=item_image_size(item))
     if guideline is None:
         guideline = project.guidelines.order_by("-version").first()
     previous = (
@@ -541,7 +565,7 @@ def set_gold_label(
 
     ``labeler``: the labeler whose annotation carries this ground truth, if any (its label
     on the item is then not measured against the gold)."""
-    fields = resolve_value(project=item.project, value=value)
+    fields = resolve_value(project=item.project, value=value, image_size=item_image_size(item))
     existing = GoldLabel.objects.select_for_update().filter(item=item).first()
     before = None
     if existing is not None:
@@ -591,6 +615,7 @@ PROJECT_EDITABLE_FIELDS = (
     "min_overlap",
     "max_overlap",
     "assignment_ttl_minutes",
+    "box_iou_threshold",
     "is_archived",
 )
 
