@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import error_responses, paginated
+from api.schema import LabelValueField, error_responses, paginated
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
@@ -67,7 +67,7 @@ class HistoryBatchSerializer(serializers.Serializer):
 
 
 class HistoryGoldSerializer(serializers.Serializer):
-    value = serializers.JSONField(help_text="class key, number or text")
+    value = LabelValueField()
     source = serializers.CharField()
     created_by = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -90,7 +90,7 @@ class TimelineEntrySerializer(serializers.Serializer):
     after = serializers.JSONField(required=False)
     # annotation entries
     annotation = serializers.IntegerField(required=False)
-    value = serializers.JSONField(required=False)
+    value = LabelValueField(required=False)
     maps_to = serializers.CharField(allow_null=True, required=False)
     comment = serializers.CharField(allow_blank=True, required=False)
     is_current = serializers.BooleanField(required=False)

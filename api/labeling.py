@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.schema import LabelValueField
 from labeling import assignment as assignment_service
 from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
@@ -58,7 +59,7 @@ class OwnAnnotationSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     item = serializers.IntegerField()
     labeler = serializers.CharField()
-    value = serializers.JSONField(help_text="class key, number or text")
+    value = LabelValueField()
     guideline_version = serializers.IntegerField(allow_null=True)
     time_spent_ms = serializers.IntegerField(allow_null=True)
     comment = serializers.CharField(allow_blank=True)

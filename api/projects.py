@@ -21,7 +21,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -33,7 +38,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import error_responses, paginated
+from api.schema import LABEL_VALUE_SCHEMA, error_responses, paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
 from labeling.imports.annotations import import_annotations, import_label_studio_file
@@ -672,6 +677,7 @@ class AnnotationOutputSerializer(serializers.Serializer):
     supersedes = serializers.IntegerField(source="supersedes_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
+    @extend_schema_field(LABEL_VALUE_SCHEMA)
     def get_value(self, obj) -> str | float | list[dict] | None:
         return selectors.annotation_value(obj)
 

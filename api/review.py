@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
-from api.schema import paginated
+from api.schema import LabelValueField, paginated
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
@@ -111,7 +111,7 @@ class ItemLabelSerializer(serializers.Serializer):
     """``review.selectors.item_labels``: one current label on a flagged item."""
 
     labeler = serializers.CharField()
-    value = serializers.JSONField(help_text="class key, number, text or boxes")
+    value = LabelValueField()
     guideline_version = serializers.IntegerField(allow_null=True)
     comment = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()

@@ -4,7 +4,7 @@ class, as in the house style) get component names prefixed with their API class,
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
@@ -17,6 +17,40 @@ class SchemaAccess(BasePermission):
         return settings.CONCORD_SCHEMA_PUBLIC or bool(
             request.user and request.user.is_authenticated
         )
+
+
+# A label's value as people and pipelines see it (``labeling.selectors.label_value``):
+# a class key, a number (rating), a text (transcription), or a list of boxes (detection).
+BOX_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "class": {"type": "string"},
+        "x": {"type": "number"},
+        "y": {"type": "number"},
+        "w": {"type": "number"},
+        "h": {"type": "number"},
+    },
+    "required": ["class", "x", "y", "w", "h"],
+}
+# anyOf with ``nullable`` in each branch: OpenAPI 3.0 has no null type, and a ``oneOf``
+# would refuse a null that every nullable branch matches.
+LABEL_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "nullable": True, "description": "class key or transcript"},
+        {"type": "number", "nullable": True, "description": "rating"},
+        {
+            "type": "array",
+            "items": BOX_SCHEMA,
+            "nullable": True,
+            "description": "boxes in pixels, [] = nothing there (detection)",
+        },
+    ],
+}
+
+
+@extend_schema_field(LABEL_VALUE_SCHEMA)
+class LabelValueField(serializers.JSONField):
+    """An output field holding a label's value (class key, number, text or boxes)."""
 
 
 PAGINATED_MARK = "concord_paginated"

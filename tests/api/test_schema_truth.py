@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from labeling import services
+
 pytestmark = pytest.mark.django_db
 
 PAGINATED = [
@@ -127,3 +129,34 @@ def test_dataset_version_class_counts_are_documented_per_split(api, openapi, ric
     )
     assert set(response.json()["class_counts"]) == {"all", "by_split"}
     conforms(openapi, "GET", "/api/v1/datasets/{dataset_id}/", response)
+
+
+def test_boxes_of_a_detection_label_are_documented(api, openapi, make_user, manager):
+    """A detection label's value is a list of boxes: the annotation list, the labeler's
+    own answer and the item history document it (they said class key, number or text)."""
+    from labeling import assignment
+    from labeling.models import Item, PayloadKind, Role
+
+    project = services.create_project(
+        name="Iguanas", task_type="detection", classes=[{"key": "iguana"}], created_by=manager
+    )
+    item = Item.objects.create(
+        project=project, external_id="i1", kind=PayloadKind.IMAGE, width=200, height=100
+    )
+    labeler = make_user("boxer")
+    services.set_membership(project=project, user=labeler, role=Role.LABELER)
+    boxes = [{"class": "iguana", "x": 5, "y": 6, "w": 7, "h": 8}]
+    handed = assignment.next_item_for(project, labeler)
+    submitted = api.as_user(labeler).post(
+        f"/api/v1/items/{item.pk}/annotations/",
+        data={"value": boxes, "assignment": handed.pk},
+        format="json",
+    )
+    assert submitted.status_code == 201, submitted.content
+    conforms(openapi, "POST", "/api/v1/items/{item_id}/annotations/", submitted)
+    listed = api.as_user(manager).get(f"/api/v1/projects/{project.pk}/annotations/")
+    assert listed.json()["results"][0]["value"][0]["w"] == 7
+    conforms(openapi, "GET", "/api/v1/projects/{project_id}/annotations/", listed)
+    history = api.as_user(manager).get(f"/api/v1/items/{item.pk}/history/")
+    assert history.status_code == 200
+    conforms(openapi, "GET", "/api/v1/items/{item_id}/history/", history)
