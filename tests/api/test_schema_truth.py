@@ -4,6 +4,8 @@ the endpoints return."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
@@ -160,3 +162,123 @@ def test_boxes_of_a_detection_label_are_documented(api, openapi, make_user, mana
     history = api.as_user(manager).get(f"/api/v1/items/{item.pk}/history/")
     assert history.status_code == 200
     conforms(openapi, "GET", "/api/v1/items/{item_id}/history/", history)
+
+
+def test_every_kind_of_write_answers_as_documented(api, openapi, rich, manager):
+    """The success answers of the writes, which generated input rarely reaches: each
+    request below is valid, and its 2xx body must match the schema."""
+    manager.is_staff = True  # may create projects
+    manager.save(update_fields=["is_staff"])
+    p = rich["path_parameters"]
+    project = f"/api/v1/projects/{p['project_id']}"
+    jsonl = b'{"external_id": "new-1", "text": "hello", "metadata": {"factory": "A"}}\n'
+    labels = b'{"item": "item-001", "labeler": "labeler9", "value": "dent"}\n'
+    predictions = {"name": "m3", "predictions": [{"item": "item-002", "value": "scratch"}]}
+    writes = [
+        # (role, method, template, body, content type, status)
+        (
+            "labeler",
+            "POST",
+            "/api/v1/items/{item_id}/annotations/",
+            {"value": "scratch", "time_spent_ms": 1200, "assignment": p["assignment_id"]},
+            None,
+            201,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/",
+            {"name": "Another", "classes": [{"key": "a"}]},
+            None,
+            201,
+        ),
+        ("manager", "PATCH", "/api/v1/projects/{project_id}/", {"overlap": 2}, None, 200),
+        ("manager", "POST", "/api/v1/projects/{project_id}/classes/", {"key": "crack"}, None, 201),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/guidelines/",
+            {"text": "v2", "example_items": ["item-003"]},
+            None,
+            201,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/users/",
+            {"username": "newbie", "password": "pw-9x!long"},
+            None,
+            201,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/members/",
+            {"user": "newbie", "role": "labeler"},
+            None,
+            201,
+        ),
+        ("manager", "PATCH", "/api/v1/users/{username}/", {"is_active": False}, None, 200),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/items/tags/",
+            {"items": ["item-004"], "add": ["blurry"]},
+            None,
+            200,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/items/import/",
+            jsonl,
+            "application/x-ndjson",
+            201,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/annotations/import/",
+            labels,
+            "application/x-ndjson",
+            201,
+        ),
+        (
+            "manager",
+            "POST",
+            "/api/v1/projects/{project_id}/relabel/",
+            {"items": ["item-005"], "reason": "unclear"},
+            None,
+            201,
+        ),
+        ("sme", "POST", "/api/v1/projects/{project_id}/agreement-runs/", {}, None, 202),
+        ("sme", "POST", "/api/v1/projects/{project_id}/datasets/", {}, None, 202),
+        ("sme", "POST", "/api/v1/projects/{project_id}/model-runs/", predictions, None, 201),
+        (
+            "sme",
+            "POST",
+            "/api/v1/flags/{flag_id}/resolve/",
+            {"action": "set_label", "label": "scratch", "rationale": "clear scratch"},
+            None,
+            200,
+        ),
+        ("manager", "POST", "/api/v1/projects/{project_id}/tokens/", {"name": "ci"}, None, 201),
+        ("manager", "DELETE", "/api/v1/tokens/{token_id}/", None, None, 204),
+        ("manager", "DELETE", "/api/v1/projects/{project_id}/members/{username}/", None, None, 204),
+    ]
+    assert project  # the templates above are filled from the path parameters
+    for role, method, template, body, raw_type, expected in writes:
+        path = template.format(**p)
+        if raw_type is None:
+            data = json.dumps(body).encode() if body is not None else b""
+        else:
+            data = body
+        response = api.generic(
+            method,
+            path,
+            data,
+            content_type=raw_type or "application/json",
+            HTTP_AUTHORIZATION=rich["credentials"][role],
+        )
+        assert response.status_code == expected, (template, response.content[:500])
+        conforms(openapi, method, template, response)
