@@ -170,7 +170,6 @@ def test_every_kind_of_write_answers_as_documented(api, openapi, rich, manager):
     manager.is_staff = True  # may create projects
     manager.save(update_fields=["is_staff"])
     p = rich["path_parameters"]
-    project = f"/api/v1/projects/{p['project_id']}"
     jsonl = b'{"external_id": "new-1", "text": "hello", "metadata": {"factory": "A"}}\n'
     labels = b'{"item": "item-001", "labeler": "labeler9", "value": "dent"}\n'
     predictions = {"name": "m3", "predictions": [{"item": "item-002", "value": "scratch"}]}
@@ -266,7 +265,6 @@ def test_every_kind_of_write_answers_as_documented(api, openapi, rich, manager):
         ("manager", "DELETE", "/api/v1/tokens/{token_id}/", None, None, 204),
         ("manager", "DELETE", "/api/v1/projects/{project_id}/members/{username}/", None, None, 204),
     ]
-    assert project  # the templates above are filled from the path parameters
     for role, method, template, body, raw_type, expected in writes:
         path = template.format(**p)
         if raw_type is None:
