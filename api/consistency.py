@@ -216,6 +216,13 @@ class SliceAgreementSerializer(serializers.Serializer):
     reasons = _reasons()
 
 
+class ResultsDataVersionSerializer(serializers.Serializer):
+    max_annotation_id = serializers.IntegerField(allow_null=True)
+    n_annotations = serializers.IntegerField()
+    changed_during_run = serializers.BooleanField(required=False)
+    note = serializers.CharField(required=False)
+
+
 class AgreementResultsSerializer(serializers.Serializer):
     overall = OverallAgreementSerializer(required=False)
     per_class = PerClassAgreementSerializer(many=True, required=False)
@@ -227,7 +234,7 @@ class AgreementResultsSerializer(serializers.Serializer):
     consensus = ConsensusSummarySerializer(required=False)
     task_type = serializers.CharField(required=False)
     params = RunParamsSerializer(required=False)
-    data_version = serializers.DictField(required=False)
+    data_version = ResultsDataVersionSerializer(required=False)
 
 
 class RunDataVersionSerializer(serializers.Serializer):

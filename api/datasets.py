@@ -124,15 +124,34 @@ class ClassCountsSerializer(serializers.Serializer):
     )
 
 
+class DatasetParamsSerializer(serializers.Serializer):
+    """The request as validated (``datasets.services.validate_dataset_request``); a built
+    version adds what it applied (``class_merges``, ``format_version``)."""
+
+    agreement_run = serializers.IntegerField()
+    consensus = serializers.CharField(help_text="majority | dawid_skene")
+    min_confidence = serializers.FloatField(allow_null=True)
+    include_borderline = serializers.BooleanField()
+    include_unresolved = serializers.BooleanField()
+    filters = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()),
+        help_text="'tag' or 'metadata.<key>' -> accepted values",
+    )
+    splits = serializers.DictField(child=serializers.FloatField())
+    seed = serializers.IntegerField()
+    stratify_by = serializers.ListField(child=serializers.CharField())
+    group_by = serializers.CharField(allow_null=True)
+    class_merges = serializers.DictField(child=serializers.CharField(), required=False)
+    format_version = serializers.IntegerField(required=False)
+
+
 class DatasetVersionSerializer(serializers.Serializer):
     """``datasets.selectors.dataset_version_payload`` (DESIGN "dataset version")."""
 
     id = serializers.IntegerField()
     project = serializers.IntegerField()
     status = serializers.CharField(help_text="queued | building | succeeded | failed")
-    params = serializers.DictField(
-        child=serializers.JSONField(), help_text="the request, validated, with its defaults"
-    )
+    params = DatasetParamsSerializer()
     row_count = serializers.IntegerField()
     split_counts = serializers.DictField(child=serializers.IntegerField())
     class_counts = ClassCountsSerializer(help_text="{} until the version is built")

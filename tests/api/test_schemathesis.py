@@ -32,6 +32,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.auth import ClientAddressThrottle
+from config import ratelimit
 from consistency.model_runs import upload_model_run
 from consistency.models import AgreementRun, Flag, RunStatus
 from consistency.runs import execute_agreement_run, validate_params
@@ -55,9 +57,18 @@ CHECKS = [
 
 
 @pytest.fixture
-def live(request, settings):
-    """The live server over plain HTTP (production settings would redirect to HTTPS);
-    the throttles of the token endpoint do not count generated log-ins against the run."""
+def live(request, monkeypatch):
+    """The live server over plain HTTP (production settings would redirect to HTTPS).
+
+    The generated log-ins fail from 127.0.0.1 and are counted in the shared cache, which
+    outlives the test: they are counted under keys of this test's own, so later tests
+    logging in from the same address are not refused for them."""
+    monkeypatch.setattr(ratelimit, "KEY_NAMESPACE", f"login-fail-schemathesis-{os.getpid()}")
+    monkeypatch.setattr(
+        ClientAddressThrottle,
+        "cache_format",
+        f"schemathesis-{os.getpid()}-" + ClientAddressThrottle.cache_format,
+    )
     override = override_settings(
         SECURE_SSL_REDIRECT=False,
         SESSION_COOKIE_SECURE=False,
