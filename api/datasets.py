@@ -14,7 +14,7 @@ import functools
 from django.http import HttpResponseNotModified, StreamingHttpResponse
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -387,6 +387,7 @@ class DatasetExportApi(_VersionApi):
         ],
         responses={
             **{(200, media): OpenApiTypes.BINARY for media, _ in exporters.FORMATS.values()},
+            304: OpenApiResponse(description="If-None-Match named the current ETag"),
             **error_responses(409),
         },
     )

@@ -429,7 +429,11 @@ class MemberListCreateApi(ProjectScopedMixin, APIView):
         )
         return Response(self.OutputSerializer(members, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 201: OutputSerializer},
+        description="201 when the account becomes a member, 200 when a member's role changes.",
+    )
     def post(self, request, project_id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
