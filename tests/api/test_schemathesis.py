@@ -218,3 +218,33 @@ def test_no_5xx_and_no_schema_violation_for_any_role(live, world):
     print(f"schemathesis cases per role: {dict(cases)}")
     assert not failures, "\n\n".join(failures)
     assert all(cases[role] >= len(operations) for role in ROLES), cases
+
+
+def test_the_checks_refuse_a_5xx_an_undocumented_status_and_a_wrong_body(api, manager, project):
+    """The checks above are not vacuous: a 500, a status the schema does not list and a
+    body of the wrong shape each fail them."""
+    from schemathesis.core.transport import Response
+
+    body = api.as_user(manager).get("/api/v1/schema/?format=json").json()
+    operation = schemathesis.openapi.from_dict(body)["/api/v1/projects/{project_id}/"]["GET"]
+    case = operation.Case(path_parameters={"project_id": project.pk})
+
+    def answer(status: int, payload: bytes) -> Response:
+        sent = requests.Request("GET", f"http://testserver/api/v1/projects/{project.pk}/")
+        return Response(
+            status_code=status,
+            headers={"Content-Type": ["application/json"]},
+            content=payload,
+            request=sent.prepare(),
+            elapsed=0.0,
+            verify=True,
+        )
+
+    for status, payload in (
+        (500, b'{"detail": "boom"}'),
+        (418, b'{"detail": "teapot"}'),
+        (200, b'{"id": "not a number"}'),
+    ):
+        with pytest.raises(BaseExceptionGroup):
+            case.validate_response(answer(status, payload), checks=CHECKS)
+    case.validate_response(answer(404, b'{"detail": "not found"}'), checks=CHECKS)
