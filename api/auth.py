@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from api.schema import error_responses
 from config import ratelimit
 
 
@@ -33,7 +34,9 @@ class ObtainTokenApi(APIView):
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=AuthTokenSerializer, responses=OutputSerializer)
+    @extend_schema(
+        request=AuthTokenSerializer, responses={200: OutputSerializer, **error_responses(429)}
+    )
     def post(self, request):
         username = request.data.get("username") if isinstance(request.data, dict) else None
         username = username[:150] if isinstance(username, str) else ""

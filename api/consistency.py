@@ -49,6 +49,199 @@ def run_summary(request, run: AgreementRun) -> dict:
     }
 
 
+# --- The documented shapes of a run ---------------------------------------------------
+# A run's results hold what its task type measures (DESIGN "Results of an agreement
+# run"): every key is typed; keys a task type does not compute (per_class of a
+# transcription run, icc outside rating, box_f1 outside detection) are absent, so none is
+# required. A metric that cannot be computed is null with its reason under ``reasons``.
+def _metric(help_text: str = "") -> serializers.FloatField:
+    return serializers.FloatField(allow_null=True, required=False, help_text=help_text)
+
+
+def _interval(help_text: str = "[low, high]; null when not computed") -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        required=False,
+        help_text=help_text,
+    )
+
+
+def _reasons() -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="metric -> why it is null"
+    )
+
+
+def _count() -> serializers.IntegerField:
+    return serializers.IntegerField(allow_null=True, required=False)
+
+
+class RunParamsSerializer(serializers.Serializer):
+    """The run's parameters as validated (``consistency.run_params``), defaults filled in."""
+
+    level = serializers.ChoiceField(choices=["nominal", "ordinal", "interval", "ratio"])
+    slices = serializers.ListField(child=serializers.CharField())
+    n_bootstrap = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    consensus = serializers.ListField(child=serializers.CharField())
+    chunk_items = serializers.IntegerField(required=False)
+
+
+class OverallAgreementSerializer(serializers.Serializer):
+    krippendorff_alpha = _metric()
+    krippendorff_alpha_ci = _interval()
+    fleiss_kappa = _metric()
+    percent_agreement = _metric()
+    percent_agreement_ci = _interval()
+    mean_pairwise_cohen_kappa = _metric()
+    gwet_ac1 = _metric("nominal runs")
+    gwet_ac1_ci = _interval()
+    gwet_ac2 = _metric("weighted runs (ordinal, interval, ratio)")
+    gwet_ac2_ci = _interval()
+    icc = _metric("rating projects")
+    box_f1 = _metric("detection projects")
+    box_mean_iou = _metric("detection projects")
+    count_alpha = _metric("detection projects")
+    count_alpha_ci = _interval()
+    n_items = _count()
+    n_pairable_items = _count()
+    n_annotations = _count()
+    n_labelers = _count()
+    n_bootstrap = _count()
+    level = serializers.CharField(required=False)
+    reasons = _reasons()
+
+
+class PerClassAgreementSerializer(serializers.Serializer):
+    krippendorff_alpha = _metric("one class against the rest")
+    support = _count()
+    n_pairable = _count()
+    reasons = _reasons()
+
+
+# "class" is a Python keyword: the field is declared by name.
+PerClassAgreementSerializer._declared_fields = {
+    "class": serializers.CharField(help_text="class key"),
+    **PerClassAgreementSerializer._declared_fields,
+}
+
+
+class PerLabelerAgreementSerializer(serializers.Serializer):
+    labeler = serializers.CharField()
+    labeler_id = serializers.IntegerField(required=False)
+    n = _count()
+    agreement_with_consensus = _metric()
+    cohen_kappa_mean = _metric()
+    accuracy_vs_gold = _metric("against ground truth, when the project has it")
+    n_gold = _count()
+    box_f1 = _metric("detection projects")
+    reasons = _reasons()
+
+
+class PairwiseSerializer(serializers.Serializer):
+    labelers = serializers.ListField(child=serializers.CharField())
+    cohen_kappa = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(allow_null=True))
+    )
+    n_shared = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()))
+    reasons = _reasons()
+
+
+class ConfusionMatrixSerializer(serializers.Serializer):
+    classes = serializers.ListField(child=serializers.CharField())
+    counts = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="labeler-vs-labeler coincidences",
+    )
+    definition = serializers.CharField(required=False)
+    reasons = _reasons()
+
+
+class HlpEstimateSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True)
+    n_items = serializers.IntegerField()
+
+
+class HlpSliceSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.CharField(allow_null=True, allow_blank=True)
+    n_items = _count()
+    hlp = _metric()
+    hlp_ci = _interval()
+    method = serializers.CharField(allow_null=True, required=False)
+    reasons = _reasons()
+
+
+class ConsensusMethodSummarySerializer(serializers.Serializer):
+    n_items = _count()
+    agreed = _count()
+    disputed = _count()
+    borderline = _count()
+    resolved = _count()
+    definition = serializers.CharField(required=False)
+
+
+class ConsensusSummarySerializer(serializers.Serializer):
+    methods = serializers.DictField(
+        child=ConsensusMethodSummarySerializer(), help_text="majority, dawid_skene"
+    )
+    sme_overrides = _count()
+    reasons = _reasons()
+
+
+class HlpSerializer(serializers.Serializer):
+    value = _metric("the headline estimate")
+    method = serializers.CharField(allow_null=True, required=False, help_text="gold | pairwise")
+    ci = _interval()
+    n_items = _count()
+    gold = HlpEstimateSerializer(required=False)
+    pairwise = HlpEstimateSerializer(required=False)
+    per_slice = HlpSliceSerializer(many=True, required=False)
+    reasons = _reasons()
+
+
+class SliceAgreementSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.CharField(allow_null=True, allow_blank=True)
+    n_items = _count()
+    n_annotations = _count()
+    krippendorff_alpha = _metric()
+    krippendorff_alpha_ci = _interval()
+    percent_agreement = _metric()
+    hlp = _metric()
+    hlp_ci = _interval()
+    hlp_method = serializers.CharField(allow_null=True, required=False)
+    hlp_n_items = _count()
+    reasons = _reasons()
+
+
+class ResultsDataVersionSerializer(serializers.Serializer):
+    max_annotation_id = serializers.IntegerField(allow_null=True)
+    n_annotations = serializers.IntegerField()
+    changed_during_run = serializers.BooleanField(required=False)
+    note = serializers.CharField(required=False)
+
+
+class AgreementResultsSerializer(serializers.Serializer):
+    overall = OverallAgreementSerializer(required=False)
+    per_class = PerClassAgreementSerializer(many=True, required=False)
+    per_labeler = PerLabelerAgreementSerializer(many=True, required=False)
+    pairwise = PairwiseSerializer(required=False, allow_null=True)
+    confusion = ConfusionMatrixSerializer(required=False, allow_null=True)
+    hlp = HlpSerializer(required=False, allow_null=True)
+    slices = SliceAgreementSerializer(many=True, required=False)
+    consensus = ConsensusSummarySerializer(required=False)
+    task_type = serializers.CharField(required=False)
+    params = RunParamsSerializer(required=False)
+    data_version = ResultsDataVersionSerializer(required=False)
+
+
+class RunDataVersionSerializer(serializers.Serializer):
+    max_annotation_id = serializers.IntegerField(allow_null=True, required=False)
+    n_annotations = serializers.IntegerField(required=False)
+
+
 class AgreementRunsApi(ProjectScopedMixin, APIView):
     """``POST /projects/{id}/agreement-runs/`` starts a run (202, poll its ``url``);
     ``GET`` lists the project's runs, newest first (paginated, without results)."""
@@ -88,7 +281,7 @@ class AgreementRunsApi(ProjectScopedMixin, APIView):
         status = serializers.ChoiceField(choices=RunStatus.choices)
         progress = serializers.FloatField()
         error = serializers.CharField()
-        params = serializers.DictField()
+        params = RunParamsSerializer()
         n_chunks = serializers.IntegerField()
         created_by = serializers.CharField(allow_null=True)
         created_at = serializers.DateTimeField()
@@ -139,19 +332,21 @@ class AgreementRunApi(ProjectScopedMixin, APIView):
         status = serializers.ChoiceField(choices=RunStatus.choices)
         progress = serializers.FloatField(help_text="0-1")
         error = serializers.CharField()
-        params = serializers.DictField()
-        results = serializers.DictField(
+        params = RunParamsSerializer()
+        results = AgreementResultsSerializer(
             allow_null=True,
             help_text="overall, per_class, per_labeler, pairwise, confusion, hlp, slices, "
             "consensus, data_version (see DESIGN 'Results of an agreement run'); null "
             "until the run succeeded. A metric that cannot be computed is null with "
             "its reason under the object's `reasons`.",
         )
-        data_version = serializers.DictField()
+        data_version = RunDataVersionSerializer(help_text="what the run read ({} until it started)")
         is_stale = serializers.BooleanField(
             help_text="the project's labels changed since the run read them"
         )
-        timings = serializers.DictField()
+        timings = serializers.DictField(
+            child=serializers.FloatField(), help_text="seconds per phase (plan_s, scan_s, ...)"
+        )
         n_chunks = serializers.IntegerField()
         created_at = serializers.DateTimeField()
         started_at = serializers.DateTimeField(allow_null=True)

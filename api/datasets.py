@@ -9,10 +9,12 @@ the ``write`` scope; see ``labeling.access``).
 
 from __future__ import annotations
 
+import functools
+
 from django.http import HttpResponseNotModified, StreamingHttpResponse
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -23,7 +25,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import paginated
+from api.schema import LabelValueField, error_responses, paginated
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
 from datasets.models import DatasetStatus, DatasetVersion, PipelineToken
@@ -36,6 +38,202 @@ from labeling.models import Item
 AUTHENTICATION = [PipelineTokenAuthentication, TokenAuthentication, SessionAuthentication]
 
 
+# --- The documented shapes of the payloads (datasets.selectors) ------------------------
+def _declare(serializer_class, **fields):
+    """Fields named by Python keywords (``from``, ``class``) declared by name, first."""
+    serializer_class._declared_fields = {**fields, **serializer_class._declared_fields}
+    return serializer_class
+
+
+class HistoryItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    kind = serializers.CharField()
+    metadata = serializers.DictField(child=serializers.JSONField())
+    tags = serializers.ListField(child=serializers.CharField())
+    image_url = serializers.CharField(allow_null=True)
+    content_hash = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class HistoryBatchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    origin = serializers.CharField(allow_blank=True)
+    file_sha256 = serializers.CharField(allow_blank=True)
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    status = serializers.CharField()
+
+
+class HistoryGoldSerializer(serializers.Serializer):
+    value = LabelValueField()
+    source = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    """One step of an item's story; ``type`` says which of the optional keys it has."""
+
+    at = serializers.DateTimeField()
+    type = serializers.ChoiceField(
+        choices=["item", "guideline", "annotation", "gold", "merge", "resolution"]
+    )
+    verb = serializers.CharField()
+    actor = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+    # item, gold, guideline and merge entries (provenance events)
+    event = serializers.IntegerField(required=False)
+    subject = serializers.CharField(required=False)
+    before = serializers.JSONField(required=False)
+    after = serializers.JSONField(required=False)
+    # annotation entries
+    annotation = serializers.IntegerField(required=False)
+    value = LabelValueField(required=False)
+    maps_to = serializers.CharField(allow_null=True, required=False)
+    comment = serializers.CharField(allow_blank=True, required=False)
+    is_current = serializers.BooleanField(required=False)
+    supersedes = serializers.IntegerField(allow_null=True, required=False)
+    source = serializers.CharField(required=False)
+    # annotation and resolution entries
+    guideline_version = serializers.IntegerField(allow_null=True, required=False)
+    # resolution entries
+    resolution = serializers.IntegerField(required=False)
+    flag = serializers.IntegerField(required=False)
+    action = serializers.CharField(required=False)
+    label = serializers.CharField(allow_null=True, required=False)
+    into = serializers.CharField(allow_null=True, required=False)
+
+
+class ItemHistorySerializer(serializers.Serializer):
+    item = HistoryItemSerializer()
+    source_batch = HistoryBatchSerializer(allow_null=True)
+    gold = HistoryGoldSerializer(allow_null=True)
+    timeline = TimelineEntrySerializer(many=True, help_text="in time order")
+
+
+class ClassCountsSerializer(serializers.Serializer):
+    all = serializers.DictField(
+        child=serializers.IntegerField(), required=False, help_text="label -> rows"
+    )
+    by_split = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        required=False,
+        help_text="split -> label -> rows",
+    )
+
+
+class DatasetParamsSerializer(serializers.Serializer):
+    """The request as validated (``datasets.services.validate_dataset_request``); a built
+    version adds what it applied (``class_merges``, ``format_version``)."""
+
+    agreement_run = serializers.IntegerField()
+    consensus = serializers.CharField(help_text="majority | dawid_skene")
+    min_confidence = serializers.FloatField(allow_null=True)
+    include_borderline = serializers.BooleanField()
+    include_unresolved = serializers.BooleanField()
+    filters = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()),
+        help_text="'tag' or 'metadata.<key>' -> accepted values",
+    )
+    splits = serializers.DictField(child=serializers.FloatField())
+    seed = serializers.IntegerField()
+    stratify_by = serializers.ListField(child=serializers.CharField())
+    group_by = serializers.CharField(allow_null=True)
+    class_merges = serializers.DictField(child=serializers.CharField(), required=False)
+    format_version = serializers.IntegerField(required=False)
+
+
+class DatasetVersionSerializer(serializers.Serializer):
+    """``datasets.selectors.dataset_version_payload`` (DESIGN "dataset version")."""
+
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    status = serializers.CharField(help_text="queued | building | succeeded | failed")
+    params = DatasetParamsSerializer()
+    row_count = serializers.IntegerField()
+    split_counts = serializers.DictField(child=serializers.IntegerField())
+    class_counts = ClassCountsSerializer(help_text="{} until the version is built")
+    content_hash = serializers.CharField(allow_null=True)
+    columns = serializers.ListField(child=serializers.CharField())
+    error = serializers.CharField(allow_null=True)
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class DiffRowSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    label = serializers.CharField(allow_null=True)
+    split = serializers.CharField()
+
+
+class RelabelReasonSerializer(serializers.Serializer):
+    kind = serializers.CharField(
+        help_text="resolution | class_merge | class_unmerge | new_labels | consensus"
+    )
+    text = serializers.CharField()
+
+
+@functools.partial(_declare, **{"from": serializers.CharField(allow_null=True)})
+class RelabeledRowSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    to = serializers.CharField(allow_null=True)
+    split = serializers.ListField(child=serializers.CharField(), help_text="[in a, in b]")
+    reasons = RelabelReasonSerializer(many=True, help_text="each kind adds its own keys")
+
+
+class DiffCountsSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    relabeled = serializers.IntegerField()
+    moved_split = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+@functools.partial(_declare, **{"from": serializers.IntegerField(help_text="version a")})
+class DatasetDiffSerializer(serializers.Serializer):
+    to = serializers.IntegerField(help_text="version b")
+    params_changed = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()), help_text="key -> [a, b]"
+    )
+    counts = DiffCountsSerializer(help_text="complete, whatever the limit")
+    added = DiffRowSerializer(many=True)
+    removed = DiffRowSerializer(many=True)
+    relabeled = RelabeledRowSerializer(many=True)
+    truncated = serializers.BooleanField(help_text="a list stopped at the limit")
+
+
+class LineageNodeSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="<type>:<key>")
+    type = serializers.ChoiceField(
+        choices=[
+            "source_batch",
+            "item_summary",
+            "annotation_summary",
+            "guideline",
+            "agreement_run",
+            "resolution",
+            "dataset_version",
+        ]
+    )
+    label = serializers.CharField(help_text="each type adds its own keys")
+
+
+@functools.partial(_declare, **{"from": serializers.CharField(help_text="node id")})
+class LineageEdgeSerializer(serializers.Serializer):
+    to = serializers.CharField(help_text="node id")
+    relation = serializers.CharField()
+    n_items = serializers.IntegerField(required=False)
+
+
+class LineageSerializer(serializers.Serializer):
+    dataset_version = serializers.IntegerField()
+    nodes = LineageNodeSerializer(many=True)
+    edges = LineageEdgeSerializer(many=True)
+
+
 class ItemHistoryApi(ProjectScopedMixin, APIView):
     """``GET /items/{id}/history/``: the item's whole story, in time order."""
 
@@ -44,7 +242,7 @@ class ItemHistoryApi(ProjectScopedMixin, APIView):
     scope_model = Item.objects.select_related("source_batch__created_by")
     scope_url_kwarg = "item_id"
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ItemHistorySerializer)
     def get(self, request, item_id: int):
         return Response(selectors.item_history(self.object))
 
@@ -73,7 +271,7 @@ class DatasetListApi(ProjectScopedMixin, APIView):
         status = serializers.CharField()
         url = serializers.CharField()
 
-    @extend_schema(responses=paginated(serializers.DictField(), "PaginatedDatasetVersionList"))
+    @extend_schema(responses=paginated(DatasetVersionSerializer(), "PaginatedDatasetVersionList"))
     def get(self, request, project_id: int):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(
@@ -122,7 +320,7 @@ class DatasetDetailApi(_VersionApi):
 
     authentication_classes = AUTHENTICATION
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=DatasetVersionSerializer)
     def get(self, request, dataset_id: int):
         return Response(selectors.dataset_version_payload(self.object))
 
@@ -134,7 +332,7 @@ class DatasetDiffApi(_VersionApi):
 
     @extend_schema(
         parameters=[OpenApiParameter("limit", int, description="Max entries per list (1000).")],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: DatasetDiffSerializer, **error_responses(409)},
     )
     def get(self, request, dataset_id: int, other_id: int):
         a = _published(self.object)
@@ -156,7 +354,7 @@ class DatasetLineageApi(_VersionApi):
 
     authentication_classes = AUTHENTICATION
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: LineageSerializer, **error_responses(409)})
     def get(self, request, dataset_id: int):
         version = _published(self.object)
         return Response(selectors.lineage_graph(version))
@@ -188,7 +386,11 @@ class DatasetExportApi(_VersionApi):
             OpenApiParameter("format", str, enum=list(exporters.FORMATS), description="jsonl"),
             OpenApiParameter("split", str, description="One split; all rows when omitted."),
         ],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={
+            **{(200, media): OpenApiTypes.BINARY for media, _ in exporters.FORMATS.values()},
+            304: OpenApiResponse(description="If-None-Match named the current ETag"),
+            **error_responses(409),
+        },
     )
     def get(self, request, dataset_id: int):
         version = _published(self.object)
@@ -255,6 +457,10 @@ class TokenOutputSerializer(serializers.Serializer):
     token = serializers.CharField(required=False, help_text="the secret, in the POST answer only")
 
 
+class NewTokenSerializer(TokenOutputSerializer):
+    token = serializers.CharField(help_text="the secret: shown this once, never again")
+
+
 class TokenListApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/tokens/`` (never the secrets) and ``POST {name, scopes?,
     expires_at?}`` → the new token with its secret, shown this once."""
@@ -278,7 +484,7 @@ class TokenListApi(ProjectScopedMixin, APIView):
         )
         return Response([token_payload(t) for t in tokens])
 
-    @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=InputSerializer, responses={201: NewTokenSerializer})
     def post(self, request, project_id: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

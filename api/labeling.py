@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.schema import LabelValueField
 from labeling import assignment as assignment_service
 from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
@@ -58,7 +59,7 @@ class OwnAnnotationSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     item = serializers.IntegerField()
     labeler = serializers.CharField()
-    value = serializers.JSONField(help_text="class key, number or text")
+    value = LabelValueField()
     guideline_version = serializers.IntegerField(allow_null=True)
     time_spent_ms = serializers.IntegerField(allow_null=True)
     comment = serializers.CharField(allow_blank=True)
@@ -82,17 +83,58 @@ def annotation_payload(annotation) -> dict:
     }
 
 
+class HandedAssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    reason = serializers.CharField(help_text="overlap | relabel")
+
+
+class HandedItemSerializer(serializers.Serializer):
+    """``item_payload``: what a labeler sees of an item (never anyone's labels)."""
+
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    kind = serializers.CharField()
+    image = serializers.URLField(allow_null=True, help_text="the stored image, if any")
+    image_url = serializers.CharField(allow_null=True)
+    text = serializers.CharField(allow_null=True)
+    audio_url = serializers.CharField(allow_null=True)
+    metadata = serializers.DictField(child=serializers.JSONField())
+
+
+class LabelerClassSerializer(serializers.Serializer):
+    """``class_rows``: a class as the labeler chooses it, in display order."""
+
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    rank = serializers.IntegerField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    is_borderline = serializers.BooleanField()
+    shortcut = serializers.CharField(allow_blank=True)
+
+
+class GuidelineTextSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    text = serializers.CharField(allow_blank=True)
+
+
+class LabelerProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="the caller's current labels in the project")
+    total = serializers.IntegerField(help_text="done + held + still open to the caller")
+
+
 class NextItemApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/next-item/``: the caller's next item, or 204 when none."""
 
     allowed_roles = {"GET": LABEL_ROLES}
 
     class OutputSerializer(serializers.Serializer):
-        assignment = serializers.DictField()
-        item = serializers.DictField()
-        guideline = serializers.DictField(allow_null=True)
-        classes = serializers.ListField(child=serializers.DictField())
-        progress = serializers.DictField()
+        assignment = HandedAssignmentSerializer()
+        item = HandedItemSerializer()
+        guideline = GuidelineTextSerializer(allow_null=True)
+        classes = LabelerClassSerializer(many=True)
+        progress = LabelerProgressSerializer()
 
     @extend_schema(responses={200: OutputSerializer, 204: None})
     def get(self, request, project_id: int):
@@ -176,6 +218,12 @@ class SkipAssignmentApi(ProjectScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class RelabelAssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField(help_text="item id")
+    labeler = serializers.IntegerField(help_text="labeler (user) id")
+
+
 class RelabelApi(ProjectScopedMixin, APIView):
     """``POST /projects/{id}/relabel/ {items: [external ids], labelers?: [usernames],
     reason}``: managers send items back. Without ``labelers`` the items go back to the
@@ -199,7 +247,7 @@ class RelabelApi(ProjectScopedMixin, APIView):
             return names
 
     class OutputSerializer(serializers.Serializer):
-        assignments = serializers.ListField(child=serializers.DictField())
+        assignments = RelabelAssignmentSerializer(many=True)
         n_assignments = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})

@@ -127,6 +127,41 @@ class LabelErrorSerializer(serializers.Serializer):
     )
 
 
+class ModelVsHumanSerializer(serializers.Serializer):
+    n_shared = serializers.IntegerField(help_text="items both labeled")
+    agreement = serializers.FloatField(allow_null=True)
+    cohen_kappa = serializers.FloatField(allow_null=True)
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class ModelVsLabelerSerializer(ModelVsHumanSerializer):
+    labeler = serializers.CharField()
+    labeler_id = serializers.IntegerField()
+
+
+class ModelAsLabelerSerializer(serializers.Serializer):
+    per_labeler = ModelVsLabelerSerializer(many=True)
+    model_mean_kappa = serializers.FloatField(allow_null=True)
+    human_mean_kappas = serializers.DictField(
+        child=serializers.FloatField(), help_text="labeler -> mean kappa with the others"
+    )
+    human_spread = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, help_text="[min, max] of those"
+    )
+    position = serializers.CharField(allow_null=True, help_text="below | inside | above")
+    consensus = ModelVsHumanSerializer()
+    warnings = serializers.ListField(child=serializers.CharField())
+    definition = serializers.CharField()
+    reasons = serializers.DictField(child=serializers.CharField())
+
+
+class HlpBasisSerializer(serializers.Serializer):
+    method = serializers.CharField(help_text="gold | pairwise")
+    n_ground_truth_items = serializers.IntegerField()
+    min_slice_items = serializers.IntegerField()
+    definition = serializers.CharField()
+
+
 class ErrorAnalysisSerializer(serializers.Serializer):
     reference = ErrorAnalysisReferenceSerializer(allow_null=True)
     overall = ErrorAnalysisEntrySerializer()
@@ -136,8 +171,8 @@ class ErrorAnalysisSerializer(serializers.Serializer):
     per_class = PerClassSerializer(many=True)
     confusion = ConfusionSerializer(allow_null=True)
     macro_f1 = serializers.FloatField(allow_null=True, required=False)
-    hlp_basis = serializers.DictField(required=False)
-    model_as_labeler = serializers.DictField(
+    hlp_basis = HlpBasisSerializer(required=False)
+    model_as_labeler = ModelAsLabelerSerializer(
         allow_null=True,
         required=False,
         help_text="the model's Cohen's kappa with each labeler and the consensus, and its "

@@ -21,7 +21,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -33,7 +38,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
-from api.schema import paginated
+from api.schema import LABEL_VALUE_SCHEMA, error_responses, paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
 from labeling.imports.annotations import (
@@ -430,7 +435,11 @@ class MemberListCreateApi(ProjectScopedMixin, APIView):
         )
         return Response(self.OutputSerializer(members, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 201: OutputSerializer},
+        description="201 when the account becomes a member, 200 when a member's role changes.",
+    )
     def post(self, request, project_id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -485,7 +494,7 @@ class ItemOutputSerializer(serializers.Serializer):
     image_url = serializers.CharField()
     text = serializers.CharField()
     audio_url = serializers.CharField()
-    metadata = serializers.JSONField()
+    metadata = serializers.DictField(child=serializers.JSONField())
     tags = serializers.SerializerMethodField()
     stats_status = serializers.CharField()
     stats_error = serializers.CharField()
@@ -678,6 +687,7 @@ class AnnotationOutputSerializer(serializers.Serializer):
     supersedes = serializers.IntegerField(source="supersedes_id", allow_null=True)
     created_at = serializers.DateTimeField()
 
+    @extend_schema_field(LABEL_VALUE_SCHEMA)
     def get_value(self, obj) -> str | float | list[dict] | None:
         return selectors.annotation_value(obj)
 
@@ -720,21 +730,32 @@ class AnnotationListApi(ProjectScopedMixin, APIView):
         return paginator.get_paginated_response(AnnotationOutputSerializer(page, many=True).data)
 
 
+class ProjectProgressSerializer(serializers.Serializer):
+    n_items = serializers.IntegerField()
+    n_annotations = serializers.IntegerField(help_text="current annotations")
+    n_items_complete = serializers.IntegerField(help_text="target reached (dynamic overlap)")
+    fraction = serializers.FloatField(help_text="labels towards the targets / targets, 0-1")
+
+
+class LabelerProgressRowSerializer(serializers.Serializer):
+    labeler = serializers.CharField()
+    role = serializers.CharField(allow_null=True, help_text="null: no longer a member")
+    is_active = serializers.BooleanField()
+    n_current = serializers.IntegerField()
+    n_revisions = serializers.IntegerField()
+
+
 class ProgressApi(ProjectScopedMixin, APIView):
     """``GET /projects/{id}/progress/``: project progress and per-labeler counts (a labeler
     sees only their own row)."""
 
     allowed_roles = {"GET": READ_ROLES}
 
-    @extend_schema(
-        responses=inline_serializer(
-            "Progress",
-            {
-                "project": serializers.DictField(),
-                "labelers": serializers.ListField(child=serializers.DictField()),
-            },
-        )
-    )
+    class OutputSerializer(serializers.Serializer):
+        project = ProjectProgressSerializer()
+        labelers = LabelerProgressRowSerializer(many=True)
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request, project_id: int):
         own_only = self.role not in REVIEW_ROLES
         return Response(
@@ -764,6 +785,12 @@ class FormatParamIsNotARenderer(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+class ImportRowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(allow_null=True, help_text="1-based; null: the whole file")
+    field = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
 IMPORT_RESULT = inline_serializer(
     "ImportResult",
     {
@@ -772,7 +799,7 @@ IMPORT_RESULT = inline_serializer(
         "n_created": serializers.IntegerField(),
         "n_updated": serializers.IntegerField(),
         "n_errors": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
+        "errors": ImportRowErrorSerializer(many=True, help_text="rows refused (partial)"),
     },
 )
 
@@ -835,7 +862,7 @@ class ItemImportApi(UploadApi):
     @extend_schema(
         request={"application/json": {}, "application/x-ndjson": {}, "text/csv": {}},
         parameters=[OpenApiParameter("partial", bool), OpenApiParameter("fetch_images", bool)],
-        responses={201: IMPORT_RESULT},
+        responses={201: IMPORT_RESULT, **error_responses(409)},
     )
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)
@@ -887,7 +914,7 @@ class AnnotationImportApi(UploadApi):
             ),
             OpenApiParameter("gold", bool, description="COCO / YOLO: import as ground truth"),
         ],
-        responses={201: IMPORT_RESULT},
+        responses={201: IMPORT_RESULT, **error_responses(409)},
     )
     def post(self, request, project_id: int):
         data, fmt, origin = self._read_upload(request)

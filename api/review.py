@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
-from api.schema import paginated
+from api.schema import LabelValueField, paginated
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
@@ -63,6 +63,172 @@ def resolution_payload(resolution) -> dict:
     }
 
 
+# --- The documented shapes of the payloads above --------------------------------------
+class FlagSliceSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.CharField(allow_blank=True)
+
+
+class FlagSerializer(serializers.Serializer):
+    """``flag_payload`` (DESIGN's flag)."""
+
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=FlagKind.choices)
+    status = serializers.ChoiceField(choices=FlagStatus.choices)
+    impact = serializers.FloatField()
+    suggested_action = serializers.CharField(allow_blank=True)
+    summary = serializers.CharField(allow_blank=True)
+    evidence = serializers.DictField(
+        child=serializers.JSONField(), help_text="what raised the flag; its keys depend on kind"
+    )
+    items = serializers.ListField(child=serializers.CharField(), help_text="external ids")
+    classes = serializers.ListField(child=serializers.CharField(), help_text="class keys")
+    labeler = serializers.CharField(allow_null=True)
+    slice = FlagSliceSerializer(allow_null=True)
+    run = serializers.IntegerField(help_text="the agreement run that raised it")
+    superseded_by = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class ResolutionSerializer(serializers.Serializer):
+    """``resolution_payload``: an SME decision."""
+
+    id = serializers.IntegerField()
+    flag = serializers.IntegerField()
+    action = serializers.ChoiceField(choices=ResolutionAction.choices)
+    rationale = serializers.CharField(allow_blank=True)
+    label = serializers.CharField(allow_null=True)
+    into = serializers.CharField(allow_null=True)
+    items = serializers.ListField(child=serializers.CharField(), help_text="external ids")
+    guideline_version = serializers.IntegerField(allow_null=True)
+    details = serializers.DictField(child=serializers.JSONField())
+    decided_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ItemLabelSerializer(serializers.Serializer):
+    """``review.selectors.item_labels``: one current label on a flagged item."""
+
+    labeler = serializers.CharField()
+    value = LabelValueField()
+    guideline_version = serializers.IntegerField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+
+
+class FlaggedItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    image = serializers.CharField(allow_null=True, help_text="stored image URL or image_url")
+    text = serializers.CharField(allow_null=True)
+    metadata = serializers.DictField(child=serializers.JSONField())
+    labels = ItemLabelSerializer(many=True)
+
+
+class FlagDetailSerializer(FlagSerializer):
+    item_details = FlaggedItemSerializer(many=True)
+    resolutions = ResolutionSerializer(many=True)
+
+
+class FlagResolvedSerializer(serializers.Serializer):
+    flag = FlagSerializer()
+    resolution = ResolutionSerializer()
+
+
+class NormalizationRuleSerializer(serializers.Serializer):
+    find = serializers.CharField()
+    replace = serializers.CharField(allow_blank=True)
+    regex = serializers.BooleanField()
+    case_sensitive = serializers.BooleanField()
+    whole_word = serializers.BooleanField()
+    note = serializers.CharField(allow_blank=True)
+
+
+class NormalizationVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    rules = NormalizationRuleSerializer(many=True)
+    by = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField()
+    rationale = serializers.CharField(allow_blank=True)
+
+
+class NormalizationSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="the current version; 0 before the first")
+    rules = NormalizationRuleSerializer(many=True)
+    versions = NormalizationVersionSerializer(many=True, help_text="newest first")
+
+
+class NormalizationPublishedSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    rules = NormalizationRuleSerializer(many=True)
+
+
+class RuleEffectSerializer(serializers.Serializer):
+    rule = serializers.IntegerField(help_text="1-based position")
+    find = serializers.CharField()
+    replace = serializers.CharField(allow_blank=True)
+    n_texts = serializers.IntegerField()
+    n_replacements = serializers.IntegerField()
+
+
+class TranscriptChangeSerializer(serializers.Serializer):
+    ref = serializers.DictField(child=serializers.CharField(), help_text="{item, labeler}")
+    before = serializers.CharField(allow_blank=True)
+    after = serializers.CharField(allow_blank=True)
+
+
+class ExactAgreementSerializer(serializers.Serializer):
+    percent_agreement = serializers.FloatField(allow_null=True)
+    mean_pairwise_wer = serializers.FloatField(allow_null=True)
+
+
+class PreviewAgreementSerializer(serializers.Serializer):
+    current_rules = ExactAgreementSerializer()
+    these_rules = ExactAgreementSerializer()
+
+
+class NormalizationPreviewSerializer(serializers.Serializer):
+    n_texts = serializers.IntegerField()
+    n_changed = serializers.IntegerField()
+    per_rule = RuleEffectSerializer(many=True)
+    changes = TranscriptChangeSerializer(many=True, help_text="at most 500")
+    truncated = serializers.BooleanField()
+    agreement = PreviewAgreementSerializer(required=False, help_text="absent without labels")
+    rules = NormalizationRuleSerializer(many=True)
+
+
+class HistoryRunSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    krippendorff_alpha_ci = serializers.ListField(
+        child=serializers.FloatField(allow_null=True), allow_null=True
+    )
+    percent_agreement = serializers.FloatField(allow_null=True)
+    n_items = serializers.IntegerField(allow_null=True)
+    n_annotations = serializers.IntegerField(allow_null=True)
+    guideline_version = serializers.IntegerField(allow_null=True)
+    merges = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="[class key, merged into] pairs in force",
+    )
+    delta_alpha = serializers.FloatField(allow_null=True)
+
+
+class BeforeAfterSerializer(serializers.Serializer):
+    before = HistoryRunSerializer(allow_null=True)
+    after = HistoryRunSerializer()
+    delta = serializers.FloatField(allow_null=True)
+    changes = serializers.ListField(child=serializers.CharField())
+
+
+class AgreementHistorySerializer(serializers.Serializer):
+    runs = HistoryRunSerializer(many=True)
+    before_after = BeforeAfterSerializer(allow_null=True, help_text="null before any alpha")
+
+
 class FlagListApi(ProjectScopedMixin, GenericAPIView):
     """``GET /projects/{id}/flags/?status=open&kind=...``: ranked by impact, paginated."""
 
@@ -73,7 +239,7 @@ class FlagListApi(ProjectScopedMixin, GenericAPIView):
             OpenApiParameter("status", enum=[*FlagStatus.values, "all"], default="open"),
             OpenApiParameter("kind", enum=FlagKind.values),
         ],
-        responses={200: paginated(serializers.DictField(), "PaginatedFlagList")},
+        responses={200: paginated(FlagSerializer(), "PaginatedFlagList")},
     )
     def get(self, request, project_id: int):
         status = request.query_params.get("status", FlagStatus.OPEN)
@@ -101,7 +267,7 @@ class FlagDetailApi(ProjectScopedMixin, APIView):
     scope_model = Flag.objects.select_related("labeler").prefetch_related("items", "classes")
     scope_url_kwarg = "flag_id"
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: FlagDetailSerializer})
     def get(self, request, flag_id: int):
         flag = self.object
         items = sorted(flag.items.all(), key=lambda i: i.pk)
@@ -173,7 +339,7 @@ class FlagResolveApi(ProjectScopedMixin, APIView):
                     raise serializers.ValidationError("items are external ids (or item ids)")
             return value
 
-    @extend_schema(request=Input, responses={200: dict})
+    @extend_schema(request=Input, responses={200: FlagResolvedSerializer})
     def post(self, request, flag_id: int):
         flag = self.object
         data = self.Input(data=request.data)
@@ -197,7 +363,7 @@ class NormalizationApi(ProjectScopedMixin, APIView):
             allow_blank=True, required=False, default="", max_length=MAX_COMMENT_CHARS
         )
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: NormalizationSerializer})
     def get(self, request, project_id: int):
         versions = review_selectors.normalization_versions(self.project)
         return Response(
@@ -208,7 +374,7 @@ class NormalizationApi(ProjectScopedMixin, APIView):
             }
         )
 
-    @extend_schema(request=Input, responses={201: dict})
+    @extend_schema(request=Input, responses={201: NormalizationPublishedSerializer})
     def post(self, request, project_id: int):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -226,7 +392,7 @@ class NormalizationPreviewApi(ProjectScopedMixin, APIView):
     class Input(serializers.Serializer):
         rules = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(request=Input, responses={200: dict})
+    @extend_schema(request=Input, responses={200: NormalizationPreviewSerializer})
     def post(self, request, project_id: int):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -239,7 +405,7 @@ class AgreementHistoryApi(ProjectScopedMixin, APIView):
 
     allowed_roles = {"GET": REVIEW_ROLES}
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: AgreementHistorySerializer})
     def get(self, request, project_id: int):
         return Response(
             {

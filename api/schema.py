@@ -4,7 +4,7 @@ class, as in the house style) get component names prefixed with their API class,
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
@@ -19,6 +19,40 @@ class SchemaAccess(BasePermission):
         )
 
 
+# A label's value as people and pipelines see it (``labeling.selectors.label_value``):
+# a class key, a number (rating), a text (transcription), or a list of boxes (detection).
+BOX_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "class": {"type": "string"},
+        "x": {"type": "number"},
+        "y": {"type": "number"},
+        "w": {"type": "number"},
+        "h": {"type": "number"},
+    },
+    "required": ["class", "x", "y", "w", "h"],
+}
+# anyOf with ``nullable`` in each branch: OpenAPI 3.0 has no null type, and a ``oneOf``
+# would refuse a null that every nullable branch matches.
+LABEL_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "nullable": True, "description": "class key or transcript"},
+        {"type": "number", "nullable": True, "description": "rating"},
+        {
+            "type": "array",
+            "items": BOX_SCHEMA,
+            "nullable": True,
+            "description": "boxes in pixels, [] = nothing there (detection)",
+        },
+    ],
+}
+
+
+@extend_schema_field(LABEL_VALUE_SCHEMA)
+class LabelValueField(serializers.JSONField):
+    """An output field holding a label's value (class key, number, text or boxes)."""
+
+
 PAGINATED_MARK = "concord_paginated"
 
 
@@ -29,6 +63,31 @@ def _is_paginated(serializer) -> bool:
     return getattr(serializer, PAGINATED_MARK, False)
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx (``api.errors.exception_handler``)."""
+
+    detail = serializers.CharField(help_text="one sentence a person can act on")
+    errors = serializers.JSONField(
+        required=False,
+        help_text="the fields at fault ({field: [messages]}), or the rows at fault for bulk "
+        "input ([{row, field, message}])",
+    )
+
+
+# Every operation can answer these: a bad query parameter or page (400, 404 for a page
+# past the end), a missing or refused credential (401, 403), an object the caller may not
+# see (404). Operations with a body add 413 (over the body limit) and 415 (a Content-Type
+# no parser reads). An operation declares any other error status (409, 429) itself.
+ERROR_STATUSES = ("400", "401", "403", "404")
+BODY_ERROR_STATUSES = ("413", "415")
+
+
+def error_responses(*codes: int) -> dict:
+    """``{code: ErrorSerializer}`` for ``extend_schema(responses=...)``: the error statuses
+    an operation answers beyond the ones every operation documents."""
+    return {code: ErrorSerializer for code in codes}
+
+
 class ConcordAutoSchema(AutoSchema):
     def get_operation_id(self):
         # A page of a list is an object, so drf-spectacular would name the operation
@@ -37,6 +96,26 @@ class ConcordAutoSchema(AutoSchema):
             tokens = [t.replace("-", "_") for t in self._tokenize_path()]
             return "_".join([*tokens, "list"])
         return super().get_operation_id()
+
+    def _error_statuses(self) -> tuple[str, ...]:
+        anonymous = not self.view.get_authenticators() or any(
+            getattr(p, "__name__", "") == "AllowAny"
+            for p in getattr(self.view, "permission_classes", ())
+        )
+        codes = ("400",) if anonymous else ERROR_STATUSES
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += BODY_ERROR_STATUSES
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction == "response":
+            for code in self._error_statuses():
+                if code not in responses:
+                    responses[code] = self._get_response_for_code(
+                        ErrorSerializer, code, direction=direction
+                    )
+        return dict(sorted(responses.items()))
 
     def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
         name = super()._get_serializer_name(serializer, direction, bypass_extensions)
