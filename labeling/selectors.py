@@ -177,6 +177,19 @@ def dynamic_target(labels: Sequence[Any], *, min_overlap: int, max_overlap: int)
     return n if top * 2 > n else n + 1
 
 
+def item_target(project: Project, *, n: int, top: int) -> int:
+    """An item's overlap target from counts: ``project.overlap``, or with dynamic overlap
+    :func:`dynamic_target` given ``n`` current labels of which ``top`` agree with the most
+    common one (the form the hand-out state keeps, ``labeling.handout``)."""
+    if not project.dynamic_overlap:
+        return project.overlap
+    if n >= project.max_overlap:
+        return n
+    if n < project.min_overlap:
+        return project.min_overlap
+    return n if top * 2 > n else n + 1
+
+
 def label_identity(label_class_id: int | None, value_number: float | None, value_text: str):
     """When two labels count as the same for dynamic overlap: the same class as stored,
     the same number, or (no class, no number) the same text with spaces trimmed, in lower
