@@ -332,3 +332,49 @@ def add_done(project: Project, labeler_id: int, delta: int) -> None:
     )
     if not updated:  # no counter yet: created from a recount, which includes this label
         labeler_state(project, labeler_id)
+
+
+@dataclass
+class Verification:
+    """What :func:`verify_project` found: items whose stored state differs from a recount
+    (``{item id: (stored, recounted)}``) and labelers whose ``n_done`` differs
+    (``{labeler id: (stored, recounted)}``)."""
+
+    items: dict[int, tuple[ItemState | None, ItemState]]
+    labelers: dict[int, tuple[int | None, int]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.items and not self.labelers
+
+
+def verify_project(project: Project, *, repair: bool = False) -> Verification:
+    """Compare every item's stored hand-out state and every labeler's ``n_done`` with a
+    full recount; with ``repair`` store the recount (items locked in pk order, chunk by
+    chunk). Returns what differed (before any repair). Linear in the project."""
+    now = timezone.now()
+    wrong_items: dict[int, tuple[ItemState | None, ItemState]] = {}
+    ids = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        with transaction.atomic():
+            if repair:
+                lock_items(chunk)
+            fresh, stored = _states(project, chunk, now)
+            stale = {i: s for i, s in fresh.items() if stored.get(i) != s}
+            wrong_items.update({i: (stored.get(i), s) for i, s in stale.items()})
+            if repair:
+                _write(stale)
+    counts = labeler_counts(project)
+    kept = dict(LabelerState.objects.filter(project=project).values_list("labeler_id", "n_done"))
+    # A labeler with labels and no counter yet is not drift: the counter is created from a
+    # recount on first use. Only stored counters that differ are.
+    wrong_labelers = {
+        labeler: (n, counts.get(labeler, 0))
+        for labeler, n in kept.items()
+        if n != counts.get(labeler, 0)
+    }
+    if repair and wrong_labelers:
+        with transaction.atomic():
+            rebuild_labeler_counts(project, wrong_labelers)
+    return Verification(items=wrong_items, labelers=wrong_labelers)
