@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling import assignment as A
 from labeling import selectors, services
-from labeling.models import Annotation, Assignment, AssignmentStatus, Role
+from labeling.models import Annotation, AssignmentStatus, Role
 from provenance.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -242,9 +242,17 @@ def test_dynamic_overlap_hands_out_more_only_on_disagreement(project, make_user)
 def test_progress_counts_own_labels_and_open_items(project, labelers):
     make_items(project, 4)
     held = A.next_item_for(project, labelers[0])
-    assert A.labeler_progress(project, labelers[0]) == {"done": 0, "total": 4, "total_is_lower_bound": False}
+    assert A.labeler_progress(project, labelers[0]) == {
+        "done": 0,
+        "total": 4,
+        "total_is_lower_bound": False,
+    }
     A.submit_label(item=held.item, labeler=labelers[0], value="dent", assignment_id=held.pk)
-    assert A.labeler_progress(project, labelers[0]) == {"done": 1, "total": 4, "total_is_lower_bound": False}
+    assert A.labeler_progress(project, labelers[0]) == {
+        "done": 1,
+        "total": 4,
+        "total_is_lower_bound": False,
+    }
 
 
 def test_previous_label_walks_back_through_own_labels(project, labelers):
