@@ -79,9 +79,6 @@ REASON_RELABEL = "relabel"
 # A relabel request waits for its labeler longer than an ordinary hand-out: the
 # labeler may not be online when the manager sends it.
 RELABEL_TTL = timedelta(days=14)
-# How many locked candidates one call tries before concluding that nothing is free
-# (a miss means another labeler filled the item between the scan and the lock).
-MAX_TRIES = 25
 # labeler_progress counts the items still open to a labeler up to this many (an exact
 # count would read every open item of a million-item project on every request).
 PROGRESS_HORIZON = 1000
@@ -277,22 +274,14 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
             check_id = _check_candidate(project, labeler)
             if check_id is not None:
                 return _hand(project, labeler, check_id, now)
-        tried: list[int] = []
         # First pass skips rows other hand-outs hold; if that finds nothing, one blocking
         # pass waits for them: a held row may still have room once its holder commits
-        # (fewer items left than labelers), and "nothing" must mean nothing.
+        # (fewer items left than labelers), and "nothing" must mean nothing. A row
+        # returned is locked and, on PostgreSQL, was re-checked against its newest
+        # version when the lock was granted (see module docstring).
         for skip_locked in (True, False):
-            for _ in range(MAX_TRIES):
-                item_id = best_candidate(
-                    project, labeler, lock=True, skip_locked=skip_locked, exclude_ids=tried
-                )
-                if item_id is None:
-                    break
-                tried.append(item_id)
-                # Re-read the state under the lock (see module docstring).
-                is_open = Item.objects.filter(pk=item_id).values_list("handout_open", flat=True)
-                if not is_open or not is_open[0]:
-                    continue
+            item_id = best_candidate(project, labeler, lock=True, skip_locked=skip_locked)
+            if item_id is not None:
                 return _hand(project, labeler, item_id, timezone.now())
         return None
 

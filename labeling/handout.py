@@ -39,11 +39,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef
+from django.db import connection, transaction
+from django.db.models import Count, F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from labeling import selectors
 from labeling.models import (
@@ -122,53 +123,75 @@ def item_state(
     )
 
 
+def _aware(value) -> datetime | None:
+    """A datetime read by raw SQL as the ORM would give it: aware, in UTC (SQLite hands
+    back naive datetimes or text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
+
+
+def _rows(sql: str, params: Sequence) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        return cursor.fetchall()
+
+
 def _states(
     project: Project, item_ids: Sequence[int], now: datetime
 ) -> tuple[dict[int, ItemState], dict[int, ItemState]]:
     """``(recounted, stored)`` states of ``item_ids`` (those in ``project``): three
-    queries per :data:`CHUNK` items (the item rows, their current labels with whether the
-    labeler answered the item as a check, their live holds)."""
+    statements per :data:`CHUNK` items (the item rows, their current labels with whether
+    the labeler answered the item as a check, their live holds). Hand-written SQL: this
+    runs in every submit and hand-out, and building the ORM queries cost several times
+    more than running them."""
+    item, ann = Item._meta.db_table, Annotation._meta.db_table
+    asg, chk = Assignment._meta.db_table, CheckAnswer._meta.db_table
+    when = connection.ops.adapt_datetimefield_value(now)
     fresh: dict[int, ItemState] = {}
     stored: dict[int, ItemState] = {}
     for start in range(0, len(item_ids), CHUNK):
-        chunk = item_ids[start : start + CHUNK]
-        rows = Item.objects.filter(project=project, pk__in=chunk).values_list(
-            "pk", "is_check", *STATE_FIELDS
-        )
+        chunk = list(item_ids[start : start + CHUNK])
+        marks = ", ".join(["%s"] * len(chunk))
         checks = {}
-        for pk, is_check, *state in rows:
-            checks[pk] = is_check
-            stored[pk] = ItemState(*state)
-        labels: dict[int, list] = defaultdict(list)
+        for pk, is_check, labels, top, holds, load, is_open, expires in _rows(
+            f"SELECT id, is_check, {', '.join(STATE_FIELDS)} FROM {item}"
+            f" WHERE project_id = %s AND id IN ({marks})",
+            [project.pk, *chunk],
+        ):
+            checks[pk] = bool(is_check)
+            stored[pk] = ItemState(labels, top, holds, load, bool(is_open), _aware(expires))
+        labels_of: dict[int, list] = defaultdict(list)
         answered: dict[int, set] = defaultdict(set)
-        annotations = (
-            Annotation.objects.filter(item_id__in=chunk, is_current=True)
-            .annotate(
-                answered=Exists(
-                    CheckAnswer.objects.filter(
-                        item_id=OuterRef("item_id"), labeler_id=OuterRef("labeler_id")
-                    )
-                )
+        for item_id, labeler_id, class_id, number, text, was_check in _rows(
+            f"SELECT a.item_id, a.labeler_id, a.label_class_id, a.value_number, a.value_text,"
+            f" EXISTS (SELECT 1 FROM {chk} c WHERE c.item_id = a.item_id"
+            f" AND c.labeler_id = a.labeler_id) FROM {ann} a"
+            f" WHERE a.item_id IN ({marks}) AND a.is_current",
+            chunk,
+        ):
+            labels_of[item_id].append(
+                (labeler_id, selectors.label_identity(class_id, number, text))
             )
-            .values_list(
-                "item_id", "labeler_id", "label_class_id", "value_number", "value_text", "answered"
-            )
-        )
-        for item_id, labeler_id, class_id, number, text, was_check in annotations:
-            labels[item_id].append((labeler_id, selectors.label_identity(class_id, number, text)))
             if was_check:
                 answered[item_id].add(labeler_id)
-        holds: dict[int, list] = defaultdict(list)
-        for item_id, labeler_id, expires_at in Assignment.objects.filter(
-            item_id__in=chunk, status=AssignmentStatus.ACTIVE, expires_at__gt=now
-        ).values_list("item_id", "labeler_id", "expires_at"):
-            holds[item_id].append((labeler_id, expires_at))
+        holds_of: dict[int, list] = defaultdict(list)
+        for item_id, labeler_id, expires_at in _rows(
+            f"SELECT item_id, labeler_id, expires_at FROM {asg} WHERE item_id IN ({marks})"
+            " AND status = %s AND expires_at > %s",
+            [*chunk, AssignmentStatus.ACTIVE.value, when],
+        ):
+            holds_of[item_id].append((labeler_id, _aware(expires_at)))
         for item_id, is_check in checks.items():
             fresh[item_id] = item_state(
                 project,
                 is_check=is_check,
-                labels=labels[item_id],
-                holds=holds[item_id],
+                labels=labels_of[item_id],
+                holds=holds_of[item_id],
                 check_labelers=answered[item_id],
             )
     return fresh, stored
@@ -198,8 +221,26 @@ def _write(states: dict[int, ItemState]) -> None:
     """Store the states: one UPDATE per item for the few items of a request, batched
     UPDATEs for many (an import)."""
     if len(states) <= 20:
-        for item_id, state in states.items():
-            Item.objects.filter(pk=item_id).update(**state.as_fields())
+        sql = (
+            f"UPDATE {Item._meta.db_table} SET "
+            + ", ".join(f"{name} = %s" for name in STATE_FIELDS)
+            + " WHERE id = %s"
+        )
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            for item_id, st in states.items():
+                cursor.execute(
+                    sql,
+                    [
+                        st.labels,
+                        st.top,
+                        st.holds,
+                        st.load,
+                        st.open,
+                        adapt(st.hold_expires_at),
+                        item_id,
+                    ],
+                )
         return
     rows = []
     for item_id, state in states.items():
