@@ -237,7 +237,17 @@ def _check_candidate(project: Project, labeler: AbstractBaseUser) -> int | None:
     return int(row[0]) if row else None
 
 
-def _hand(project: Project, labeler: AbstractBaseUser, item_id: int, now: datetime) -> Assignment:
+def _hand(
+    project: Project,
+    labeler: AbstractBaseUser,
+    item_id: int,
+    now: datetime,
+    *,
+    state: handout.ItemState | None = None,
+) -> Assignment:
+    """Create the active assignment and move the item's state: by one more hold when the
+    locked row's ``state`` is known (a queue item: the labeler has no label on it), else
+    by a recount."""
     assignment = Assignment.objects.create(
         project=project,
         item_id=item_id,
@@ -246,7 +256,10 @@ def _hand(project: Project, labeler: AbstractBaseUser, item_id: int, now: dateti
         reason=REASON_OVERLAP,
         expires_at=now + timedelta(minutes=project.assignment_ttl_minutes),
     )
-    handout.refresh_items(project, [item_id], now=now)
+    if state is None:
+        handout.refresh_items(project, [item_id], now=now)
+    else:
+        handout.add_hold(project, item_id, state, assignment.expires_at)
     return assignment
 
 
@@ -280,9 +293,17 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
         # returned is locked and, on PostgreSQL, was re-checked against its newest
         # version when the lock was granted (see module docstring).
         for skip_locked in (True, False):
-            item_id = best_candidate(project, labeler, lock=True, skip_locked=skip_locked)
-            if item_id is not None:
-                return _hand(project, labeler, item_id, timezone.now())
+            sql, params = _queue_query(
+                project,
+                labeler.pk,
+                lock=True,
+                skip_locked=skip_locked,
+                select=f"i.id, {', '.join(f'i.{f}' for f in handout.STATE_FIELDS)}",
+            )
+            row = _fetchone(sql, params)
+            if row is not None:
+                state = handout.state_from_row(row[1:])
+                return _hand(project, labeler, row[0], timezone.now(), state=state)
         return None
 
 

@@ -135,6 +135,33 @@ def _aware(value) -> datetime | None:
     return value
 
 
+def state_from_row(row: Sequence) -> ItemState:
+    """An :class:`ItemState` from the :data:`STATE_FIELDS` columns read by raw SQL."""
+    labels, top, holds, load, is_open, expires = row
+    return ItemState(labels, top, holds, load, bool(is_open), _aware(expires))
+
+
+def add_hold(project: Project, item_id: int, state: ItemState, expires_at: datetime) -> None:
+    """One more hold on a locked item whose stored ``state`` was just read under the lock,
+    by a labeler without a label on it: the same as a recount, in one UPDATE. A lapsed
+    hold still counted in ``state`` stays counted (and its expiry stays the earliest, so
+    lazy expiry still finds the item)."""
+    load = state.load + 1
+    earliest = state.hold_expires_at
+    _write(
+        {
+            item_id: ItemState(
+                labels=state.labels,
+                top=state.top,
+                holds=state.holds + 1,
+                load=load,
+                open=load < selectors.item_target(project, n=state.labels, top=state.top),
+                hold_expires_at=expires_at if earliest is None else min(earliest, expires_at),
+            )
+        }
+    )
+
+
 def _rows(sql: str, params: Sequence) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, list(params))
