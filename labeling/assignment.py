@@ -37,9 +37,10 @@ Concurrency: every write that changes an item's state locks the item row first (
 rows before assignment rows, in pk order) and recounts the item's own rows under the
 lock. ``next_item_for`` picks with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL;
 concurrent callers take different rows instead of queueing). When the lock is granted,
-PostgreSQL re-checks the row's ``WHERE`` against its newest version (a hand-out that
-committed while we waited has raised its load), and we re-read the state under the
-lock before creating the assignment: "never beyond overlap" holds. On SQLite
+PostgreSQL re-checks the row's ``WHERE`` against its newest version and returns that
+version (a hand-out that committed meanwhile has raised its load, and may have closed
+the item): the state read with the lock is current, and the hand-out moves it by one
+hold in the same transaction, so "never beyond overlap" holds. On SQLite
 transactions are ``BEGIN IMMEDIATE`` (one writer at a time) so the same code is
 serialised. The partial unique constraint ``one_active_assignment_per_item_labeler``
 backs "never handed to the same labeler twice" in the database.
