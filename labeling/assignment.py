@@ -82,7 +82,7 @@ REASON_RELABEL = "relabel"
 RELABEL_TTL = timedelta(days=14)
 # labeler_progress counts the items still open to a labeler up to this many (an exact
 # count would read every open item of a million-item project on every request).
-PROGRESS_HORIZON = 1000
+PROGRESS_HORIZON = 200
 # Whether a hand-out is a check: drawn per hand-out, so a labeler cannot tell a check by
 # its position in the queue. Tests may seed it.
 check_draw = random.Random()
@@ -177,8 +177,10 @@ def count_candidates(
 ) -> int:
     """How many items ``labeler`` could still be handed (same rules as the hand-out),
     counting at most ``limit`` (None: all; linear in the open items)."""
+    # The inner ORDER BY stays: it keeps the planner on the project's range of the
+    # hand-out index (without it PostgreSQL chose a merge anti-join over the primary
+    # key, reading every earlier project's rows: 156 ms instead of ~1 ms at 1M items).
     inner, params = _queue_query(project, labeler.pk, limit=limit, select="1")
-    inner = inner.replace(" ORDER BY i.handout_load DESC, i.id", "")
     return int(_fetchone(f"SELECT COUNT(*) FROM ({inner}) q", params)[0])
 
 
