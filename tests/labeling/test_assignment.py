@@ -269,7 +269,7 @@ def test_dynamic_overlap_skips_many_done_items_to_reach_a_fresh_one(project, mak
     highest load): the hand-out filters them in the query, not by trying each."""
     project.dynamic_overlap, project.min_overlap, project.max_overlap = True, 2, 5
     project.save(update_fields=["dynamic_overlap", "min_overlap", "max_overlap"])
-    items = make_items(project, A.MAX_TRIES + 10)
+    items = make_items(project, 35)
     ana, ben, cy = add_labelers(project, make_user, 3)
     done, fresh = items[:-1], items[-1]
     for item in done:
