@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -58,7 +59,7 @@ class ChecksApi(ProjectScopedMixin, APIView):
         min_accuracy = serializers.FloatField(required=False, min_value=0, max_value=1)
         min_checks = serializers.IntegerField(required=False, min_value=1, max_value=10_000)
 
-    @extend_schema(responses={200: serializers.DictField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, project_id: int):
         return Response(checks_payload(self.project))
 
@@ -73,15 +74,15 @@ class ChecksApi(ProjectScopedMixin, APIView):
         )
         return Response({"changed": changed, **checks_payload(self.project)})
 
-    @extend_schema(request=ItemsSerializer, responses={200: serializers.DictField()})
+    @extend_schema(request=ItemsSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int):
         return self._mark(request, True)
 
-    @extend_schema(request=ItemsSerializer, responses={200: serializers.DictField()})
+    @extend_schema(request=ItemsSerializer, responses={200: OpenApiTypes.OBJECT})
     def delete(self, request, project_id: int):
         return self._mark(request, False)
 
-    @extend_schema(request=SettingsSerializer, responses={200: serializers.DictField()})
+    @extend_schema(request=SettingsSerializer, responses={200: OpenApiTypes.OBJECT})
     def patch(self, request, project_id: int):
         data = self.SettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -100,7 +101,7 @@ class ResumeLabelerApi(ProjectScopedMixin, APIView):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
 
-    @extend_schema(request=InputSerializer, responses={200: serializers.DictField()})
+    @extend_schema(request=InputSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, project_id: int, username: str):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -8,9 +8,6 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from labeling import services
-from labeling.models import PayloadKind
-
 BEFORE = [("labeling", "0006_itemdecision")]
 AFTER = [("labeling", "0007_move_sme_gold_to_itemdecision")]
 
@@ -26,12 +23,15 @@ def _migrate(targets):
 def test_sme_gold_rows_move_to_item_decisions_and_back():
     old = _migrate(BEFORE)
     sme = get_user_model().objects.create_user("sam", password="x")
-    project = services.create_project(
-        name="Phones", classes=[{"key": "ok", "name": "OK"}, {"key": "dent", "name": "Dent"}]
-    )
-    ok, dent = project.classes.get(key="ok"), project.classes.get(key="dent")
+    # The historical models of the old state: later fields of Project/Item do not exist yet.
+    project = old.get_model("labeling", "Project").objects.create(name="Phones", slug="phones")
+    LabelClass = old.get_model("labeling", "LabelClass")
+    ok = LabelClass.objects.create(project=project, key="ok", name="OK")
+    dent = LabelClass.objects.create(project=project, key="dent", name="Dent", order=1)
+    Item = old.get_model("labeling", "Item")
     items = [
-        project.items.create(external_id=f"i{n}", kind=PayloadKind.TEXT, text="x") for n in range(3)
+        Item.objects.create(project=project, external_id=f"i{n}", kind="text", text="x")
+        for n in range(3)
     ]
     Gold = old.get_model("labeling", "GoldLabel")
     Gold.objects.create(item_id=items[0].pk, label_class_id=ok.pk, source="import")
