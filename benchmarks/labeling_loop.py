@@ -13,6 +13,16 @@ Usage (PostgreSQL must be running; the database is created/migrated if needed)::
       python benchmarks/labeling_loop.py --labelers 16 --items 2000 --cycles 40 --think-ms 0
 
 Goal (issue 4): p95 <= 50 ms, zero errors, 16 concurrent labelers.
+
+In-process mode (issue 14): ``--direct`` times the services themselves, one labeler,
+``--cycles`` hand-out + submit cycles on a fresh project of each ``--sizes`` items of
+which a third already carry one label (overlap 3), on the configured database (SQLite by
+default, PostgreSQL with ``DATABASE_URL``)::
+
+    CONCORD_SQLITE_PATH=/tmp/bench.sqlite3 python benchmarks/labeling_loop.py --direct \
+      --sizes 2000 20000 200000 1000000 --cycles 200
+
+Goal: hand-out + submit p95 <= 10 ms at every size (flat).
 """
 
 from __future__ import annotations
@@ -84,10 +94,29 @@ def setup_project(n_items: int, n_labelers: int, overlap: int) -> tuple[int, lis
         overlap=overlap,
         guideline_text="Label the most severe visible defect.",
     )
-    Item.objects.bulk_create(
-        Item(project=project, external_id=f"b{i:06d}", kind=PayloadKind.TEXT, text=f"item {i}")
-        for i in range(n_items)
-    )
+    from django.db import connection, transaction
+
+    from provenance import bulk
+
+    # COPY on PostgreSQL: a million items in seconds. A new item's hand-out state is its
+    # defaults (no labels, no holds, open).
+    with transaction.atomic():
+        for start in range(0, n_items, 100_000):
+            bulk.insert_rows(
+                Item,
+                [
+                    {
+                        "project_id": project.pk,
+                        "external_id": f"b{i:07d}",
+                        "kind": PayloadKind.TEXT,
+                        "text": f"item {i}",
+                        "metadata": {},
+                    }
+                    for i in range(start, min(n_items, start + 100_000))
+                ],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE labeling_item")
     tokens = []
     for i in range(n_labelers):
         user = user_model.objects.create_user(username=f"bench{stamp}-{i}", password=None)
@@ -199,6 +228,163 @@ def check_invariants(project_id: int, overlap: int) -> dict:
     }
 
 
+# --- In-process: the services at growing project sizes (issue 14) ------------------------
+def direct_setup(n_items: int, overlap: int, stamp: str):
+    """A project of ``n_items`` text items, a third of them (every third) labeled once by
+    an earlier labeler, written in bulk (COPY on PostgreSQL) with the hand-out state those
+    labels give; returns (project, the measured labeler)."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from labeling import handout, services
+    from labeling.models import Annotation, AnnotationSource, Item, LabelerState, Role
+    from provenance import bulk
+
+    user_model = get_user_model()
+    project = services.create_project(
+        name=f"direct {n_items} {stamp}",
+        classes=[{"key": k} for k in ("no_defect", "scratch", "dent", "crack")],
+        overlap=overlap,
+        guideline_text="Label the most severe visible defect.",
+    )
+    early = user_model.objects.create_user(username=f"early-{n_items}-{stamp}")
+    labeler = user_model.objects.create_user(username=f"direct-{n_items}-{stamp}")
+    for user in (early, labeler):
+        services.set_membership(project=project, user=user, role=Role.LABELER)
+    dent = project.classes.get(key="dent")
+    step = 100_000
+    with transaction.atomic():
+        for start in range(0, n_items, step):
+            stop = min(n_items, start + step)
+            bulk.insert_rows(
+                Item,
+                [
+                    {
+                        "project_id": project.pk,
+                        "external_id": f"d{i:07d}",
+                        "kind": "text",
+                        "text": f"item {i}",
+                        "metadata": {},
+                        "handout_labels": int(i % 3 == 0),
+                        "handout_top": int(i % 3 == 0),
+                        "handout_load": int(i % 3 == 0),
+                    }
+                    for i in range(start, stop)
+                ],
+            )
+        ids = list(
+            Item.objects.filter(project=project).order_by("pk").values_list("pk", "external_id")
+        )
+        labeled = [pk for pk, ext in ids if int(ext[1:]) % 3 == 0]
+        for start in range(0, len(labeled), step):
+            bulk.insert_rows(
+                Annotation,
+                [
+                    {
+                        "project_id": project.pk,
+                        "item_id": pk,
+                        "labeler_id": early.pk,
+                        "label_class_id": dent.pk,
+                        "source": AnnotationSource.IMPORT,
+                        "is_current": True,
+                        "created_at": project.created_at,
+                    }
+                    for pk in labeled[start : start + step]
+                ],
+            )
+        LabelerState.objects.create(project=project, labeler=early, n_done=len(labeled))
+    if n_items <= 20_000:
+        # The bulk-written state is what the services would keep: checked, not assumed.
+        assert handout.verify_project(project).ok, "benchmark setup differs from a recount"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE labeling_item; ANALYZE labeling_annotation;")
+    return project, labeler
+
+
+def explain_handout(project, labeler) -> dict:
+    """How the database runs the hand-out statement now: its plan (PostgreSQL: EXPLAIN
+    ANALYZE, with the server's execution time; SQLite: EXPLAIN QUERY PLAN)."""
+    from django.db import connection
+
+    from labeling import assignment
+
+    sql, params = assignment._queue_query(project, labeler.pk, lock=False)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0][0]
+            nodes, node = [], plan["Plan"]
+            while node:
+                nodes.append(f"{node['Node Type']} {node.get('Index Name', '')}".strip())
+                node = (node.get("Plans") or [None])[0]
+            return {"nodes": nodes, "execution_ms": plan["Execution Time"]}
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return {"nodes": [row[-1] for row in cursor.fetchall()]}
+
+
+def direct_run(args) -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from labeling import assignment
+
+    call_command("migrate", verbosity=0)
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    out = {"database": connection.vendor, "cycles": args.cycles, "sizes": {}}
+    rng = random.Random(1)
+    for n_items in args.sizes:
+        t0 = time.perf_counter()
+        project, labeler = direct_setup(n_items, args.overlap, stamp)
+        setup_s = time.perf_counter() - t0
+        times: dict[str, list[float]] = {
+            "next_item": [],
+            "progress": [],
+            "submit": [],
+            "cycle": [],
+            "cycle_cpu": [],
+        }
+        for _ in range(args.cycles):
+            cpu = time.process_time()
+            a = time.perf_counter()
+            handed = assignment.next_item_for(project, labeler)
+            b = time.perf_counter()
+            assignment.labeler_progress(project, labeler)
+            c = time.perf_counter()
+            assignment.submit_label(
+                item=handed.item,
+                labeler=labeler,
+                value=rng.choice(["no_defect", "scratch", "dent", "crack"]),
+                assignment_id=handed.pk,
+            )
+            d = time.perf_counter()
+            times["next_item"].append(b - a)
+            times["progress"].append(c - b)
+            times["submit"].append(d - c)
+            times["cycle"].append(d - a)
+            # This process's CPU time for the cycle (the Python side, and SQLite's work,
+            # which runs in-process): what the cycle costs without waiting for a core on
+            # a shared machine.
+            times["cycle_cpu"].append(time.process_time() - cpu)
+        out["sizes"][n_items] = {
+            "setup_s": round(setup_s, 1),
+            "plan": explain_handout(project, labeler),
+            **{
+                name: {
+                    "median": round(statistics.median(v) * 1000, 2),
+                    "p95": round(pct(v, 0.95), 2),
+                    "max": round(max(v) * 1000, 2),
+                }
+                for name, v in times.items()
+            },
+        }
+        print(json.dumps({n_items: out["sizes"][n_items]}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labelers", type=int, default=16)
@@ -211,7 +397,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn gthread threads")
     parser.add_argument("--port", type=int, default=58123)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--direct", action="store_true", help="time the services in-process")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[2000, 20000, 200000], help="with --direct"
+    )
     args = parser.parse_args()
+    if args.direct:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        result = direct_run(args)
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return
 
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("set DATABASE_URL to a PostgreSQL database (see the docstring)")

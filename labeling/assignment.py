@@ -1,30 +1,46 @@
-"""Handing items to labelers: overlap, dynamic overlap, expiry, skip, relabel.
+"""Handing items to labelers: overlap, dynamic overlap, expiry, skip, relabel, and the
+ground-truth checks mixed into each labeler's queue.
 
 Rules (see ``next_item_for``):
 
 * An item is to be labeled by ``project.overlap`` different labelers; with
   ``project.dynamic_overlap`` its target is computed from its labels by
-  ``labeling.selectors.dynamic_target`` (between ``min_overlap`` and ``max_overlap``),
+  ``labeling.selectors.item_target`` (between ``min_overlap`` and ``max_overlap``),
   the same rule the item status and project progress use.
-* An item's *load* is the number of labelers with a current annotation on it plus the
-  number of other labelers holding an unexpired active assignment for it. An item is
-  handed out only while its load is below its target; items with the highest load come
-  first (they are closest to done), then the oldest.
+* An item's *load* is the number of labelers with a current label on it that counts
+  toward overlap plus the number of other labelers holding an unexpired active
+  assignment for it. An item is handed out while its load is below its target; items
+  with the highest load first (they are closest to done), then the oldest.
 * A labeler is never handed an item they have labeled or that was handed to them before
   in any state (active, submitted, skipped, expired, cancelled): a skip is final for
   that labeler, and an abandoned item goes to someone else. The one exception is a
   manager's relabel request, which creates a fresh assignment on purpose.
-* Assignments expire ``project.assignment_ttl_minutes`` after being handed out. Expired
-  rows are ignored by every count at once (``expires_at`` is compared to the clock) and
-  are marked ``expired`` lazily (the labeler's own on their next request) or in bulk by
-  :func:`expire_stale_assignments` (cheap enough to run from a periodic task).
+* Assignments expire ``project.assignment_ttl_minutes`` after being handed out.
+* Ground-truth checks (issue 11): items a manager marked ``is_check`` are never in the
+  ordinary queue; with ``CheckSettings.rate`` r, each new hand-out is a check with
+  probability r (an unseen check with ground truth, when one is left). A check looks
+  like any hand-out (same payload, reason ``overlap``, same expiry); its answer is
+  scored (``CheckAnswer``) and never counts toward overlap. A labeler whose accuracy on
+  checks since their last resume falls below ``min_accuracy`` after ``min_checks``
+  answers is paused: :class:`LabelerPaused` on their next request, until a manager
+  resumes them.
 
-Concurrency: every write that changes an item's load (hand-out, a first label) locks
-the item row first. ``next_item_for`` picks a candidate with ``SELECT ... FOR UPDATE
-SKIP LOCKED`` (PostgreSQL; concurrent callers take different rows instead of queueing),
-then re-counts that item's load in a fresh statement *after* the lock is held: under
-READ COMMITTED the candidate query's snapshot may predate a hand-out that committed
-while we waited, and the re-count is what makes "never beyond overlap" hold. On SQLite
+State instead of recounts (issue 14): the load, target and openness of every item are
+kept on the item row (``labeling.handout``) in the transaction of every change, so the
+next item is the first row of an index range scan over the open items (partial index
+``item_handout_queue``: project, load descending, id), filtered by two primary-key-style
+probes (has this labeler labeled it or been handed it?). The cost depends on how many
+open items at the head of the queue the caller has already touched, not on the size of
+the project.
+
+Concurrency: every write that changes an item's state locks the item row first (item
+rows before assignment rows, in pk order) and recounts the item's own rows under the
+lock. ``next_item_for`` picks with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL;
+concurrent callers take different rows instead of queueing). When the lock is granted,
+PostgreSQL re-checks the row's ``WHERE`` against its newest version and returns that
+version (a hand-out that committed meanwhile has raised its load, and may have closed
+the item): the state read with the lock is current, and the hand-out moves it by one
+hold in the same transaction, so "never beyond overlap" holds. On SQLite
 transactions are ``BEGIN IMMEDIATE`` (one writer at a time) so the same code is
 serialised. The partial unique constraint ``one_active_assignment_per_item_labeler``
 backs "never handed to the same labeler twice" in the database.
@@ -32,6 +48,7 @@ backs "never handed to the same labeler twice" in the database.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,18 +56,20 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import IntegerField, Q, QuerySet
-from django.db.models.expressions import RawSQL
-from django.db.models.sql import Query
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from labeling import selectors, services
+from labeling import handout, selectors, services
 from labeling.models import (
     Annotation,
     AnnotationSource,
     Assignment,
     AssignmentStatus,
+    CheckAnswer,
+    CheckSettings,
+    GoldLabel,
     Item,
+    LabelerState,
     Project,
     ProjectMembership,
 )
@@ -61,13 +80,26 @@ REASON_RELABEL = "relabel"
 # A relabel request waits for its labeler longer than an ordinary hand-out: the
 # labeler may not be online when the manager sends it.
 RELABEL_TTL = timedelta(days=14)
-# How many locked candidates one call tries before concluding that nothing is free
-# (each try re-counts; a miss means another labeler filled the item meanwhile).
-MAX_TRIES = 25
+# labeler_progress counts the items still open to a labeler up to this many (an exact
+# count would read every open item of a million-item project on every request).
+PROGRESS_HORIZON = 200
+# Whether a hand-out is a check: drawn per hand-out, so a labeler cannot tell a check by
+# its position in the queue. Tests may seed it.
+check_draw = random.Random()
 
 
 class AssignmentError(ValidationError):
     """A request about an assignment that cannot be honoured (400 in the API)."""
+
+
+class LabelerPaused(PermissionDenied):
+    """The labeler's hand-outs are paused until a manager resumes them (403 in the API)."""
+
+
+PAUSED_MESSAGE = (
+    "Your labeling in this project is paused for a quality review. "
+    "Your manager can resume it; until then no new items are handed to you."
+)
 
 
 # --- Reads ----------------------------------------------------------------------------
@@ -75,158 +107,81 @@ def _live_assignments(now: datetime) -> QuerySet[Assignment]:
     return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now)
 
 
-def _load_sql() -> str:
-    """SQL for an item's load (alias ``i``): its current annotations plus the unexpired
-    active assignments of labelers other than the caller who have no current label on
-    it (a relabel of one's own label adds no load). Parameters: now, caller id."""
+def _untouched_sql() -> str:
+    """Conditions (alias ``i``) that the labeler (parameter twice) has no current label on
+    the item and was never handed it."""
     ann, asg = Annotation._meta.db_table, Assignment._meta.db_table
     return (
-        f"((SELECT COUNT(*) FROM {ann} a WHERE a.item_id = i.id AND a.is_current)"
-        f" + (SELECT COUNT(*) FROM {asg} s WHERE s.item_id = i.id AND s.status = 'active'"
-        f" AND s.expires_at > %s AND s.labeler_id <> %s AND NOT EXISTS ("
-        f"SELECT 1 FROM {ann} a2 WHERE a2.item_id = s.item_id"
-        f" AND a2.labeler_id = s.labeler_id AND a2.is_current)))"
+        f"NOT EXISTS (SELECT 1 FROM {asg} h WHERE h.item_id = i.id AND h.labeler_id = %s)"
+        f" AND NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id"
+        " AND m.labeler_id = %s AND m.is_current)"
     )
 
 
-def _compiled(expression) -> tuple[str, list]:
-    """SQL and parameters of an ORM expression over raw SQL parts, for the hand-written
-    query below."""
-    query = Query(Item)
-    compiler = query.get_compiler(connection=connection)
-    sql, params = compiler.compile(expression.resolve_expression(query))
-    return sql, list(params)
-
-
-def _candidate_query(
+def _queue_query(
     project: Project,
     labeler_id: int,
-    now: datetime,
     *,
-    count: bool = False,
     lock: bool = False,
+    skip_locked: bool = True,
     exclude_ids: Sequence[int] = (),
+    limit: int | None = 1,
+    select: str = "i.id",
 ) -> tuple[str, list]:
-    """One statement for the hand-out, hand-written: it runs on every request. Loads come
-    from two grouped scans joined to the items (an index-only scan each), which is an
-    order of magnitude faster than correlated counts per item on PostgreSQL, and the
-    ORM would spend longer building the query than the database spends running it."""
-    item, ann, asg = Item._meta.db_table, Annotation._meta.db_table, Assignment._meta.db_table
-    when = connection.ops.adapt_datetimefield_value(now)
-    load = "(COALESCE(la.c, 0) + COALESCE(ls.c, 0))"
-    # Each aggregate is a MATERIALIZED CTE: computed once per statement whatever the
-    # planner believes. With fresh statistics (a new project, a bulk import) PostgreSQL
-    # otherwise picks nested loops that re-run the aggregate for every item.
-    ctes = [
-        f"la AS MATERIALIZED (SELECT item_id, COUNT(*) AS c FROM {ann} WHERE project_id = %s"
-        " AND is_current GROUP BY item_id)",
-        f"ls AS MATERIALIZED (SELECT s.item_id, COUNT(*) AS c FROM {asg} s"
-        " WHERE s.project_id = %s AND s.status = 'active' AND s.expires_at > %s"
-        f" AND s.labeler_id <> %s AND NOT EXISTS (SELECT 1 FROM {ann} a2"
-        " WHERE a2.item_id = s.item_id AND a2.labeler_id = s.labeler_id AND a2.is_current)"
-        " GROUP BY s.item_id)",
-    ]
-    joins = "LEFT JOIN la ON la.item_id = i.id LEFT JOIN ls ON ls.item_id = i.id"
-    params: list = [project.pk, project.pk, when, labeler_id]
-    n, top = "COALESCE(la.c, 0)", "0"
-    if project.dynamic_overlap:
-        # The largest number of equal labels per item (``selectors.label_identity`` in
-        # SQL), so that the per-item target is computed in the query and items already
-        # done do not crowd the top of the order.
-        ctes.append(
-            "lt AS MATERIALIZED (SELECT item_id, MAX(c) AS top FROM (SELECT item_id,"
-            f" COUNT(*) AS c FROM {ann} WHERE project_id = %s AND is_current GROUP BY item_id,"
-            " label_class_id, value_number, LOWER(TRIM(value_text))) t GROUP BY item_id)"
-        )
-        joins += " LEFT JOIN lt ON lt.item_id = i.id"
-        params.append(project.pk)
-        top = "COALESCE(lt.top, 0)"
-    # The target is the one rule of labeling.selectors, compiled to SQL over n and top.
-    target, target_params = _compiled(
-        selectors.item_target_expression(
-            project,
-            n=RawSQL(n, [], output_field=IntegerField()),
-            top=RawSQL(top, [], output_field=IntegerField()),
-        )
-    )
-    with_clause = "WITH " + ", ".join(ctes)
-    where = [
-        "i.project_id = %s",
-        f"NOT EXISTS (SELECT 1 FROM {ann} m WHERE m.item_id = i.id AND m.labeler_id = %s"
-        " AND m.is_current)",
-        f"NOT EXISTS (SELECT 1 FROM {asg} h WHERE h.item_id = i.id AND h.labeler_id = %s)",
-        f"{load} < {target}",
-    ]
-    params += [project.pk, labeler_id, labeler_id, *target_params]
+    """The hand-out statement: open items of the project the labeler has not touched,
+    highest load first, then oldest: a range scan of ``item_handout_queue``."""
+    item = Item._meta.db_table
+    where = ["i.project_id = %s", "i.handout_open", _untouched_sql()]
+    params: list = [project.pk, labeler_id, labeler_id]
     if exclude_ids:
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
         params += list(exclude_ids)
-    condition = " AND ".join(where)
-    if count:
-        return f"{with_clause} SELECT COUNT(*) FROM {item} i {joins} WHERE {condition}", params
-    sql = (
-        f"{with_clause} SELECT i.id, {load} AS load FROM {item} i {joins} WHERE {condition}"
-        " ORDER BY 2 DESC, 1 LIMIT 1"
-    )
+    sql = f"SELECT {select} FROM {item} i WHERE {' AND '.join(where)}"
+    sql += " ORDER BY i.handout_load DESC, i.id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
     if lock and connection.features.has_select_for_update_skip_locked:
-        sql += " FOR UPDATE OF i SKIP LOCKED"
+        sql += " FOR UPDATE OF i" + (" SKIP LOCKED" if skip_locked else "")
     return sql, params
 
 
-def _fetchone(sql: str, params: list, *, hash_joins: bool = False):
-    """Run one statement. ``hash_joins`` (PostgreSQL): the candidate statements join
-    every item of the project to small aggregates; with fresh statistics (a new project,
-    a bulk import, labels added since the last ANALYZE) the planner estimates one row
-    each and picks nested loops that rescan the aggregate per item (measured 300 ms on
-    2,000 items instead of 2 ms). Hash joins are right for this statement at any size,
-    so nested loops are turned off for it alone (SET LOCAL, inside its own savepoint
-    or transaction)."""
-    if hash_joins and connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_nestloop = off")
-            cursor.execute(sql, params)
-            # Left off until the transaction ends: what follows in a hand-out is a few
-            # primary-key reads and one insert, for which the setting does not matter.
-            return cursor.fetchone()
+def _fetchone(sql: str, params: list):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
-
-
-def item_load(item_id: int, labeler_id: int, now: datetime) -> int:
-    """The item's load as seen by ``labeler_id`` (see ``_load_sql``), read afresh."""
-    when = connection.ops.adapt_datetimefield_value(now)
-    sql = f"SELECT {_load_sql()} FROM {Item._meta.db_table} i WHERE i.id = %s"
-    return int(_fetchone(sql, [when, labeler_id, item_id])[0])
 
 
 def best_candidate(
     project: Project,
     labeler: AbstractBaseUser,
     *,
-    now: datetime | None = None,
     lock: bool = False,
+    skip_locked: bool = True,
     exclude_ids: Sequence[int] = (),
-) -> tuple[int, int] | None:
-    """``(item id, load)`` of the item ``labeler`` should get next, or None.
+) -> int | None:
+    """The id of the item ``labeler`` should get next, or None.
 
-    Excludes items the labeler labeled or was ever handed, and items whose load reached
-    their target (``overlap``, or the dynamic target computed in SQL). Highest load
-    first, then oldest. With ``lock`` the row is locked with SKIP LOCKED (PostgreSQL).
+    Excludes items the labeler labeled or was ever handed, checks, and items whose load
+    reached their target (``handout_open``). Highest load first, then oldest. With
+    ``lock`` the row is locked (SKIP LOCKED unless ``skip_locked`` is False).
     """
-    sql, params = _candidate_query(
-        project, labeler.pk, now or timezone.now(), lock=lock, exclude_ids=exclude_ids
+    sql, params = _queue_query(
+        project, labeler.pk, lock=lock, skip_locked=skip_locked, exclude_ids=exclude_ids
     )
-    row = _fetchone(sql, params, hash_joins=True)
-    return (int(row[0]), int(row[1])) if row else None
+    row = _fetchone(sql, params)
+    return int(row[0]) if row else None
 
 
 def count_candidates(
-    project: Project, labeler: AbstractBaseUser, *, now: datetime | None = None
+    project: Project, labeler: AbstractBaseUser, *, limit: int | None = None
 ) -> int:
-    """How many items ``labeler`` could still be handed (same rules as the hand-out)."""
-    sql, params = _candidate_query(project, labeler.pk, now or timezone.now(), count=True)
-    return int(_fetchone(sql, params, hash_joins=True)[0])
+    """How many items ``labeler`` could still be handed (same rules as the hand-out),
+    counting at most ``limit`` (None: all; linear in the open items)."""
+    # The inner ORDER BY stays: it keeps the planner on the project's range of the
+    # hand-out index (without it PostgreSQL chose a merge anti-join over the primary
+    # key, reading every earlier project's rows: 156 ms instead of ~1 ms at 1M items).
+    inner, params = _queue_query(project, labeler.pk, limit=limit, select="1")
+    return int(_fetchone(f"SELECT COUNT(*) FROM ({inner}) q", params)[0])
 
 
 def held_assignment(
@@ -244,13 +199,17 @@ def held_assignment(
 
 
 def labeler_progress(project: Project, labeler: AbstractBaseUser) -> dict:
-    """``{done, total}`` for one labeler: their current labels, and those plus the items
-    still open to them (counted with the same rules as the hand-out)."""
+    """``{done, total, total_is_lower_bound}`` for one labeler: their current labels (a
+    counter, ``LabelerState.n_done``), and those plus the items they hold plus the items
+    still open to them, counted up to :data:`PROGRESS_HORIZON` (``total_is_lower_bound``
+    says when the count stopped there)."""
     now = timezone.now()
-    done = Annotation.objects.filter(project=project, labeler=labeler, is_current=True).count()
+    done = handout.labeler_state(project, labeler.pk).n_done
     held = _live_assignments(now).filter(project=project, labeler=labeler).count()
-    remaining = count_candidates(project, labeler, now=now)
-    return {"done": done, "total": done + held + remaining}
+    remaining = count_candidates(project, labeler, limit=PROGRESS_HORIZON + 1)
+    capped = remaining > PROGRESS_HORIZON
+    remaining = min(remaining, PROGRESS_HORIZON)
+    return {"done": done, "total": done + held + remaining, "total_is_lower_bound": capped}
 
 
 # --- Writes ---------------------------------------------------------------------------
@@ -263,46 +222,91 @@ def _lock_labeler(project: Project, labeler: AbstractBaseUser) -> None:
     )
 
 
+def _check_settings(project: Project) -> CheckSettings | None:
+    return CheckSettings.objects.filter(project=project).first()
+
+
+def _check_candidate(project: Project, labeler: AbstractBaseUser) -> int | None:
+    """An unseen check with ground truth for ``labeler`` (oldest first), or None. Checks
+    have no overlap limit, so no row lock: the labeler lock already keeps one labeler
+    from being handed the same check twice."""
+    item, gold = Item._meta.db_table, GoldLabel._meta.db_table
+    sql = (
+        f"SELECT i.id FROM {item} i WHERE i.project_id = %s AND i.is_check"
+        f" AND EXISTS (SELECT 1 FROM {gold} g WHERE g.item_id = i.id)"
+        f" AND {_untouched_sql()} ORDER BY i.id LIMIT 1"
+    )
+    row = _fetchone(sql, [project.pk, labeler.pk, labeler.pk])
+    return int(row[0]) if row else None
+
+
+def _hand(
+    project: Project,
+    labeler: AbstractBaseUser,
+    item_id: int,
+    now: datetime,
+    *,
+    state: handout.ItemState | None = None,
+) -> Assignment:
+    """Create the active assignment and move the item's state: by one more hold when the
+    locked row's ``state`` is known (a queue item: the labeler has no label on it), else
+    by a recount."""
+    assignment = Assignment.objects.create(
+        project=project,
+        item_id=item_id,
+        labeler=labeler,
+        status=AssignmentStatus.ACTIVE,
+        reason=REASON_OVERLAP,
+        expires_at=now + timedelta(minutes=project.assignment_ttl_minutes),
+    )
+    if state is None:
+        handout.refresh_items(project, [item_id], now=now)
+    else:
+        handout.add_hold(project, item_id, state, assignment.expires_at)
+    return assignment
+
+
 def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | None:
     """Hand ``labeler`` their next item in ``project``, or None when nothing is left.
 
-    Returns the labeler's unexpired active assignment if they hold one; otherwise picks
-    the best candidate (see the module docstring), locks it, re-checks it and creates an
-    active assignment that expires after ``project.assignment_ttl_minutes``.
+    Returns the labeler's unexpired active assignment if they hold one; otherwise (after
+    expiring lapsed holds) a check with probability ``CheckSettings.rate``, else the first
+    item of the queue (see the module docstring), locked and re-checked, as a new active
+    assignment that expires after ``project.assignment_ttl_minutes``. Raises
+    :class:`LabelerPaused` when the labeler's hand-outs are paused.
     """
     with transaction.atomic():
         now = timezone.now()
         _lock_labeler(project, labeler)
+        state = handout.labeler_state(project, labeler.pk)
+        if state.paused_at is not None:
+            raise LabelerPaused(PAUSED_MESSAGE)
         held = held_assignment(project, labeler, now=now)
         if held is not None:
             return held
-        # Lazy expiry of this labeler's abandoned assignments.
-        Assignment.objects.filter(
-            project=project,
-            labeler=labeler,
-            status=AssignmentStatus.ACTIVE,
-            expires_at__lte=now,
-        ).update(status=AssignmentStatus.EXPIRED, completed_at=now)
-        tried: list[int] = []
-        for _ in range(MAX_TRIES):
-            found = best_candidate(project, labeler, now=now, lock=True, exclude_ids=tried)
-            if found is None:
-                return None
-            item_id = found[0]
-            tried.append(item_id)
-            # Re-count now that the row lock is held (see module docstring).
-            now = timezone.now()
-            target = selectors.item_targets(project, [item_id])[item_id]
-            if item_load(item_id, labeler.pk, now) >= target:
-                continue
-            return Assignment.objects.create(
-                project=project,
-                item_id=item_id,
-                labeler=labeler,
-                status=AssignmentStatus.ACTIVE,
-                reason=REASON_OVERLAP,
-                expires_at=now + timedelta(minutes=project.assignment_ttl_minutes),
+        handout.expire_lapsed_holds(project, now=now)
+        policy = _check_settings(project)
+        if policy is not None and policy.rate > 0 and check_draw.random() < policy.rate:
+            check_id = _check_candidate(project, labeler)
+            if check_id is not None:
+                return _hand(project, labeler, check_id, now)
+        # First pass skips rows other hand-outs hold; if that finds nothing, one blocking
+        # pass waits for them: a held row may still have room once its holder commits
+        # (fewer items left than labelers), and "nothing" must mean nothing. A row
+        # returned is locked and, on PostgreSQL, was re-checked against its newest
+        # version when the lock was granted (see module docstring).
+        for skip_locked in (True, False):
+            sql, params = _queue_query(
+                project,
+                labeler.pk,
+                lock=True,
+                skip_locked=skip_locked,
+                select=f"i.id, {', '.join(f'i.{f}' for f in handout.STATE_FIELDS)}",
             )
+            row = _fetchone(sql, params)
+            if row is not None:
+                state = handout.state_from_row(row[1:])
+                return _hand(project, labeler, row[0], timezone.now(), state=state)
         return None
 
 
@@ -313,6 +317,67 @@ def _active_assignment(item: Item, labeler: AbstractBaseUser) -> Assignment | No
         .order_by("created_at")
         .first()
     )
+
+
+def _score_check(
+    *, item: Item, labeler: AbstractBaseUser, annotation: Annotation, now: datetime
+) -> CheckAnswer | None:
+    """Score the labeler's first answer on a check against its ground truth (classes
+    through the merges in force; numbers and text by ``selectors.label_identity``), move
+    their check counters and pause them when their accuracy since the last resume is
+    below the project's threshold after at least ``min_checks`` answers."""
+    if CheckAnswer.objects.filter(item=item, labeler=labeler).exists():
+        return None
+    gold = GoldLabel.objects.filter(item=item).first()
+    if gold is None:
+        return None
+    mapping = selectors.effective_class_map(item.project_id)
+
+    def identity(label):
+        class_id = label.label_class_id
+        class_id = mapping.get(class_id, class_id) if class_id is not None else None
+        return selectors.label_identity(class_id, label.value_number, label.value_text)
+
+    correct = identity(annotation) == identity(gold)
+    answer = CheckAnswer.objects.create(
+        project_id=item.project_id,
+        item=item,
+        labeler=labeler,
+        annotation=annotation,
+        correct=correct,
+        created_at=now,
+    )
+    state = handout.labeler_state(item.project, labeler.pk, lock=True)
+    state.n_checks += 1
+    state.n_checks_correct += int(correct)
+    fields = ["n_checks", "n_checks_correct"]
+    policy = _check_settings(item.project)
+    if (
+        policy is not None
+        and state.paused_at is None
+        and state.n_checks >= policy.min_checks
+        and state.n_checks_correct / state.n_checks < policy.min_accuracy
+    ):
+        state.paused_at = now
+        state.paused_reason = (
+            f"accuracy on ground-truth checks {state.n_checks_correct}/{state.n_checks}"
+            f" below {policy.min_accuracy:.0%}"
+        )
+        fields += ["paused_at", "paused_reason"]
+        events.labeler_paused(
+            project_id=item.project_id,
+            actor_id=None,
+            user_id=labeler.pk,
+            after={
+                "n_checks": state.n_checks,
+                "n_checks_correct": state.n_checks_correct,
+                "min_accuracy": policy.min_accuracy,
+                "min_checks": policy.min_checks,
+            },
+            reason=state.paused_reason,
+        )
+    state.save(update_fields=fields)
+    return answer
 
 
 @transaction.atomic
@@ -330,18 +395,14 @@ def submit_label(
 
     A labeler who already has a current label on the item revises it (a new row; the old
     one stays, not current). A first label needs either the labeler's assignment for the
-    item (active, or expired but not re-handed to them) or free room under the item's
-    target, so a direct POST cannot push an item past its overlap. Raises
-    ``AssignmentError`` (a ValidationError) otherwise.
+    item (active, or expired but not re-handed to them) or room under the item's target
+    (``handout_open``), so a direct POST cannot push an item past its overlap. The answer
+    to a check is scored. Raises ``AssignmentError`` (a ValidationError) otherwise.
     """
     now = timezone.now()
+    # Item row first (every writer's order), then the labeler's assignment.
+    item = Item.objects.select_for_update(of=("self",)).select_related("project").get(pk=item.pk)
     assignment = _active_assignment(item, labeler)
-    if assignment is None:
-        # A label without a reserved slot changes the item's load, like a hand-out does:
-        # lock the item. With an assignment the slot is already counted (active becomes
-        # submitted), so concurrent hand-outs of the item need not wait for this submit.
-        item = Item.objects.select_for_update(of=("self",)).get(pk=item.pk)
-    project = item.project
     if assignment_id is not None and (assignment is None or assignment.pk != assignment_id):
         stale = Assignment.objects.filter(pk=assignment_id, item=item, labeler=labeler).first()
         if stale is None:
@@ -354,8 +415,8 @@ def submit_label(
             item=item, labeler=labeler, status=AssignmentStatus.EXPIRED
         ).exists()
         if not handed:
-            load = item_load(item.pk, labeler.pk, now)
-            if load >= selectors.item_targets(project, [item.pk])[item.pk]:
+            handout.refresh_items(item.project, [item.pk], now=now)
+            if not Item.objects.filter(pk=item.pk, handout_open=True).exists():
                 raise AssignmentError(
                     {"item": "this item has all the labels it needs; ask for the next item"}
                 )
@@ -370,17 +431,23 @@ def submit_label(
         comment=comment,
         source=source,
         reason=reason,
+        refresh=False,
     )
     if assignment is not None:
         assignment.status = AssignmentStatus.SUBMITTED
         assignment.completed_at = now
         assignment.save(update_fields=["status", "completed_at"])
+    if item.is_check and not has_label:
+        _score_check(item=item, labeler=labeler, annotation=annotation, now=now)
+    handout.refresh_items(item.project, [item.pk], now=now)
     return annotation
 
 
 @transaction.atomic
 def skip_assignment(*, assignment: Assignment, labeler: AbstractBaseUser, reason: str = "") -> None:
     """The labeler passes on an item; it is not handed to them again."""
+    item_id = Assignment.objects.filter(pk=assignment.pk).values_list("item_id", flat=True)
+    handout.lock_items(item_id)
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
     if assignment.labeler_id != labeler.pk:
         raise PermissionDenied("this assignment is not yours")
@@ -389,6 +456,7 @@ def skip_assignment(*, assignment: Assignment, labeler: AbstractBaseUser, reason
     assignment.status = AssignmentStatus.SKIPPED
     assignment.completed_at = timezone.now()
     assignment.save(update_fields=["status", "completed_at"])
+    handout.refresh_items(assignment.project, [assignment.item_id])
     events.assignment_skipped(
         project_id=assignment.project_id,
         actor_id=labeler.pk,
@@ -399,15 +467,35 @@ def skip_assignment(*, assignment: Assignment, labeler: AbstractBaseUser, reason
 
 
 def expire_stale_assignments(*, now: datetime | None = None) -> int:
-    """Mark every active assignment past its ``expires_at`` expired; returns how many.
-
-    Counts already ignore such rows; this only tidies statuses (a periodic task may call
-    it). Safe to run at any time and concurrently.
-    """
+    """Mark every active assignment past its ``expires_at`` expired and refresh its
+    item's state; returns how many assignments. Safe to run at any time and
+    concurrently (items held by other writers are left for the next run)."""
     now = now or timezone.now()
-    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now).update(
+    total = 0
+    project_ids = (
+        Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now)
+        .values_list("project_id", flat=True)
+        .distinct()
+    )
+    for project in Project.objects.filter(pk__in=list(project_ids)):
+        while True:
+            with transaction.atomic():
+                before = Assignment.objects.filter(
+                    project=project, status=AssignmentStatus.ACTIVE, expires_at__lte=now
+                ).count()
+                handout.expire_lapsed_holds(project, now=now)
+                after = Assignment.objects.filter(
+                    project=project, status=AssignmentStatus.ACTIVE, expires_at__lte=now
+                ).count()
+            total += before - after
+            if after in (0, before):
+                break
+    # Lapsed assignments on items whose state had no hold (a relabel of one's own label)
+    # are tidied too; they never counted toward any load.
+    total += Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now).update(
         status=AssignmentStatus.EXPIRED, completed_at=now
     )
+    return total
 
 
 @transaction.atomic
@@ -428,7 +516,8 @@ def request_relabel(
     ``labelers=None`` the request goes to everyone who holds a current label on the
     item, i.e. the item is re-checked by the people who labeled it. A labeler's earlier
     active assignment for the same item is cancelled. One ``item.relabel_requested``
-    event per item records who asked, whom and why.
+    event per item records who asked, whom and why. The items' hand-out state is
+    refreshed in the same transaction.
     """
     if not reason or not reason.strip():
         raise ValidationError({"reason": "say why the items go back for relabeling"})
@@ -481,7 +570,130 @@ def request_relabel(
             after={"labelers": target_ids, "external_id": item.external_id},
             reason=reason,
         )
+    handout.refresh_items(project, [i.pk for i in items], now=now)
     return created
+
+
+# --- Ground-truth checks (issue 11, item 6) ---------------------------------------------
+@transaction.atomic
+def set_check_settings(
+    *,
+    project: Project,
+    actor: AbstractBaseUser | None,
+    rate: float | None = None,
+    min_accuracy: float | None = None,
+    min_checks: int | None = None,
+) -> CheckSettings:
+    """Change how checks are mixed in: ``rate`` and ``min_accuracy`` in 0–1,
+    ``min_checks`` 1–10,000. Raises ValidationError naming the field."""
+    errors = {}
+    for name, value in (("rate", rate), ("min_accuracy", min_accuracy)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+        ):
+            errors[name] = "must be a number between 0 and 1"
+    if min_checks is not None and (
+        isinstance(min_checks, bool)
+        or not isinstance(min_checks, int)
+        or not 1 <= min_checks <= 10_000
+    ):
+        errors["min_checks"] = "must be a whole number between 1 and 10000"
+    if errors:
+        raise ValidationError(errors)
+    policy, _ = CheckSettings.objects.select_for_update().get_or_create(project=project)
+    before = {
+        "rate": policy.rate,
+        "min_accuracy": policy.min_accuracy,
+        "min_checks": policy.min_checks,
+    }
+    for name, value in (("rate", rate), ("min_accuracy", min_accuracy), ("min_checks", min_checks)):
+        if value is not None:
+            setattr(policy, name, float(value) if name != "min_checks" else value)
+    policy.save()
+    events.checks_changed(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        before=before,
+        after={
+            "rate": policy.rate,
+            "min_accuracy": policy.min_accuracy,
+            "min_checks": policy.min_checks,
+        },
+    )
+    return policy
+
+
+@transaction.atomic
+def mark_checks(
+    *,
+    project: Project,
+    external_ids: Sequence[str],
+    is_check: bool,
+    actor: AbstractBaseUser | None,
+) -> int:
+    """Mark (or unmark) items as ground-truth checks by external id; returns how many
+    changed. Marking needs ground truth on every item; unknown ids or items without
+    ground truth raise ValidationError naming the rows (0-based positions)."""
+    if not isinstance(external_ids, list | tuple) or not external_ids:
+        raise ValidationError({"items": "give a non-empty list of item external ids"})
+    found = dict(
+        Item.objects.filter(
+            project=project, external_id__in=[str(e) for e in external_ids]
+        ).values_list("external_id", "pk")
+    )
+    unknown = [n for n, e in enumerate(external_ids) if str(e) not in found]
+    if unknown:
+        raise ValidationError({"items": f"no such item in this project at rows {unknown}"})
+    ids = sorted(found.values())
+    if is_check:
+        with_gold = set(GoldLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
+        no_gold = [n for n, e in enumerate(external_ids) if found[str(e)] not in with_gold]
+        if no_gold:
+            raise ValidationError(
+                {"items": f"items without ground truth cannot be checks, rows {no_gold}"}
+            )
+    handout.lock_items(ids)
+    changed = list(
+        Item.objects.filter(pk__in=ids).exclude(is_check=is_check).values_list("pk", flat=True)
+    )
+    Item.objects.filter(pk__in=changed).update(is_check=is_check)
+    handout.refresh_items(project, changed)
+    events.checks_changed(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        before=None,
+        after={"is_check": is_check, "items": sorted(str(e) for e in external_ids)},
+    )
+    return len(changed)
+
+
+@transaction.atomic
+def resume_labeler(
+    *, project: Project, labeler: AbstractBaseUser, actor: AbstractBaseUser | None, reason: str = ""
+) -> LabelerState:
+    """A manager resumes a paused labeler: hand-outs start again and their check counters
+    start afresh (their earlier answers stay in ``CheckAnswer``). Raises ValidationError
+    when they are not paused."""
+    state = handout.labeler_state(project, labeler.pk, lock=True)
+    if state.paused_at is None:
+        raise ValidationError({"labeler": f"{labeler.get_username()!r} is not paused"})
+    before = {
+        "paused_at": state.paused_at.isoformat(),
+        "paused_reason": state.paused_reason,
+        "n_checks": state.n_checks,
+        "n_checks_correct": state.n_checks_correct,
+    }
+    state.paused_at, state.paused_reason = None, ""
+    state.n_checks, state.n_checks_correct = 0, 0
+    state.save(update_fields=["paused_at", "paused_reason", "n_checks", "n_checks_correct"])
+    events.labeler_resumed(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        user_id=labeler.pk,
+        before=before,
+        reason=reason,
+    )
+    return state
 
 
 def previous_label(

@@ -334,6 +334,32 @@ class Item(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # --- Hand-out state (issue 14) and ground-truth checks (issue 11) ----------------------
+    # Kept by labeling.handout in the transaction of every change that moves it (submit,
+    # skip, expiry, relabel, import, check marking, overlap settings); compared with a full
+    # recount by ``manage.py verify_handout_state``. A new item's defaults are its true
+    # state (no labels, no holds, open), so an item created anywhere is handed out.
+    handout_labels = models.PositiveIntegerField(
+        default=0, help_text="Current labels that count toward overlap (check answers do not)."
+    )
+    handout_top = models.PositiveIntegerField(
+        default=0, help_text="Size of the largest group of equal labels among them."
+    )
+    handout_holds = models.PositiveIntegerField(
+        default=0, help_text="Unexpired active assignments of labelers without a label on it."
+    )
+    handout_load = models.PositiveIntegerField(
+        default=0, help_text="labels + holds: the hand-out takes the highest first."
+    )
+    handout_open = models.BooleanField(
+        default=True, help_text="load below the item's target and not a check: handed out."
+    )
+    handout_hold_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Earliest expiry among the holds (lazy expiry)."
+    )
+    is_check = models.BooleanField(
+        default=False, help_text="A ground-truth check mixed into labelers' queues."
+    )
 
     class Meta:
         ordering = ["project", "id"]
@@ -342,10 +368,95 @@ class Item(models.Model):
                 fields=["project", "external_id"], name="item_external_id_unique_in_project"
             )
         ]
-        indexes = [models.Index(fields=["project", "content_hash"], name="item_project_hash")]
+        indexes = [
+            models.Index(fields=["project", "content_hash"], name="item_project_hash"),
+            # The hand-out: open items, highest load first, then oldest (a range scan).
+            models.Index(
+                models.F("project"),
+                models.F("handout_load").desc(),
+                models.F("id"),
+                condition=Q(handout_open=True),
+                name="item_handout_queue",
+            ),
+            # Lazy expiry: the items whose earliest hold has passed.
+            models.Index(
+                fields=["project", "handout_hold_expires_at"],
+                condition=Q(handout_hold_expires_at__isnull=False),
+                name="item_handout_holds",
+            ),
+            models.Index(fields=["project", "id"], condition=Q(is_check=True), name="item_checks"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
+
+
+class CheckSettings(models.Model):
+    """How ground-truth checks are mixed into a project's labeling stream (issue 11)."""
+
+    project = models.OneToOneField(
+        "Project", on_delete=models.CASCADE, primary_key=True, related_name="check_settings"
+    )
+    rate = models.FloatField(default=0.0, help_text="Share of hand-outs that are checks, 0–1.")
+    min_accuracy = models.FloatField(
+        default=0.7, help_text="A labeler below this accuracy on checks is paused, 0–1."
+    )
+    min_checks = models.PositiveIntegerField(
+        default=10, help_text="Checks answered (since the last resume) before a pause."
+    )
+
+    def __str__(self) -> str:
+        return f"checks of {self.project_id}"
+
+
+class LabelerState(models.Model):
+    """One labeler's counters in one project, kept by the services: hand-out progress and
+    their answers to ground-truth checks since they were last resumed."""
+
+    project = models.ForeignKey("Project", on_delete=models.CASCADE, related_name="+")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    n_done = models.PositiveIntegerField(default=0, help_text="Current labels in the project.")
+    n_checks = models.PositiveIntegerField(default=0, help_text="Checks answered since resume.")
+    n_checks_correct = models.PositiveIntegerField(default=0)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "labeler"], name="one_state_per_labeler")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler_id} in {self.project_id}"
+
+
+class CheckAnswer(models.Model):
+    """A labeler's first answer to a ground-truth check, scored against the ground truth
+    it had then. The annotation stays an ordinary label; it never counts toward overlap."""
+
+    project = models.ForeignKey("Project", on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey("Item", on_delete=models.CASCADE, related_name="check_answers")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    annotation = models.ForeignKey(
+        "Annotation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    correct = models.BooleanField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "labeler"], name="one_check_answer")]
+        indexes = [
+            models.Index(
+                fields=["project", "labeler", "created_at"], name="check_answer_by_labeler"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"check {self.item_id} by {self.labeler_id}: {self.correct}"
 
 
 class GoldSource(models.TextChoices):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import (
@@ -28,12 +29,15 @@ from django.db.models.lookups import GreaterThan, GreaterThanOrEqual, LessThan
 
 from labeling.models import (
     Annotation,
+    CheckAnswer,
+    CheckSettings,
     GoldLabel,
     GoldSource,
     Guideline,
     Item,
     ItemDecision,
     LabelClass,
+    LabelerState,
     MeasurementLevel,
     Project,
     ProjectMembership,
@@ -192,6 +196,19 @@ def dynamic_target(labels: Sequence[Any], *, min_overlap: int, max_overlap: int)
     if n < min_overlap:
         return min_overlap
     top = Counter(labels).most_common(1)[0][1]
+    return n if top * 2 > n else n + 1
+
+
+def item_target(project: Project, *, n: int, top: int) -> int:
+    """An item's overlap target from counts: ``project.overlap``, or with dynamic overlap
+    :func:`dynamic_target` given ``n`` current labels of which ``top`` agree with the most
+    common one (the form the hand-out state keeps, ``labeling.handout``)."""
+    if not project.dynamic_overlap:
+        return project.overlap
+    if n >= project.max_overlap:
+        return n
+    if n < project.min_overlap:
+        return project.min_overlap
     return n if top * 2 > n else n + 1
 
 
@@ -512,3 +529,108 @@ def tag_counts(project: Project) -> list[dict]:
         .order_by("name")
         .values("name", "n_items")
     )
+
+
+# --- Ground-truth checks (issue 11, item 6) ---------------------------------------------
+def check_settings(project: Project) -> dict:
+    """``{rate, min_accuracy, min_checks}`` of the project (defaults when never set)."""
+    policy = CheckSettings.objects.filter(project=project).first() or CheckSettings()
+    return {
+        "rate": policy.rate,
+        "min_accuracy": policy.min_accuracy,
+        "min_checks": policy.min_checks,
+    }
+
+
+def check_items(project: Project) -> list[str]:
+    """External ids of the project's items marked as checks, by id."""
+    return list(
+        Item.objects.filter(project=project, is_check=True)
+        .order_by("pk")
+        .values_list("external_id", flat=True)
+    )
+
+
+def _accuracy(n: int, correct: int) -> tuple[float | None, str | None]:
+    return (correct / n, None) if n else (None, "no checks answered")
+
+
+def check_accuracy(project: Project, *, labeler_id: int | None = None) -> list[dict]:
+    """Each labeler's accuracy on ground-truth checks, overall and by ISO week (Monday,
+    UTC), with their pause state: ``[{labeler_id, labeler, n_checks, n_correct,
+    accuracy, since_resume: {n_checks, n_correct, accuracy}, paused, paused_at,
+    paused_reason, weekly: [{week, n_checks, n_correct, accuracy}], reasons}]``, by
+    username. ``accuracy`` is null with a reason when no check was answered. Two queries
+    (answers, counters); for managers and the monitoring page, never for labelers."""
+    answers = CheckAnswer.objects.filter(project=project)
+    states = LabelerState.objects.filter(project=project).select_related("labeler")
+    if labeler_id is not None:
+        answers = answers.filter(labeler_id=labeler_id)
+        states = states.filter(labeler_id=labeler_id)
+    weekly: dict[int, Counter] = {}
+    totals: dict[int, list] = {}
+    for labeler, created_at, correct in answers.values_list(
+        "labeler_id", "created_at", "correct"
+    ).order_by("created_at"):
+        week = (created_at.date() - timedelta(days=created_at.weekday())).isoformat()
+        weekly.setdefault(labeler, Counter())[(week, "n")] += 1
+        weekly[labeler][(week, "c")] += int(correct)
+        total = totals.setdefault(labeler, [0, 0])
+        total[0] += 1
+        total[1] += int(correct)
+    rows = []
+    for state in states:
+        if state.labeler_id not in totals and state.paused_at is None and not state.n_checks:
+            continue
+        n, c = totals.get(state.labeler_id, [0, 0])
+        accuracy, why = _accuracy(n, c)
+        recent, recent_why = _accuracy(state.n_checks, state.n_checks_correct)
+        weeks = sorted({w for w, _ in weekly.get(state.labeler_id, {})})
+        rows.append(
+            {
+                "labeler_id": state.labeler_id,
+                "labeler": state.labeler.get_username(),
+                "n_checks": n,
+                "n_correct": c,
+                "accuracy": accuracy,
+                "since_resume": {
+                    "n_checks": state.n_checks,
+                    "n_correct": state.n_checks_correct,
+                    "accuracy": recent,
+                },
+                "paused": state.paused_at is not None,
+                "paused_at": state.paused_at,
+                "paused_reason": state.paused_reason,
+                "weekly": [
+                    {
+                        "week": w,
+                        "n_checks": weekly[state.labeler_id][(w, "n")],
+                        "n_correct": weekly[state.labeler_id][(w, "c")],
+                        "accuracy": weekly[state.labeler_id][(w, "c")]
+                        / weekly[state.labeler_id][(w, "n")],
+                    }
+                    for w in weeks
+                ],
+                "reasons": {
+                    k: v for k, v in (("accuracy", why), ("since_resume.accuracy", recent_why)) if v
+                },
+            }
+        )
+    return sorted(rows, key=lambda r: r["labeler"])
+
+
+def paused_labelers(project: Project) -> list[dict]:
+    """Labelers whose hand-outs are paused in ``project``: ``[{labeler_id, labeler,
+    paused_at, paused_reason}]`` by pause time (a consistency-side function raises the
+    manager's flag from these)."""
+    return [
+        {
+            "labeler_id": s.labeler_id,
+            "labeler": s.labeler.get_username(),
+            "paused_at": s.paused_at,
+            "paused_reason": s.paused_reason,
+        }
+        for s in LabelerState.objects.filter(project=project, paused_at__isnull=False)
+        .select_related("labeler")
+        .order_by("paused_at", "pk")
+    ]

@@ -21,7 +21,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.text import slugify
 
-from labeling import images, selectors
+from labeling import handout, images, selectors
 from labeling.boxes import BoxError, normalize_boxes
 from labeling.models import (
     MAX_COMMENT_CHARS,
@@ -462,13 +462,19 @@ def submit_annotation(
     source: str = AnnotationSource.UI,
     created_at=None,
     reason: str = "",
+    refresh: bool = True,
 ) -> Annotation:
     """Record ``labeler``'s label for ``item``; a second call is a revision.
 
     A revision is a new current row; the previous one stays, marked not current. The row
     of the current annotation is locked so two submissions cannot both become current.
+    The labeler's ``n_done`` counter moves with a first label, and (unless ``refresh`` is
+    False: the caller refreshes it itself, ``labeling.assignment.submit_label``) the
+    item's hand-out state is recounted under the item's row lock.
     """
     project = item.project
+    if refresh:
+        handout.lock_items([item.pk])
     if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise ValidationError(
             {"time_spent_ms": f"must be between 0 and {MAX_TIME_SPENT_MS} (one day)"}
@@ -505,6 +511,10 @@ def submit_annotation(
         "guideline_version": guideline.version if guideline else None,
         "comment": comment,
     }
+    if previous is None:
+        handout.add_done(project, labeler.pk, 1)
+    if refresh:
+        handout.refresh_items(project, [item.pk])
     if previous is None:
         events.annotation_created(
             project_id=project.pk,
@@ -628,6 +638,9 @@ PROJECT_EDITABLE_FIELDS = (
 )
 
 
+OVERLAP_FIELDS = ("overlap", "dynamic_overlap", "min_overlap", "max_overlap")
+
+
 @transaction.atomic
 def update_project(
     *, project: Project, actor: AbstractBaseUser | None = None, **changes: Any
@@ -647,6 +660,10 @@ def update_project(
     if project.min_overlap > project.max_overlap:
         raise ValidationError({"max_overlap": "must be at least min_overlap"})
     project.save(update_fields=list(changes))
+    if any(before[f] != getattr(project, f) for f in changes if f in OVERLAP_FIELDS):
+        # Every item's target moves with these: recount the hand-out state (linear in the
+        # project, once per settings change).
+        handout.rebuild_project(project)
     events.project_updated(
         project_id=project.pk,
         actor_id=getattr(actor, "pk", None),

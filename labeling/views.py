@@ -81,7 +81,11 @@ def label(request, project: Project, role: str):
             return redirect("label", project_id=project.pk)
         item = own.item
     else:
-        handed = assignment_service.next_item_for(project, request.user)
+        try:
+            handed = assignment_service.next_item_for(project, request.user)
+        except assignment_service.LabelerPaused as exc:
+            messages.warning(request, str(exc.args[0]))
+            handed = None
         item = handed.item if handed else None
         if handed is not None and handed.reason == assignment_service.REASON_RELABEL:
             # Sent back for relabeling: show the labeler's own label, to confirm or change.

@@ -639,3 +639,49 @@ def normalization_published(
         after=after,
         reason=reason,
     )
+
+
+def checks_changed(
+    *, project_id: int, actor_id: int | None, before: dict | None, after: dict
+) -> Event:
+    """Ground-truth checks changed: items marked or unmarked (``after: {is_check, items}``)
+    or the check settings (``{rate, min_accuracy, min_checks}`` before and after)."""
+    return _record(
+        verb=Verb.CHECKS_CHANGED,
+        subject_type="project",
+        subject_id=project_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        before=before,
+        after=after,
+    )
+
+
+def labeler_paused(
+    *, project_id: int, actor_id: int | None, user_id: int, after: dict, reason: str
+) -> Event:
+    """A labeler's hand-outs paused (their accuracy on ground-truth checks, ``after``)."""
+    return _record(
+        verb=Verb.LABELER_PAUSED,
+        subject_type="user",
+        subject_id=user_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        after=after,
+        reason=reason,
+    )
+
+
+def labeler_resumed(
+    *, project_id: int, actor_id: int | None, user_id: int, before: dict, reason: str = ""
+) -> Event:
+    """A manager resumed a paused labeler (``before``: the pause and its counters)."""
+    return _record(
+        verb=Verb.LABELER_RESUMED,
+        subject_type="user",
+        subject_id=user_id,
+        project_id=project_id,
+        actor_id=actor_id,
+        before=before,
+        reason=reason,
+    )

@@ -197,6 +197,14 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-item-annotations": {"POST": LABEL},
     "api-assignment-skip": {"POST": ASSIGNEE},
     "api-relabel": {"POST": MANAGER_ONLY},
+    # REST: ground-truth checks (never shown to labelers)
+    "api-checks": {
+        "GET": MANAGER_ONLY,
+        "POST": MANAGER_ONLY,
+        "PATCH": MANAGER_ONLY,
+        "DELETE": MANAGER_ONLY,
+    },
+    "api-checks-resume": {"POST": MANAGER_ONLY},
     # REST: agreement and review
     "api-agreement-runs": {"GET": REVIEW, "POST": SME_ONLY},
     "api-agreement-run": {"GET": REVIEW},

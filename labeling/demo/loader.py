@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from labeling import services
+from labeling import handout, services
 from labeling.demo import build_demo
 from labeling.demo.types import DemoData, DemoProject
 from labeling.models import (
@@ -142,6 +142,7 @@ def _ensure_project(demo: DemoProject, data: DemoData, users: dict, report: Seed
     items = _ensure_items(project, demo, batch, users["admin"], report)
     guidelines = _ensure_guidelines(project, demo, users["admin"], items, report)
     _ensure_annotations(project, demo, users, items, guidelines, report)
+    handout.rebuild_project(project)  # the labels were written in bulk (issue 14)
     _ensure_gold(project, demo, users, items, report)
     return project
 

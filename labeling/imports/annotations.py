@@ -20,6 +20,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from labeling import handout
 from labeling import selectors as labeling_selectors
 from labeling.boxes import BoxError, normalize_boxes
 from labeling.imports import boxes as box_adapters
@@ -474,6 +475,13 @@ def _store_annotations(
         ],
     )
     n_gold = _store_gold(project=project, pairs=all_pairs, actor=actor)
+    # The hand-out state of the items and the labelers' counters move with the labels
+    # (issue 14): recounted for the items and labelers of this batch, items locked in pk
+    # order like every writer.
+    touched = sorted({k[0] for k in groups})
+    handout.lock_items(touched)
+    handout.refresh_items(project, touched, now=now)
+    handout.rebuild_labeler_counts(project, {k[1] for k in groups})
     return {
         "n_created": len(all_pairs),
         "n_superseded": len(superseded),

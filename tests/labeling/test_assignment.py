@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling import assignment as A
 from labeling import selectors, services
-from labeling.models import Annotation, Assignment, AssignmentStatus, Role
+from labeling.models import Annotation, AssignmentStatus, Role
 from provenance.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +26,21 @@ def make_items(project, n, prefix="it"):
         )
         for i in range(n)
     ]
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move the clock forward: ``clock(minutes=31)`` (the hand-out state sees time pass
+    only through the clock, never through rows edited behind its back)."""
+    real_now = timezone.now
+    offset = timedelta()
+
+    def advance(**delta):
+        nonlocal offset
+        offset += timedelta(**delta)
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + offset)
+
+    return advance
 
 
 def add_labelers(project, make_user, n, prefix="lab"):
@@ -77,14 +92,14 @@ def test_never_beyond_overlap_and_never_twice_to_one_labeler(project, make_user)
     assert all(A.next_item_for(project, u) is None for u in team)
 
 
-def test_expired_assignment_frees_the_slot_and_is_marked_lazily(project, make_user):
+def test_expired_assignment_frees_the_slot_and_is_marked_lazily(project, make_user, clock):
     project.overlap = 1
     project.save(update_fields=["overlap"])
     (item,) = make_items(project, 1)
     ana, ben = add_labelers(project, make_user, 2)
     held = A.next_item_for(project, ana)
     assert A.next_item_for(project, ben) is None  # the only slot is taken
-    Assignment.objects.filter(pk=held.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    clock(minutes=project.assignment_ttl_minutes + 1)
     given = A.next_item_for(project, ben)
     assert given is not None and given.item_id == item.pk
     # Ana abandoned it: she is not handed it again, and her row gets marked expired.
@@ -93,11 +108,12 @@ def test_expired_assignment_frees_the_slot_and_is_marked_lazily(project, make_us
     assert held.status == AssignmentStatus.EXPIRED
 
 
-def test_expire_stale_assignments_marks_only_past_due(project, labelers):
+def test_expire_stale_assignments_marks_only_past_due(project, labelers, clock):
     make_items(project, 2)
     a = A.next_item_for(project, labelers[0])
+    clock(minutes=20)
     b = A.next_item_for(project, labelers[1])
-    Assignment.objects.filter(pk=a.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    clock(minutes=15)  # a is 35 minutes old (expired after 30), b 15
     assert A.expire_stale_assignments() == 1
     a.refresh_from_db()
     b.refresh_from_db()
@@ -226,9 +242,17 @@ def test_dynamic_overlap_hands_out_more_only_on_disagreement(project, make_user)
 def test_progress_counts_own_labels_and_open_items(project, labelers):
     make_items(project, 4)
     held = A.next_item_for(project, labelers[0])
-    assert A.labeler_progress(project, labelers[0]) == {"done": 0, "total": 4}
+    assert A.labeler_progress(project, labelers[0]) == {
+        "done": 0,
+        "total": 4,
+        "total_is_lower_bound": False,
+    }
     A.submit_label(item=held.item, labeler=labelers[0], value="dent", assignment_id=held.pk)
-    assert A.labeler_progress(project, labelers[0]) == {"done": 1, "total": 4}
+    assert A.labeler_progress(project, labelers[0]) == {
+        "done": 1,
+        "total": 4,
+        "total_is_lower_bound": False,
+    }
 
 
 def test_previous_label_walks_back_through_own_labels(project, labelers):
@@ -245,7 +269,7 @@ def test_dynamic_overlap_skips_many_done_items_to_reach_a_fresh_one(project, mak
     highest load): the hand-out filters them in the query, not by trying each."""
     project.dynamic_overlap, project.min_overlap, project.max_overlap = True, 2, 5
     project.save(update_fields=["dynamic_overlap", "min_overlap", "max_overlap"])
-    items = make_items(project, A.MAX_TRIES + 10)
+    items = make_items(project, 35)
     ana, ben, cy = add_labelers(project, make_user, 3)
     done, fresh = items[:-1], items[-1]
     for item in done:

@@ -54,7 +54,7 @@ def test_next_item_shape(project, labelers):
     assert body["item"]["metadata"] == {"line": "A1"}
     assert body["guideline"] == {"version": 1, "text": "Label the most severe visible defect."}
     assert [c["key"] for c in body["classes"]] == ["no_defect", "scratch", "dent", "borderline"]
-    assert body["progress"] == {"done": 0, "total": 1}
+    assert body["progress"] == {"done": 0, "total": 1, "total_is_lower_bound": False}
     assert body["assignment"]["id"] and body["assignment"]["expires_at"]
 
 
@@ -176,5 +176,6 @@ def test_query_counts_of_the_loop_do_not_grow_with_the_project(project, labelers
     )
     large = cycle_queries(labelers[1])
     assert small == large
-    # PostgreSQL adds SET LOCAL and savepoint statements around the two candidate queries.
-    assert large[0] <= 26 and large[1] <= 16, large
+    # A labeler's first hand-out creates their counters (LabelerState); a submit recounts
+    # the item's own rows (three reads, one update). Neither grows with the project.
+    assert large[0] <= 28 and large[1] <= 21, large

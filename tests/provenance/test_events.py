@@ -132,6 +132,17 @@ def _writers(project_id: int, user_id: int) -> list[tuple[Verb, object, dict]]:
             events.normalization_published,
             {**p, **u, **change, "reason": "x"},
         ),
+        (Verb.CHECKS_CHANGED, events.checks_changed, {**p, **u, **change}),
+        (
+            Verb.LABELER_PAUSED,
+            events.labeler_paused,
+            {**p, **u, "user_id": user_id, "after": {}, "reason": "x"},
+        ),
+        (
+            Verb.LABELER_RESUMED,
+            events.labeler_resumed,
+            {**p, **u, "user_id": user_id, "before": {}, "reason": "x"},
+        ),
     ]
 
 
