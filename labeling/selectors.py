@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -463,3 +464,35 @@ def tag_counts(project: Project) -> list[dict]:
         .order_by("name")
         .values("name", "n_items")
     )
+
+
+def metadata_rows(metadata: Any, *, prefix: str = "") -> list[tuple[str, str]]:
+    """An item's metadata as ``(key, text)`` rows for a key/value list: nested objects
+    are flattened with dotted keys (``camera_settings.gain``), lists joined with ", ",
+    ``None`` shown as an empty string; never a Python ``repr`` of a dict.
+
+    >>> metadata_rows({"factory": "A", "camera_settings": {"gain": 1.2, "iso": None}})
+    [('factory', 'A'), ('camera_settings.gain', '1.2'), ('camera_settings.iso', '')]
+    """
+    if not isinstance(metadata, dict):
+        return [] if metadata in (None, "") else [(prefix or "value", _metadata_text(metadata))]
+    rows: list[tuple[str, str]] = []
+    for key, value in metadata.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            rows.extend(metadata_rows(value, prefix=name))
+        else:
+            rows.append((name, _metadata_text(value)))
+    return rows
+
+
+def _metadata_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(_metadata_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)

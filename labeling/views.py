@@ -89,6 +89,7 @@ def label(request, project: Project, role: str):
                 .select_related("label_class")
                 .first()
             )
+    saved = request.session.pop(SAVED_SESSION_KEY, None)
     classes, borderline = selectors.class_buttons(project)
     guideline = selectors.current_guideline(project)
     examples = []
@@ -123,6 +124,8 @@ def label(request, project: Project, role: str):
         "progress": assignment_service.labeler_progress(project, request.user),
         "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
         "is_rating": project.task_type == TaskType.RATING,
+        "saved": saved,
+        "metadata_rows": selectors.metadata_rows(item.metadata) if item else [],
     }
     return render(request, "labeling/label.html", context)
 
@@ -148,9 +151,24 @@ def _submit(request, project: Project):
         if request.POST.get("revising"):
             target += f"?revise={item.pk}"
         return redirect(target)
-    if annotation.supersedes_id:
-        messages.success(request, f"Revised your label on {item.external_id}.")
+    # Confirmed on the next page as a brief toast that takes no room in the layout (a
+    # message list above the page would push the next item down).
+    label_class = annotation.label_class
+    request.session[SAVED_SESSION_KEY] = {
+        "item": item.external_id,
+        "label": label_class.name if label_class else _short(value),
+        "revised": bool(annotation.supersedes_id),
+    }
     return redirect("label", project_id=project.pk)
+
+
+# The label just submitted, for the next labeling page's confirmation toast.
+SAVED_SESSION_KEY = "concord.label_saved"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @labeling_page

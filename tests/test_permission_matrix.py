@@ -152,6 +152,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "login": {"GET": PUBLIC, "POST": PUBLIC},
     "logout": {"POST": PUBLIC},
     "healthz": {"GET": PUBLIC},
+    "favicon": {"GET": PUBLIC},
     # labeling pages
     "label": {"GET": LABEL, "POST": LABEL},
     "label-skip": {"POST": ASSIGNEE},
