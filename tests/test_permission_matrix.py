@@ -220,6 +220,10 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-dataset-lineage": {"GET": REVIEW},
     "api-tokens": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
     "api-token-detail": {"DELETE": MANAGER_ONLY},
+    # REST: the data manager (issue 12)
+    "api-data-manager-items": {"GET": REVIEW},
+    "api-data-manager-actions": {"POST": MANAGER_ONLY},
+    "api-data-manager-export": {"GET": REVIEW},
 }
 
 # Form fields a page POST needs to get past its own lookups (``{kwarg}`` is the target's).
