@@ -90,35 +90,39 @@ def _thresholds(post, errors: dict) -> dict:
 
 
 def _class_rows(post, errors: dict) -> list[dict]:
-    """The class rows of the form, in the order of their ``class_order`` (the page's
-    drag and keys renumber it), blank rows dropped."""
+    """The class rows of the form, in the order of their ``class_<n>_order`` (the page's
+    drag and keys renumber it), blank rows dropped. A row's errors are keyed
+    ``class_<position>``, its place in that order (as the service names them)."""
     rows = []
     for n in range(MAX_CLASS_ROWS):
         key = (post.get(f"class_{n}_key") or "").strip()
         ident = (post.get(f"class_{n}_id") or "").strip()
         if not key and not ident:
             continue
-        where = f"class_{n}"
+        problems: dict = {}
         row = {
             "n": n,
             "id": int(ident) if ident.isdigit() else None,
             "key": key,
             "name": (post.get(f"class_{n}_name") or "").strip(),
             "shortcut": (post.get(f"class_{n}_shortcut") or "").strip(),
-            "value": _float(post.get(f"class_{n}_value"), where, errors),
+            "value": _float(post.get(f"class_{n}_value"), "value", problems),
             "is_borderline": post.get(f"class_{n}_borderline") == "on",
-            "order": _int(post, f"class_{n}_order", errors, default=n),
+            "order": _int(post, f"class_{n}_order", problems, default=n),
         }
         if len(row["shortcut"]) > 1:
-            errors.setdefault(where, []).append("a shortcut is one key")
+            problems.setdefault("shortcut", []).append("a shortcut is one key")
+        row["problems"] = [f"{k}: {m}" for k, msgs in problems.items() for m in msgs]
         rows.append(row)
     rows.sort(key=lambda r: (r["order"], r["n"]))
     shortcuts = [r["shortcut"].lower() for r in rows if r["shortcut"]]
-    for r in rows:
+    for position, r in enumerate(rows):
         if r["shortcut"] and shortcuts.count(r["shortcut"].lower()) > 1:
-            errors.setdefault(f"class_{r['n']}", []).append(
-                f"shortcut {r['shortcut']!r} is used twice"
-            )
+            r["problems"].append(f"shortcut {r['shortcut']!r} is used twice")
+        if r["problems"]:
+            errors[f"class_{position}"] = r.pop("problems")
+        else:
+            r.pop("problems")
     return rows
 
 
@@ -139,9 +143,11 @@ def _settings_from_form(post, errors: dict) -> dict:
 
 
 def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """Errors by field; errors of no field under ``general`` (templates cannot read
+    Django's ``__all__``)."""
     if hasattr(exc, "error_dict"):
-        return {k: list(v) for k, v in exc.message_dict.items()}
-    return {"__all__": list(exc.messages)}
+        return {("general" if k == "__all__" else k): list(v) for k, v in exc.message_dict.items()}
+    return {"general": list(exc.messages)}
 
 
 def _class_context(project: Project | None, rows: list[dict] | None) -> list[dict]:
@@ -171,6 +177,7 @@ def _class_context(project: Project | None, rows: list[dict] | None) -> list[dic
     ]
     for n, row in enumerate(rows):
         row["n"] = n
+        row["error_key"] = f"class_{n}"
     return rows
 
 
@@ -465,7 +472,7 @@ def people(request, project: Project, role: str):
         except ValidationError as exc:
             errors = _field_errors(exc)
         except PermissionDenied as exc:
-            errors = {"__all__": [str(exc)]}
+            errors = {"general": [str(exc)]}
         else:
             messages.success(request, done)
             return redirect("project-people", project_id=project.pk)

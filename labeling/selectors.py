@@ -496,3 +496,20 @@ def _metadata_text(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return str(value)
+
+
+def example_captions(items: Sequence[Item]) -> dict[int, str]:
+    """The class shown under each guideline example: the SME decision on the item, else
+    its ground truth, else nothing (an example without a reference label). Two queries."""
+    ids = [i.pk for i in items]
+    out = dict.fromkeys(ids, "")
+    for source in (GoldLabel, ItemDecision):  # a decision overrides ground truth here
+        for row in source.objects.filter(item_id__in=ids).values(
+            "item_id", "label_class__name", "value_text", "value_number"
+        ):
+            text = row["label_class__name"] or row["value_text"]
+            if not text and row["value_number"] is not None:
+                text = format(row["value_number"], "g")
+            if text:
+                out[row["item_id"]] = text
+    return out

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from labeling import access, selectors, services
 from labeling import assignment as assignment_service
 from labeling.access import LABEL_ROLES, MANAGER_ROLES, READ_ROLES, REVIEW_ROLES, page_access
+from labeling.markdown import render_markdown
 from labeling.models import MAX_TIME_SPENT_MS, Annotation, Assignment, Item, Project, TaskType
 
 
@@ -44,7 +45,11 @@ def home(request):
                 "can_review": role in REVIEW_ROLES,
             }
         )
-    return render(request, "labeling/home.html", {"projects": projects})
+    return render(
+        request,
+        "labeling/home.html",
+        {"projects": projects, "can_create": access.may_create_projects(request.user)},
+    )
 
 
 # The labeling pages: label roles, unarchived projects only.
@@ -94,7 +99,9 @@ def label(request, project: Project, role: str):
     guideline = selectors.current_guideline(project)
     examples = []
     if guideline is not None:
-        for example in guideline.example_items.all().order_by("id")[:12]:
+        shown = list(guideline.example_items.all().order_by("id")[:12])
+        captions = selectors.example_captions(shown)
+        for example in shown:
             thumb = None
             if example.thumbnail:
                 thumb = reverse("item-thumbnail", args=[example.pk])
@@ -102,7 +109,10 @@ def label(request, project: Project, role: str):
                 thumb = reverse("item-image", args=[example.pk])
             elif example.image_url:
                 thumb = example.image_url
-            examples.append({"item": example, "thumb": thumb})
+            full = reverse("item-image", args=[example.pk]) if example.image else thumb
+            examples.append(
+                {"item": example, "thumb": thumb, "full": full, "caption": captions[example.pk]}
+            )
     previous = assignment_service.previous_label(
         project, request.user, before_item_id=own.item_id if own else None
     )
@@ -119,6 +129,8 @@ def label(request, project: Project, role: str):
         "classes": classes,
         "borderline": borderline,
         "guideline": guideline,
+        # Markdown, sanitised (labeling.markdown): no script, no handlers, no javascript:.
+        "guideline_html": render_markdown(guideline.text) if guideline else "",
         "examples": examples,
         "previous": previous,
         "progress": assignment_service.labeler_progress(project, request.user),

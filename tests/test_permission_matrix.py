@@ -159,6 +159,15 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "item-image": {"GET": READ},
     "item-thumbnail": {"GET": READ},
     "project-tags": {"GET": REVIEW, "POST": MANAGER_ONLY},
+    # a manager's workspace (issue 12)
+    "project-create": {"GET": STAFF, "POST": STAFF},
+    "project-settings": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "project-import": {"GET": MANAGER_ONLY},
+    "data-manager": {"GET": REVIEW},
+    "project-guidelines": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "guideline-preview": {"POST": MANAGER_ONLY},
+    "project-people": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "item-page": {"GET": REVIEW},
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
