@@ -4,7 +4,6 @@ data manager shell, guidelines editor, people — server side, without a browser
 import pytest
 from django.urls import reverse
 
-from labeling import services
 from labeling.models import Guideline, LabelClass, Project, ProjectMembership, Role
 
 pytestmark = pytest.mark.django_db
