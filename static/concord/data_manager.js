@@ -156,7 +156,7 @@
       box.checked = !!selected[row.id];
       td.appendChild(box);
       tr.appendChild(td);
-      var thumb = el("td");
+      var thumb = el("td", { class: row.thumbnail || row.image ? "" : "snippet" });
       if (row.thumbnail || row.image) {
         thumb.appendChild(el("img", { class: "thumb", loading: "lazy", alt: "", src: itemUrl(row.id, row.thumbnail ? "data-thumb-url" : "data-image-url") }));
       } else if (row.text) {
