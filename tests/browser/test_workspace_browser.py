@@ -55,9 +55,7 @@ def labels_csv() -> str:
 @pytest.fixture
 def boss(transactional_db, settings, django_user_model):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return django_user_model.objects.create_user(
-        username="boss", password=PASSWORD, is_staff=True
-    )
+    return django_user_model.objects.create_user(username="boss", password=PASSWORD, is_staff=True)
 
 
 def no_sideways_scroll(page, shots, name: str) -> None:
@@ -170,9 +168,7 @@ def test_a_manager_sets_up_a_project_in_the_browser(
         page.check("input[name=disagreement]")
         page.click("text=Apply filters")
         expected = sorted(
-            f"s-{i:03d}"
-            for i in LABELED
-            if i not in BAD_ROWS and factory(i) == "B" and i % 3 == 0
+            f"s-{i:03d}" for i in LABELED if i not in BAD_ROWS and factory(i) == "B" and i % 3 == 0
         )
         page.wait_for_function(
             f"() => document.querySelectorAll('[data-testid=dm-table] tbody tr[data-item]').length"
@@ -274,5 +270,75 @@ def test_a_manager_sets_up_a_project_in_the_browser(
         finally:
             labeler.close()
         assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def reviewed_project(transactional_db, settings):
+    """60 demo phones with labels, a real agreement run (computed in-process) with its
+    consensus and flags, and a dataset version built from it."""
+    from config.celery import app as celery_app
+    from consistency.models import RunStatus
+    from consistency.runs import start_agreement_run
+    from datasets import services as dataset_services
+    from tests.review.test_review import load_demo_db
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    project = load_demo_db(with_images=True, n_items=60)
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True  # no worker here: run the chord in-process
+    try:
+        run = start_agreement_run(project=project)
+    finally:
+        celery_app.conf.task_always_eager = eager
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    version = dataset_services.request_dataset_version(
+        project=project, requested_by=None, data={"include_unresolved": True}
+    )
+    dataset_services.build_dataset_version(dataset_version_id=version.pk)
+    return project, version
+
+
+def test_the_existing_pages_do_not_scroll_sideways_on_a_phone(
+    http_live_server, chromium, reviewed_project, screenshot_dir
+):
+    """Item 7: review queue, a flag, dashboard, datasets and lineage at 390 px."""
+    project, version = reviewed_project
+    url = http_live_server.url
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        log_in(page, url, "sme")
+        flag = project.flags.order_by("id").first()
+        wide: list[str] = []
+        for name, path in (
+            ("home", "/"),
+            ("review-queue", f"/projects/{project.pk}/review/"),
+            ("flag", f"/flags/{flag.pk}/"),
+            ("dashboard", f"/projects/{project.pk}/dashboard/"),
+            ("datasets", f"/projects/{project.pk}/datasets/"),
+            ("lineage", f"/datasets/{version.pk}/lineage/"),
+            ("data-manager", f"/projects/{project.pk}/data/"),
+        ):
+            response = page.goto(url + path)
+            assert response.status == 200, (name, response.status)
+            try:
+                no_sideways_scroll(page, screenshot_dir, name)
+            except AssertionError as exc:
+                wide.append(str(exc))
+        assert not wide, wide
+        # Review-queue titles keep a readable width on a phone.
+        page.goto(f"{url}/projects/{project.pk}/review/")
+        page.set_viewport_size({"width": 390, "height": 844})
+        widths = page.locator(".flag-row .flag-summary").evaluate_all(
+            "els => els.map(e => e.getBoundingClientRect().width)"
+        )
+        assert widths and min(widths) > 120, widths
+        # /favicon.ico is no longer a 404.
+        icon = page.request.get(f"{url}/favicon.ico")
+        assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
     finally:
         context.close()
