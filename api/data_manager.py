@@ -27,7 +27,7 @@ from api.base import ProjectScopedMixin
 from api.errors import ApiError
 from consistency import data_manager
 from labeling import assignment as assignment_service
-from labeling import services
+from labeling import selectors, services
 from labeling.access import MANAGER_ROLES, REVIEW_ROLES
 from labeling.models import MAX_COMMENT_CHARS
 
@@ -62,13 +62,15 @@ class DataManagerItemsApi(ProjectScopedMixin, APIView):
 
 
 class DataManagerActionApi(ProjectScopedMixin, APIView):
-    """``{action: tag|untag|relabel, tag?, reason?, items?: [item ids] | query?: {...}}``:
-    the action on the selected items, or on every item the query's filters match."""
+    """``{action: tag|untag|relabel|add_examples, tag?, reason?, items?: [item ids] |
+    query?: {...}}``: the action on the selected items, or on every item the query's
+    filters match. ``add_examples`` publishes the next guideline version with the items
+    added to its examples."""
 
     allowed_roles = {"POST": MANAGER_ROLES}
 
     class InputSerializer(serializers.Serializer):
-        action = serializers.ChoiceField(choices=["tag", "untag", "relabel"])
+        action = serializers.ChoiceField(choices=["tag", "untag", "relabel", "add_examples"])
         tag = serializers.CharField(max_length=80, required=False)
         reason = serializers.CharField(max_length=MAX_COMMENT_CHARS, required=False)
         items = serializers.ListField(
@@ -111,6 +113,8 @@ class DataManagerActionApi(ProjectScopedMixin, APIView):
             )
             changed = sum(result["added"].values()) + sum(result["removed"].values())
             return Response({"action": action, "n_items": result["n_items"], "n_changed": changed})
+        if action == "add_examples":
+            return Response(self._add_examples(request, item_ids))
         reason = (values.get("reason") or "").strip()
         if not reason:
             raise ApiError("say why the items go back", errors={"reason": ["required"]})
@@ -123,6 +127,34 @@ class DataManagerActionApi(ProjectScopedMixin, APIView):
         return Response(
             {"action": action, "n_items": len(set(item_ids)), "n_assignments": len(created)}
         )
+
+    def _add_examples(self, request, item_ids: list[int]) -> dict:
+        """Publish the next guideline version: the same text, these items added to its
+        examples (labelers see examples of the version they label under)."""
+        current = selectors.current_guideline(self.project)
+        if current is None:
+            raise ApiError(
+                "the project has no guideline yet; publish one first",
+                errors={"action": ["no guideline"]},
+            )
+        existing = list(current.example_items.values_list("pk", flat=True))
+        wanted = existing + [pk for pk in dict.fromkeys(item_ids) if pk not in set(existing)]
+        try:
+            guideline = services.publish_guideline(
+                project=self.project,
+                text=current.text,
+                change_note=f"{len(wanted) - len(existing)} example item(s) added",
+                published_by=request.user,
+                example_item_ids=wanted,
+            )
+        except ValidationError as exc:
+            raise ApiError("; ".join(exc.messages), errors=exc.message_dict) from None
+        return {
+            "action": "add_examples",
+            "n_items": len(set(item_ids)),
+            "guideline_version": guideline.version,
+            "n_examples": len(wanted),
+        }
 
 
 class DataManagerExportApi(ProjectScopedMixin, APIView):

@@ -168,6 +168,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "guideline-preview": {"POST": MANAGER_ONLY},
     "project-people": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
     "item-page": {"GET": REVIEW},
+    "labeler-page": {"GET": SME_ONLY},
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},

@@ -299,7 +299,9 @@
         var d = res.data;
         var msg = action === "relabel"
           ? d.n_assignments + " relabel assignment(s) for " + d.n_items + " item(s)."
-          : (action === "tag" ? "Tagged " : "Untagged ") + d.n_changed + " of " + d.n_items + " item(s) with " + payload.tag + ".";
+          : action === "add_examples"
+            ? "Guideline v" + d.guideline_version + " published with " + d.n_examples + " example(s)."
+            : (action === "tag" ? "Tagged " : "Untagged ") + d.n_changed + " of " + d.n_items + " item(s) with " + payload.tag + ".";
         load();
         var flash = document.getElementById("dm-flash");
         if (!flash) { flash = el("p", { id: "dm-flash", class: "success small", role: "status", "data-testid": "dm-flash" }); root.insertBefore(flash, bulk); }

@@ -247,3 +247,15 @@ def test_export_of_a_selection_and_of_a_filter(api, table):
     filtered = api.get(url, {"metadata.factory": "C"}, secure=True)
     got = [r["external_id"] for r in csv.DictReader(io.StringIO(filtered.content.decode()))]
     assert got == [f"it-{i:02d}" for i in range(N) if factory(i) == "C"]
+
+
+def test_adding_examples_publishes_the_next_guideline_with_them(api, table):
+    project = table["project"]
+    url = reverse("api-data-manager-actions", args=[project.pk])
+    chosen = [table["items"][i].pk for i in (3, 5)]
+    answer = api.post(url, {"action": "add_examples", "items": chosen}, format="json", secure=True)
+    assert answer.status_code == 200
+    latest = project.guidelines.order_by("-version").first()
+    assert answer.json()["guideline_version"] == latest.version == 2
+    assert latest.text == "Label the most severe visible defect."
+    assert sorted(latest.example_items.values_list("pk", flat=True)) == sorted(chosen)
