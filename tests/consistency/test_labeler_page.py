@@ -1,8 +1,7 @@
 """A labeler's page (issue 12, people): throughput per week and agreement / accuracy per
 run, as each run measured them."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def measured(project, labelers):
     ana = labelers[0]
-    monday = datetime(2026, 11, 2, 9, tzinfo=dt_timezone.utc)
+    monday = datetime(2026, 11, 2, 9, tzinfo=UTC)
     items = [
         Item.objects.create(project=project, external_id=f"i{n}", kind="text", text="t")
         for n in range(5)
