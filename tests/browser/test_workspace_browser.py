@@ -342,3 +342,31 @@ def test_the_existing_pages_do_not_scroll_sideways_on_a_phone(
         assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
     finally:
         context.close()
+
+
+def test_the_datasets_page_reloads_when_a_queued_build_finishes(
+    http_live_server, chromium, reviewed_project, screenshot_dir
+):
+    """Item 7: after the build form's redirect (URL ending in #version-N) the page used
+    to sit on "queued"; now it polls and reloads when the status changes."""
+    from datasets import services as dataset_services
+    from datasets.models import DatasetVersion
+
+    project, _ = reviewed_project
+    queued = dataset_services.request_dataset_version(
+        project=project, requested_by=None, data={"include_unresolved": True, "seed": 5}
+    )
+    assert DatasetVersion.objects.get(pk=queued.pk).status == "queued"  # no worker here
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        log_in(page, http_live_server.url, "sme")
+        page.goto(f"{http_live_server.url}/projects/{project.pk}/datasets/#version-{queued.pk}")
+        assert "Queued" in page.locator(f"#version-{queued.pk} .status").inner_text()
+        page.evaluate("() => { window.notReloaded = true; }")
+        dataset_services.build_dataset_version(dataset_version_id=queued.pk)  # the worker
+        page.wait_for_function("() => window.notReloaded === undefined", timeout=15_000)
+        assert "Published" in page.locator(f"#version-{queued.pk} .status").inner_text()
+    finally:
+        context.close()
