@@ -328,12 +328,15 @@ def project_settings(request, project: Project, role: str):
     post = request.POST
     changes = _settings_from_form(post, errors)
     rows = _class_rows(post, errors)
-    changes["flag_thresholds"] = _thresholds(post, errors)
+    thresholds = _thresholds(post, errors)
     changes.update(_monitoring_from_form(post, errors))
     if not errors:
         try:
             with transaction.atomic():
                 services.update_project(project=project, actor=request.user, **changes)
+                services.update_flag_thresholds(
+                    project=project, actor=request.user, thresholds=thresholds
+                )
                 services.update_label_classes(
                     project=project,
                     actor=request.user,

@@ -594,7 +594,6 @@ PROJECT_EDITABLE_FIELDS = (
     "max_overlap",
     "assignment_ttl_minutes",
     "is_archived",
-    "flag_thresholds",
 )
 
 
@@ -624,8 +623,6 @@ def update_project(
         raise ValidationError({unknown[0]: "this field cannot be changed"})
     if "level" in changes and changes["level"] not in MeasurementLevel.values:
         raise ValidationError({"level": f"must be one of {', '.join(MeasurementLevel.values)}"})
-    if "flag_thresholds" in changes:
-        _check_flag_thresholds(changes["flag_thresholds"])
     project = Project.objects.select_for_update().get(pk=project.pk)
     before = {f: getattr(project, f) for f in changes}
     for name, value in changes.items():
@@ -879,6 +876,28 @@ def _item_ids_by_external_id(project: Project, external_ids: Sequence[str]) -> l
             shown.append(f"... and {len(errors) - 100} more")
         raise ValidationError({"items": shown})
     return sorted({found[e] for e in wanted})
+
+
+@transaction.atomic
+def update_flag_thresholds(
+    *, project: Project, thresholds: dict, actor: AbstractBaseUser | None = None
+) -> Project:
+    """Set the project's flag thresholds (the keys of ``default_flag_thresholds``, numbers);
+    the next agreement run's flags use them. Records before and after when they change."""
+    _check_flag_thresholds(thresholds)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    before = dict(project.flag_thresholds or {})
+    after = {**before, **thresholds}
+    if after != before:
+        project.flag_thresholds = after
+        project.save(update_fields=["flag_thresholds"])
+        events.project_updated(
+            project_id=project.pk,
+            actor_id=getattr(actor, "pk", None),
+            before={"flag_thresholds": before},
+            after={"flag_thresholds": after},
+        )
+    return project
 
 
 CLASS_EDITABLE_FIELDS = ("name", "shortcut", "value", "is_borderline", "order")

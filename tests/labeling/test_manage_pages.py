@@ -99,6 +99,7 @@ def test_settings_rename_reorder_and_add_classes(web, project):
         "max_overlap": "5",
         "assignment_ttl_minutes": "45",
         "dynamic_overlap": "on",
+        "threshold_slice_min_items": "20",
     }
     for n, c in enumerate(classes):
         form[f"class_{n}_id"] = str(c.pk)
@@ -115,6 +116,8 @@ def test_settings_rename_reorder_and_add_classes(web, project):
     project.refresh_from_db()
     assert project.name == "Phone defects v2" and project.level == "ordinal"
     assert project.dynamic_overlap and project.assignment_ttl_minutes == 45
+    assert project.flag_thresholds["slice_min_items"] == 20
+    assert project.flag_thresholds["item_majority_share_below"] == 0.67  # unchanged
     order = list(project.classes.order_by("order").values_list("key", flat=True))
     assert order == ["crack", "borderline", "dent", "scratch", "no_defect"]
     renamed = LabelClass.objects.get(project=project, key="no_defect")
