@@ -7,7 +7,17 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from api import auth, checks, consistency, datasets, labeling, model_runs, projects, review
+from api import (
+    auth,
+    checks,
+    consistency,
+    data_manager,
+    datasets,
+    labeling,
+    model_runs,
+    projects,
+    review,
+)
 
 urlpatterns = [
     path("auth/token/", auth.ObtainTokenApi.as_view(), name="api-token"),
@@ -16,5 +26,5 @@ urlpatterns = [
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
-for module in (projects, labeling, checks, consistency, review, datasets, model_runs):
+for module in (projects, labeling, checks, consistency, review, datasets, model_runs, data_manager):
     urlpatterns += module.urlpatterns

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from consistency import views
+from consistency import labeler_page, views
 
 urlpatterns = [
     path("projects/<int:project_id>/dashboard/", views.dashboard, name="consistency-dashboard"),
@@ -12,4 +12,9 @@ urlpatterns = [
         name="consistency-start-run",
     ),
     path("model-runs/<int:model_run_id>/", views.model_run_page, name="model-run-page"),
+    path(
+        "projects/<int:project_id>/people/<str:username>/",
+        labeler_page.labeler_page,
+        name="labeler-page",
+    ),
 ]

@@ -250,6 +250,7 @@ def request_dataset_version(
 ) -> DatasetVersion:
     """Validate a dataset request and queue its build; returns the queued version."""
     request = validate_dataset_request(project=project, data=data)
+    _refuse_filters_matching_nothing(project, request["filters"])
     version = DatasetVersion.objects.create(
         project=project, created_by=requested_by, request=request
     )
@@ -263,6 +264,38 @@ def request_dataset_version(
 
     transaction.on_commit(lambda: build_task.delay(version.pk))
     return version
+
+
+def _refuse_filters_matching_nothing(project: Project, filters: dict) -> None:
+    """A request whose filters match no item of the project would build an empty version:
+    refuse it at once (400 naming the filter and the values the project does have)."""
+    if not filters:
+        return
+    items = Item.objects.filter(project=project).order_by()
+    if "tag" in filters:
+        items = items.filter(tags__name__in=filters["tag"]).distinct()
+        if not items.exists():
+            raise ValidationError(
+                {"filters": f"tag: no item of this project has the tag(s) {filters['tag']}"}
+            )
+    seen: dict[str, set[str]] = defaultdict(set)
+    for metadata in items.values_list("metadata", flat=True).iterator(chunk_size=5000):
+        if _metadata_matches(metadata or {}, filters):
+            return
+        for key in filters:
+            value = (metadata or {}).get(key[len("metadata.") :])
+            if key != "tag" and value is not None and len(seen[key]) < 12:
+                seen[key].add(str(value))
+    present = "; ".join(
+        f"{key} has {', '.join(sorted(values)) or 'no value'}"
+        for key, values in sorted(seen.items())
+    )
+    raise ValidationError(
+        {
+            "filters": f"match no item of this project, so the version would have 0 rows"
+            f" ({present or 'no item has these metadata keys'})"
+        }
+    )
 
 
 # --- Building a version --------------------------------------------------------------------
@@ -481,6 +514,15 @@ def _build(version: DatasetVersion) -> None:
             }
         )
 
+    if not selected:
+        # An empty version is a mistake in the request, never a success.
+        raise ValidationError(
+            f"the version would have 0 rows: {len(final)} items have a final label in run "
+            f"{run.pk}, {len(items)} of them pass the filters, and none of those passes "
+            f"min_confidence={request['min_confidence']}, "
+            f"include_borderline={request['include_borderline']}, "
+            f"include_unresolved={request['include_unresolved']}; loosen the request"
+        )
     assignment = _assign_splits(selected, request)
 
     metadata_values: dict[str, list] = defaultdict(list)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from datasets import views
+from datasets import item_page, views
 
 urlpatterns = [
     path("projects/<int:project_id>/datasets/", views.datasets, name="datasets"),
@@ -11,4 +11,5 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/lineage/", views.lineage, name="dataset-lineage"),
     path("projects/<int:project_id>/tokens/create/", views.create_token, name="token-create"),
     path("tokens/<int:token_id>/revoke/", views.revoke_token, name="token-revoke"),
+    path("items/<int:item_id>/", item_page.item_page, name="item-page"),
 ]

@@ -137,9 +137,23 @@ def _params_summary(version: DatasetVersion) -> list[tuple[str, str]]:
     return out
 
 
+# Where create_token leaves a new token's secret for the one page view that shows it.
+NEW_TOKEN_SESSION_KEY = "concord.new_pipeline_token"
+
+
 @page_access(REVIEW_ROLES)
 def datasets(request, project: Project, role: str):
-    return _page(request, project, role)
+    fresh = request.session.get(NEW_TOKEN_SESSION_KEY)
+    if not fresh or fresh.get("project") != project.pk or role not in MANAGER_ROLES:
+        return _page(request, project, role)
+    del request.session[NEW_TOKEN_SESSION_KEY]
+    token = PipelineToken.objects.filter(pk=fresh["token"], project=project).first()
+    if token is None:
+        return _page(request, project, role)
+    response = _page(request, project, role, new_token=token, new_secret=fresh["secret"])
+    # The secret is in this response only: never cached, gone on reload.
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @page_access(SME_ROLES)
@@ -276,10 +290,14 @@ def create_token(request, project: Project, role: str):
         )
     except ValidationError as exc:
         return _page(request, project, role, token_errors=exc.messages)
-    # The secret is rendered in this response only: never stored, never redirected with.
-    response = _page(request, project, role, new_token=token, new_secret=secret)
-    response["Cache-Control"] = "no-store"
-    return response
+    # Redirect after POST, so a reload cannot create a second token. The secret rides in
+    # the session to the next GET of the page, which shows it once and drops it.
+    request.session[NEW_TOKEN_SESSION_KEY] = {
+        "project": project.pk,
+        "token": token.pk,
+        "secret": secret,
+    }
+    return redirect(f"{reverse('datasets', args=[project.pk])}#new-token")
 
 
 @page_access(MANAGER_ROLES, scope=PipelineToken, url_kwarg="token_id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -634,3 +635,52 @@ def paused_labelers(project: Project) -> list[dict]:
         .select_related("labeler")
         .order_by("paused_at", "pk")
     ]
+
+
+def metadata_rows(metadata: Any, *, prefix: str = "") -> list[tuple[str, str]]:
+    """An item's metadata as ``(key, text)`` rows for a key/value list: nested objects
+    are flattened with dotted keys (``camera_settings.gain``), lists joined with ", ",
+    ``None`` shown as an empty string; never a Python ``repr`` of a dict.
+
+    >>> metadata_rows({"factory": "A", "camera_settings": {"gain": 1.2, "iso": None}})
+    [('factory', 'A'), ('camera_settings.gain', '1.2'), ('camera_settings.iso', '')]
+    """
+    if not isinstance(metadata, dict):
+        return [] if metadata in (None, "") else [(prefix or "value", _metadata_text(metadata))]
+    rows: list[tuple[str, str]] = []
+    for key, value in metadata.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            rows.extend(metadata_rows(value, prefix=name))
+        else:
+            rows.append((name, _metadata_text(value)))
+    return rows
+
+
+def _metadata_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ", ".join(_metadata_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+def example_captions(items: Sequence[Item]) -> dict[int, str]:
+    """The class shown under each guideline example: the item's ground truth, else its SME
+    decision (the order of final labels), else nothing. Two queries."""
+    ids = [i.pk for i in items]
+    out = dict.fromkeys(ids, "")
+    for source in (ItemDecision, GoldLabel):  # ground truth read last: it wins
+        for row in source.objects.filter(item_id__in=ids).values(
+            "item_id", "label_class__name", "value_text", "value_number"
+        ):
+            text = row["label_class__name"] or row["value_text"]
+            if not text and row["value_number"] is not None:
+                text = format(row["value_number"], "g")
+            if text:
+                out[row["item_id"]] = text
+    return out

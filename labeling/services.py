@@ -7,6 +7,7 @@ Keyword-only, typed, atomic; they validate first and raise Django ``ValidationEr
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ from labeling.models import (
     Role,
     Tag,
     TaskType,
+    default_flag_thresholds,
 )
 from provenance import bulk, events
 
@@ -641,6 +643,21 @@ PROJECT_EDITABLE_FIELDS = (
 OVERLAP_FIELDS = ("overlap", "dynamic_overlap", "min_overlap", "max_overlap")
 
 
+def _check_flag_thresholds(value: Any) -> None:
+    """The thresholds are the known keys (``default_flag_thresholds``) with numbers."""
+    known = default_flag_thresholds()
+    if not isinstance(value, dict):
+        raise ValidationError({"flag_thresholds": "expected an object of numbers"})
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValidationError({"flag_thresholds": f"unknown threshold(s): {', '.join(unknown)}"})
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise ValidationError({f"threshold_{key}": "must be a number"})
+        if not math.isfinite(number):
+            raise ValidationError({f"threshold_{key}": "must be a finite number"})
+
+
 @transaction.atomic
 def update_project(
     *, project: Project, actor: AbstractBaseUser | None = None, **changes: Any
@@ -909,3 +926,94 @@ def _item_ids_by_external_id(project: Project, external_ids: Sequence[str]) -> l
             shown.append(f"... and {len(errors) - 100} more")
         raise ValidationError({"items": shown})
     return sorted({found[e] for e in wanted})
+
+
+@transaction.atomic
+def update_flag_thresholds(
+    *, project: Project, thresholds: dict, actor: AbstractBaseUser | None = None
+) -> Project:
+    """Set the project's flag thresholds (the keys of ``default_flag_thresholds``, numbers);
+    the next agreement run's flags use them. Records before and after when they change."""
+    _check_flag_thresholds(thresholds)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    before = dict(project.flag_thresholds or {})
+    after = {**before, **thresholds}
+    if after != before:
+        project.flag_thresholds = after
+        project.save(update_fields=["flag_thresholds"])
+        events.project_updated(
+            project_id=project.pk,
+            actor_id=getattr(actor, "pk", None),
+            before={"flag_thresholds": before},
+            after={"flag_thresholds": after},
+        )
+    return project
+
+
+CLASS_EDITABLE_FIELDS = ("name", "shortcut", "value", "is_borderline", "order")
+
+
+@transaction.atomic
+def update_label_classes(
+    *, project: Project, classes: Sequence[dict], actor: AbstractBaseUser | None = None
+) -> list[LabelClass]:
+    """Rename, reorder and re-key (shortcut) the project's classes and add new ones, from
+    rows ``{id?, key, name?, shortcut?, value?, is_borderline?}`` in the wanted order.
+
+    A row with ``id`` changes that class (its key stays: stored labels and exports name
+    it); a row without adds a class. Classes not listed are left as they are (a merge
+    never deletes). Shortcuts are single keys, unique in the project. Raises
+    ``ValidationError`` naming ``class_<position>`` on a bad row; nothing is written then.
+    Returns the classes in their new order. One ``project.updated`` event records the
+    before and after of the changed classes.
+    """
+    existing = {c.pk: c for c in LabelClass.objects.select_for_update().filter(project=project)}
+    shortcuts = [str(r.get("shortcut") or "").lower() for r in classes if r.get("shortcut")]
+    for position, row in enumerate(classes):
+        shortcut = str(row.get("shortcut") or "")
+        if len(shortcut) > 1:
+            raise ValidationError({f"class_{position}": "a shortcut is one key"})
+        if shortcut and shortcuts.count(shortcut.lower()) > 1:
+            raise ValidationError({f"class_{position}": f"shortcut {shortcut!r} is used twice"})
+        if row.get("id") is not None and row["id"] not in existing:
+            raise ValidationError({f"class_{position}": "not a class of this project"})
+    before, after, result = {}, {}, []
+    for order, row in enumerate(classes):
+        if row.get("id") is None:
+            label_class = add_label_class(
+                project=project,
+                key=row.get("key") or "",
+                name=row.get("name") or None,
+                value=row.get("value"),
+                is_borderline=bool(row.get("is_borderline")),
+                shortcut=str(row.get("shortcut") or ""),
+                order=order,
+            )
+            after[label_class.key] = {"added": True, "order": order}
+            result.append(label_class)
+            continue
+        label_class = existing[row["id"]]
+        wanted = {
+            "name": (row.get("name") or "").strip() or label_class.name,
+            "shortcut": str(row.get("shortcut") or ""),
+            "value": row.get("value"),
+            "is_borderline": bool(row.get("is_borderline")),
+            "order": order,
+        }
+        changed = [f for f in CLASS_EDITABLE_FIELDS if getattr(label_class, f) != wanted[f]]
+        if changed:
+            before[label_class.key] = {f: getattr(label_class, f) for f in changed}
+            for f in changed:
+                setattr(label_class, f, wanted[f])
+            label_class.full_clean(exclude=["project", "merged_into"])
+            label_class.save(update_fields=changed)
+            after[label_class.key] = {f: wanted[f] for f in changed}
+        result.append(label_class)
+    if after:
+        events.project_updated(
+            project_id=project.pk,
+            actor_id=getattr(actor, "pk", None),
+            before={"classes": before},
+            after={"classes": after},
+        )
+    return result

@@ -19,6 +19,7 @@ from labeling import access, selectors, services
 from labeling import assignment as assignment_service
 from labeling import box_page as boxes
 from labeling.access import LABEL_ROLES, MANAGER_ROLES, READ_ROLES, REVIEW_ROLES, page_access
+from labeling.markdown import render_markdown
 from labeling.models import MAX_TIME_SPENT_MS, Annotation, Assignment, Item, Project, TaskType
 
 
@@ -45,7 +46,11 @@ def home(request):
                 "can_review": role in REVIEW_ROLES,
             }
         )
-    return render(request, "labeling/home.html", {"projects": projects})
+    return render(
+        request,
+        "labeling/home.html",
+        {"projects": projects, "can_create": access.may_create_projects(request.user)},
+    )
 
 
 # The labeling pages: label roles, unarchived projects only.
@@ -94,11 +99,14 @@ def label(request, project: Project, role: str):
                 .select_related("label_class")
                 .first()
             )
+    saved = request.session.pop(SAVED_SESSION_KEY, None)
     classes, borderline = selectors.class_buttons(project)
     guideline = selectors.current_guideline(project)
     examples = []
     if guideline is not None:
-        for example in guideline.example_items.all().order_by("id")[:12]:
+        shown = list(guideline.example_items.all().order_by("id")[:12])
+        captions = selectors.example_captions(shown)
+        for example in shown:
             thumb = None
             if example.thumbnail:
                 thumb = reverse("item-thumbnail", args=[example.pk])
@@ -106,7 +114,10 @@ def label(request, project: Project, role: str):
                 thumb = reverse("item-image", args=[example.pk])
             elif example.image_url:
                 thumb = example.image_url
-            examples.append({"item": example, "thumb": thumb})
+            full = reverse("item-image", args=[example.pk]) if example.image else thumb
+            examples.append(
+                {"item": example, "thumb": thumb, "full": full, "caption": captions[example.pk]}
+            )
     is_detection = project.task_type == TaskType.DETECTION
     if is_detection:
         boxes.add_example_boxes(examples)
@@ -126,12 +137,16 @@ def label(request, project: Project, role: str):
         "classes": classes,
         "borderline": borderline,
         "guideline": guideline,
+        # Markdown, sanitised (labeling.markdown): no script, no handlers, no javascript:.
+        "guideline_html": render_markdown(guideline.text) if guideline else "",
         "examples": examples,
         "previous": previous,
         "progress": assignment_service.labeler_progress(project, request.user),
         "is_transcription": project.task_type == TaskType.TRANSCRIPTION,
         "is_rating": project.task_type == TaskType.RATING,
         "is_detection": is_detection,
+        "saved": saved,
+        "metadata_rows": selectors.metadata_rows(item.metadata) if item else [],
     }
     if is_detection:
         context.update(boxes.page_context(project=project, own_value=own_value, item=item))
@@ -161,9 +176,24 @@ def _submit(request, project: Project):
         if request.POST.get("revising"):
             target += f"?revise={item.pk}"
         return redirect(target)
-    if annotation.supersedes_id:
-        messages.success(request, f"Revised your label on {item.external_id}.")
+    # Confirmed on the next page as a brief toast that takes no room in the layout (a
+    # message list above the page would push the next item down).
+    label_class = annotation.label_class
+    request.session[SAVED_SESSION_KEY] = {
+        "item": item.external_id,
+        "label": label_class.name if label_class else _short(value),
+        "revised": bool(annotation.supersedes_id),
+    }
     return redirect("label", project_id=project.pk)
+
+
+# The label just submitted, for the next labeling page's confirmation toast.
+SAVED_SESSION_KEY = "concord.label_saved"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @labeling_page

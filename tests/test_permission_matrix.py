@@ -152,12 +152,23 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "login": {"GET": PUBLIC, "POST": PUBLIC},
     "logout": {"POST": PUBLIC},
     "healthz": {"GET": PUBLIC},
+    "favicon": {"GET": PUBLIC},
     # labeling pages
     "label": {"GET": LABEL, "POST": LABEL},
     "label-skip": {"POST": ASSIGNEE},
     "item-image": {"GET": READ},
     "item-thumbnail": {"GET": READ},
     "project-tags": {"GET": REVIEW, "POST": MANAGER_ONLY},
+    # a manager's workspace (issue 12)
+    "project-create": {"GET": STAFF, "POST": STAFF},
+    "project-settings": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "project-import": {"GET": MANAGER_ONLY},
+    "data-manager": {"GET": REVIEW},
+    "project-guidelines": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "guideline-preview": {"POST": MANAGER_ONLY},
+    "project-people": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
+    "item-page": {"GET": REVIEW},
+    "labeler-page": {"GET": SME_ONLY},
     # consistency pages
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
@@ -227,6 +238,10 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-dataset-lineage": {"GET": REVIEW},
     "api-tokens": {"GET": MANAGER_ONLY, "POST": MANAGER_ONLY},
     "api-token-detail": {"DELETE": MANAGER_ONLY},
+    # REST: the data manager (issue 12)
+    "api-data-manager-items": {"GET": REVIEW},
+    "api-data-manager-actions": {"POST": MANAGER_ONLY},
+    "api-data-manager-export": {"GET": REVIEW},
 }
 
 # Form fields a page POST needs to get past its own lookups (``{kwarg}`` is the target's).

@@ -60,24 +60,47 @@
     else if (action === "zoom-in") zoomBy(1.25);
     else if (action === "zoom-out") zoomBy(0.8);
     else if (action === "zoom-reset") resetZoom();
+    else if (action === "zoom-native") zoomNative();
   });
 
   // --- Zoom and pan of the image. ---
   var viewport = $("viewport");
   var img = $("item-image");
   var zoom = { s: 1, x: 0, y: 0 };
+  // The image is first shown fitted to the viewport (object-fit: contain), so the CSS
+  // scale is relative to "fit", not to the image's own pixels. The indicator shows the
+  // size against native pixels (100% = one image pixel per CSS pixel); at scale 1 it
+  // says "Fit", its own state, whatever that is in native terms.
+  function fitScale() {
+    if (!img || !viewport || !img.naturalWidth || !img.naturalHeight) return null;
+    var w = img.clientWidth, h = img.clientHeight;
+    return Math.min(w / img.naturalWidth, h / img.naturalHeight);
+  }
   function applyZoom() {
     if (!img) return;
     img.style.transform = "translate(" + zoom.x + "px," + zoom.y + "px) scale(" + zoom.s + ")";
     var level = $("zoom-level");
-    if (level) level.textContent = Math.round(zoom.s * 100) + "%";
+    var fit = fitScale();
+    if (level) {
+      var atFit = Math.abs(zoom.s - 1) < 0.001;
+      var native = fit === null ? null : Math.round(fit * zoom.s * 100);
+      level.textContent = atFit ? "Fit" : (native === null ? "" : native + "%");
+      level.title = native === null ? "" : native + "% of the image's native size";
+      level.setAttribute("data-native-percent", native === null ? "" : String(native));
+    }
     if (viewport) viewport.classList.toggle("zoomed", zoom.s > 1.001);
+  }
+  function zoomNative() {
+    var fit = fitScale();
+    if (fit) { zoom = { s: 1 / fit, x: 0, y: 0 }; applyZoom(); }
   }
   function zoomBy(factor, cx, cy) {
     if (!img || !viewport) return;
     var rect = viewport.getBoundingClientRect();
     if (cx === undefined) { cx = rect.width / 2; cy = rect.height / 2; }
-    var s = Math.min(16, Math.max(0.5, zoom.s * factor));
+    var fit = fitScale() || 1;
+    // Up to 16x native pixels (or 16x fit, if the image is shown larger than native).
+    var s = Math.min(Math.max(16, 16 / fit), Math.max(0.5, zoom.s * factor));
     var k = s / zoom.s;
     // Keep the point under the cursor where it is (transform origin is the centre).
     var ox = cx - rect.width / 2, oy = cy - rect.height / 2;
@@ -110,6 +133,8 @@
     viewport.addEventListener("pointerup", endDrag);
     viewport.addEventListener("pointercancel", endDrag);
     viewport.addEventListener("dblclick", resetZoom);
+    if (img.complete) applyZoom(); else img.addEventListener("load", applyZoom);
+    window.addEventListener("resize", applyZoom);
   }
 
   // --- Keyboard. ---
@@ -177,6 +202,10 @@
       default: break;
     }
   });
+
+  // The confirmation of the last submit fades after a moment (it floats: no layout shift).
+  var toast = $("saved-toast");
+  if (toast) window.setTimeout(function () { toast.classList.add("gone"); }, 2500);
 
   // A transcription page starts with the cursor in the box; a class page keeps focus
   // on the document so number keys work at once.

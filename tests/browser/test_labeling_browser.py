@@ -92,10 +92,27 @@ def test_labeler_labels_five_items_and_revises_one_with_the_keyboard_only(
     page.screenshot(path=str(screenshot_dir / "label.png"))
 
     # Zoom with the keyboard, toggle the guideline, write a comment: all without a mouse.
+    # The indicator measures against the image's own pixels: "Fit" is its own state, and
+    # 100% means one image pixel per CSS pixel (issue 12: it said 100% at about 1.9x).
+    page.wait_for_function("() => document.getElementById('item-image').naturalWidth > 0")
+    fit = page.evaluate(
+        """() => { const i = document.getElementById('item-image');
+                   return Math.min(i.clientWidth / i.naturalWidth,
+                                   i.clientHeight / i.naturalHeight); }"""
+    )
+    assert page.inner_text("#zoom-level") == "Fit"
     page.keyboard.press("+")
-    assert page.inner_text("#zoom-level") == "125%"
+    assert page.inner_text("#zoom-level") == f"{round(fit * 1.25 * 100)}%"
     page.keyboard.press("0")
+    assert page.inner_text("#zoom-level") == "Fit"
+    page.click("[data-action=zoom-native]")
     assert page.inner_text("#zoom-level") == "100%"
+    box = page.locator("#item-image").evaluate(
+        "i => i.getBoundingClientRect().width / i.clientWidth * Math.min("
+        "i.clientWidth / i.naturalWidth, i.clientHeight / i.naturalHeight)"
+    )
+    assert box == pytest.approx(1.0, abs=0.01)  # one image pixel per CSS pixel, measured
+    page.keyboard.press("0")
     page.keyboard.press("g")
     assert "guideline-hidden" in page.get_attribute("#label-layout", "class")
     page.keyboard.press("g")

@@ -3,6 +3,7 @@ page renders in headless Chromium (screenshot in ``CONCORD_SCREENSHOT_DIR`` if s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def readme_pipeline_example() -> str:
 
 
 README_EXAMPLE = readme_pipeline_example()
+
+
+def readme_build_request() -> dict:
+    """The JSON body of step 2's curl command ("Build a version"), read from README.md."""
+    text = (ROOT / "README.md").read_text()
+    step = text.split("**2. Build a version**", 1)[1].split("```bash\n", 1)[1]
+    command = step.split("```", 1)[0]
+    return json.loads(command.split("-d '", 1)[1].split("'", 1)[0])
 
 
 @pytest.fixture
@@ -99,3 +108,60 @@ def test_the_datasets_page_renders_in_a_browser(live, published, manager, page):
     assert page.locator("h1").inner_text() == f"v{published.pk} → v{second.pk}"
     if shots:
         page.screenshot(path=f"{shots}/diff.png", full_page=True)
+
+
+@pytest.fixture
+def demo_like(transactional_db, project, labelers, batch):
+    """Items with the demo's metadata (factories, cameras cam-1..cam-4) and an agreement
+    run, as on the demo's phone-screen project the README's step 2 is written for."""
+    cameras = [("shenzhen-a", "cam-1"), ("shenzhen-a", "cam-2"), ("penang-b", "cam-3")]
+    cameras.append(("penang-b", "cam-4"))
+    items = make_items(
+        project,
+        80,
+        batch=batch,
+        metadata=lambda i: {"factory": cameras[i % 4][0], "camera": cameras[i % 4][1]},
+    )
+    bulk_label_items(items, labelers, lambda i, j: "scratch" if i % 5 == 0 else "no_defect")
+    run_majority(project)
+    return project
+
+
+@pytest.mark.integration
+def test_the_readme_build_step_works_as_written_with_a_write_token(live, demo_like):
+    import requests
+
+    body = readme_build_request()
+    assert body["filters"] == {"metadata.camera": ["cam-1", "cam-2", "cam-3"]}
+    _, read_secret = services.create_pipeline_token(
+        project=demo_like, name="read", scopes=["read"], created_by=None
+    )
+    _, write_secret = services.create_pipeline_token(
+        project=demo_like, name="write", scopes=["read", "write"], created_by=None
+    )
+    url = f"{live.url}/api/v1/projects/{demo_like.pk}/datasets/"
+    # Step 1's read-only token may not build: the README says to use a write token.
+    refused = requests.post(
+        url, json=body, headers={"Authorization": f"Bearer {read_secret}"}, timeout=30
+    )
+    assert refused.status_code == 403
+    answer = requests.post(
+        url, json=body, headers={"Authorization": f"Bearer {write_secret}"}, timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    version = services.build_dataset_version(dataset_version_id=answer.json()["id"])
+    assert version.status == "succeeded", version.error
+    # cam-4 (every fourth item) is left out: 60 of the 80 items remain.
+    assert version.row_count == 60
+    detail = requests.get(
+        answer.json()["url"], headers={"Authorization": f"Bearer {read_secret}"}, timeout=30
+    ).json()
+    assert detail["status"] == "succeeded" and detail["row_count"] == 60
+
+    # Filters that match nothing are refused with a message naming the values present.
+    empty = {**body, "filters": {"metadata.factory": ["A", "B"]}}
+    refused = requests.post(
+        url, json=empty, headers={"Authorization": f"Bearer {write_secret}"}, timeout=30
+    )
+    assert refused.status_code == 400
+    assert "penang-b" in refused.text and "0 rows" in refused.text

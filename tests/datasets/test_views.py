@@ -62,15 +62,22 @@ def test_the_build_form_queues_a_version_and_shows_errors(
     assert "split ratios must sum to 1" in bad.content.decode()
 
 
-def test_a_token_is_shown_once_on_the_page_and_can_be_revoked(project, web):
+def test_a_token_is_shown_once_after_a_redirect_and_can_be_revoked(project, web):
     response = post(web, reverse("token-create", args=[project.pk]), {"name": "nightly"})
-    html = response.content.decode()
+    # Redirect after POST: reloading the page that shows the secret creates nothing.
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/projects/{project.pk}/datasets/#new-token")
+    assert PipelineToken.objects.filter(project=project).count() == 1
+    shown = get(web, reverse("datasets", args=[project.pk]))
+    html = shown.content.decode()
     token = PipelineToken.objects.get(project=project)
     start = html.index('data-testid="token-secret">') + len('data-testid="token-secret">')
     secret = html[start : html.index("</code>", start)]
     assert hash_token(secret) == token.token_hash
-    assert response["Cache-Control"] == "no-store"
-    assert secret not in get(web, reverse("datasets", args=[project.pk])).content.decode()
+    assert shown["Cache-Control"] == "no-store"
+    reloaded = get(web, reverse("datasets", args=[project.pk])).content.decode()
+    assert secret not in reloaded and 'data-testid="token-secret"' not in reloaded
+    assert PipelineToken.objects.filter(project=project).count() == 1
     post(web, reverse("token-revoke", args=[token.pk]), {})
     token.refresh_from_db()
     assert token.revoked_at is not None
