@@ -7,7 +7,16 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from api import auth, consistency, datasets, labeling, model_runs, projects, review
+from api import (
+    auth,
+    consistency,
+    datasets,
+    labeling,
+    model_runs,
+    monitoring,
+    projects,
+    review,
+)
 
 urlpatterns = [
     path("auth/token/", auth.ObtainTokenApi.as_view(), name="api-token"),
@@ -16,5 +25,5 @@ urlpatterns = [
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
-for module in (projects, labeling, consistency, review, datasets, model_runs):
+for module in (projects, labeling, consistency, review, datasets, model_runs, monitoring):
     urlpatterns += module.urlpatterns

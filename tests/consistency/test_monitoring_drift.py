@@ -77,12 +77,12 @@ def test_bootstrap_difference_of_agreement():
     rng = np.random.default_rng(1)
     reps_b = drift.bootstrap_proportion(90, 100, n_bootstrap=2000, rng=rng)
     reps_c = drift.bootstrap_proportion(60, 100, n_bootstrap=2000, rng=rng)
-    check = drift.agreement_check(
-        0.9, reps_b, 0.6, reps_c, n_baseline=100, n_current=100, min_n=30
-    )
+    check = drift.agreement_check(0.9, reps_b, 0.6, reps_c, n_baseline=100, n_current=100, min_n=30)
     assert check["statistic"] == pytest.approx(-0.3)
     assert check["effect_size"] == pytest.approx(0.3)
-    assert check["p_value"] < 0.01
+    # by hand: se = sqrt(.9 * .1 / 100 + .6 * .4 / 100) = 0.0574, z = 5.22
+    assert check["standard_error"] == pytest.approx(0.0574, abs=0.004)
+    assert check["p_value"] < 1e-5
     lo, hi = check["difference_ci"]
     assert lo < -0.3 < hi < 0
     same = drift.agreement_check(
@@ -134,13 +134,9 @@ def _noise_checks(rng, n_checks: int) -> list[dict]:
             checks.append(
                 drift.agreement_check(
                     rng.binomial(n_b, p) / n_b,
-                    drift.bootstrap_proportion(
-                        rng.binomial(n_b, p), n_b, n_bootstrap=500, rng=rng
-                    ),
+                    drift.bootstrap_proportion(rng.binomial(n_b, p), n_b, n_bootstrap=500, rng=rng),
                     rng.binomial(n_c, p) / n_c,
-                    drift.bootstrap_proportion(
-                        rng.binomial(n_c, p), n_c, n_bootstrap=500, rng=rng
-                    ),
+                    drift.bootstrap_proportion(rng.binomial(n_c, p), n_c, n_bootstrap=500, rng=rng),
                     n_baseline=n_b,
                     n_current=n_c,
                 )
