@@ -133,7 +133,7 @@ class MonitoringRunApi(ProjectScopedMixin, APIView):
 
     allowed_roles = {"GET": REVIEW_ROLES}
     scope_model = MonitoringRun
-    scope_url_kwarg = "run_id"
+    scope_url_kwarg = "monitoring_run_id"
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -156,7 +156,7 @@ class MonitoringRunApi(ProjectScopedMixin, APIView):
         finished_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema(responses={200: OutputSerializer}, summary="Poll a monitoring run")
-    def get(self, request, run_id: int):
+    def get(self, request, monitoring_run_id: int):
         run = self.object
         return Response(
             {
@@ -182,5 +182,9 @@ urlpatterns = [
         MonitoringRunsApi.as_view(),
         name="api-monitoring-runs",
     ),
-    path("monitoring-runs/<int:run_id>/", MonitoringRunApi.as_view(), name="api-monitoring-run"),
+    path(
+        "monitoring-runs/<int:monitoring_run_id>/",
+        MonitoringRunApi.as_view(),
+        name="api-monitoring-run",
+    ),
 ]

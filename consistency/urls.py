@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from consistency import views
+from consistency import monitoring_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/dashboard/", views.dashboard, name="consistency-dashboard"),
@@ -12,4 +12,14 @@ urlpatterns = [
         name="consistency-start-run",
     ),
     path("model-runs/<int:model_run_id>/", views.model_run_page, name="model-run-page"),
+    path(
+        "projects/<int:project_id>/monitoring/",
+        monitoring_views.monitoring_page,
+        name="consistency-monitoring",
+    ),
+    path(
+        "projects/<int:project_id>/monitoring/runs/",
+        monitoring_views.start_monitoring,
+        name="consistency-start-monitoring",
+    ),
 ]

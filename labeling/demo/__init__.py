@@ -3,6 +3,8 @@
 from .synth import (
     CAMERAS,
     DARK_CAMERA,
+    DIMMING_CAMERA,
+    DIMMING_FROM_DAY,
     IMAGE_CLASSES,
     IMAGE_PROJECT_SLUG,
     MANAGER,
@@ -25,6 +27,8 @@ from .types import (
 __all__ = [
     "CAMERAS",
     "DARK_CAMERA",
+    "DIMMING_CAMERA",
+    "DIMMING_FROM_DAY",
     "IMAGE_CLASSES",
     "IMAGE_PROJECT_SLUG",
     "MANAGER",

@@ -120,9 +120,9 @@ def build(
             value = str(truth)
             if rng.random() < 0.08:
                 value = str(rng.choice(CLASSES))
-            if labeler == confused_labeler and day >= SHIFT_DAY and truth == "dent":
-                if rng.random() < 0.85:
-                    value = "scratch"
+            confused = labeler == confused_labeler and day >= SHIFT_DAY and truth == "dent"
+            if confused and rng.random() < 0.85:
+                value = "scratch"
             annotations.append(
                 Annotation(
                     project=project,
