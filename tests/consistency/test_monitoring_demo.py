@@ -8,8 +8,8 @@ import pytest
 
 from consistency import monitoring
 from consistency.models import Flag, FlagKind
-from labeling.demo import DIMMING_CAMERA, IMAGE_PROJECT_SLUG
 from labeling import services
+from labeling.demo import DIMMING_CAMERA, IMAGE_PROJECT_SLUG
 from labeling.demo.loader import seed_demo
 from labeling.models import Project
 
