@@ -655,11 +655,14 @@ def compute_checks(
     def distribution_check(sel, slice_=None, labeler=None, metric="label_distribution"):
         b = np.bincount(cls[sel & lb], minlength=k)
         c = np.bincount(cls[sel & lc], minlength=k)
+        # the labels of one item are not independent observations: count the items
+        n_items = (np.unique(item_ids[sel & lb]).size, np.unique(item_ids[sel & lc]).size)
         check = drift.categorical_check(
             dict(zip(classes, b.tolist(), strict=True)),
             dict(zip(classes, c.tolist(), strict=True)),
             min_n=min_n,
             unit="labels",
+            n_clusters=n_items,
         )
         check["series"] = _distribution_series(cls[sel], lweek[sel], b, k, min_effect, win)
         checks.append(_entry(check, metric, slice_=slice_, labeler=labeler))

@@ -32,7 +32,7 @@ def series_chart(series: dict | None, *, current_start: str | None = None) -> di
     if not series or not series.get("points"):
         return None
     width, height = 300, 130
-    left, right, top, bottom = 40, width - 8, 10, height - 24
+    left, right, top, bottom = 40, width - 18, 10, height - 24
     pts = series["points"]
     values = [p["value"] for p in pts if p.get("value") is not None]
     alarm = series.get("alarm") or {}
@@ -57,7 +57,11 @@ def series_chart(series: dict | None, *, current_start: str | None = None) -> di
         v = p.get("value")
         entry = {"x": _c(sx(i)), "label": p["week"][5:], "title": f"week of {p['week']}"}
         if v is not None:
-            outside = (low is not None and v < low) or (high is not None and v > high)
+            # marked only in the current window: baseline weeks scatter around the band
+            in_current = current_start is None or p["week"] >= current_start[:10]
+            outside = in_current and (
+                (low is not None and v < low) or (high is not None and v > high)
+            )
             entry.update({"y": _c(sy(v)), "outside": outside})
             entry["title"] += f": {_fmt(v)} (n={p.get('n')})"
             path.append(f"{'M' if not path else 'L'}{sx(i):.1f},{sy(v):.1f}")

@@ -32,6 +32,14 @@ METRIC_TITLES = {
     "labeler_label_distribution": "Labeler's label distribution",
 }
 NUMBER_METRICS = ("mean_brightness", "width", "height")
+TEST_NAMES = {
+    "ks": "Kolmogorov–Smirnov",
+    "wasserstein": "normalised Wasserstein",
+    "chi_square": "chi-square",
+    "jensen_shannon": "Jensen–Shannon",
+    "bootstrap_difference": "bootstrap difference",
+    "binomial_rate": "binomial rate test",
+}
 
 
 def _subject(check: dict) -> str:
@@ -72,12 +80,25 @@ def _card(check: dict, current_start: str) -> dict:
         "series": charts.series_chart(check.get("series"), current_start=current_start),
         "since": (check.get("series") or {}).get("since"),
         "reason": (check.get("reasons") or {}).get("drifted"),
+        "test": TEST_NAMES.get(check["test"], check["test"]),
     }
     if metric in NUMBER_METRICS:
         card["hist"] = charts.histogram_pair(check.get("histogram"))
     elif "shares" in check["baseline"]:
         card["shares"] = charts.share_pair(check["baseline"], check["current"])
     return card
+
+
+def _constant(cards: list[dict]) -> float | None:
+    """The value every item of every window has, if there is only one."""
+    means = set()
+    for card in cards:
+        for side in (card["check"]["baseline"], card["check"]["current"]):
+            if side.get("n") and side.get("std") not in (0, 0.0):
+                return None
+            if side.get("n"):
+                means.add(side.get("mean"))
+    return means.pop() if len(means) == 1 else None
 
 
 def _labeler_rows(results: dict, cards: list[dict], current_start: str) -> list[dict]:
@@ -147,7 +168,13 @@ def monitoring_page(request, project: Project, role: str):
         for card in cards:
             by_metric.setdefault(card["check"]["metric"], []).append(card)
         inputs = [
-            {"metric": m, "title": METRIC_TITLES[m], "cards": by_metric[m]}
+            {
+                "metric": m,
+                "title": METRIC_TITLES[m],
+                "cards": by_metric[m],
+                # the same single value everywhere (fixed-size images): one line, no charts
+                "constant": _constant(by_metric[m]),
+            }
             for m in NUMBER_METRICS
             if m in by_metric
         ]

@@ -233,6 +233,7 @@ def categorical_check(
     min_n: int = 30,
     large_n: int = LARGE_N,
     unit: str = "labels",
+    n_clusters: tuple[int, int] | None = None,
 ) -> dict:
     """Drift of a distribution (label shares, items per slice value, missing metadata).
 
@@ -246,6 +247,12 @@ def categorical_check(
         both windows dropped, no continuity correction).
     unit : str
         What is counted, for the "too few ..." reason.
+    n_clusters : (int, int), optional
+        Independent units behind the counts of each window when counts are clustered
+        (several labels of one item). The chi-square statistic is divided by the design
+        effect ``max(n / n_clusters)`` of the two windows -- its upper bound, reached
+        when the labels of an item always agree (a first-order Rao-Scott correction) --
+        so three labels of one item weigh as one observation, not three.
 
     Returns
     -------
@@ -288,7 +295,12 @@ def categorical_check(
         check["statistic"], check["p_value"] = 0.0, 1.0
         check["reasons"]["statistic"] = "one category in both windows"
         return check
-    chi2, p, _, _ = stats.chi2_contingency(np.vstack([b[used], c[used]]), correction=False)
+    chi2, p, dof, _ = stats.chi2_contingency(np.vstack([b[used], c[used]]), correction=False)
+    if n_clusters is not None:
+        deff = max(n_b / max(n_clusters[0], 1), n_c / max(n_clusters[1], 1), 1.0)
+        check["design_effect"] = _f(deff)
+        chi2 = chi2 / deff
+        p = stats.chi2.sf(chi2, dof)
     check["statistic"] = _f(chi2)
     check["p_value"] = _f(p)
     return check

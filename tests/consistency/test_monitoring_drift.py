@@ -47,6 +47,17 @@ def test_chi_square_on_a_hand_worked_table():
     assert check["p_value"] == pytest.approx(0.009823, abs=1e-5)  # chi2.sf(6.667, 1)
 
 
+def test_clustered_labels_count_as_their_items():
+    # the same table as above, but every item carries three identical labels: 30 items
+    # in each window, so the statistic is a third (design effect 3)
+    check = drift.categorical_check(
+        {"a": 30, "b": 60}, {"a": 60, "b": 30}, min_n=30, n_clusters=(30, 30)
+    )
+    assert check["design_effect"] == 3.0
+    assert check["statistic"] == pytest.approx(20 / 3, abs=1e-5)
+    assert check["p_value"] == pytest.approx(0.009823, abs=1e-5)
+
+
 def test_jensen_shannon_distance_by_hand():
     # p = (1, 0), q = (1/2, 1/2): m = (3/4, 1/4);
     # KL(p||m) = log2(4/3); KL(q||m) = 1/2 log2(2/3) + 1/2 log2(2)
