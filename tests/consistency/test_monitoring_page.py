@@ -69,3 +69,18 @@ def test_labelers_may_not_see_the_page_and_smes_may_start_a_run(
     assert MonitoringRun.objects.get(project=project).status == "succeeded"
     page = client.get(reverse("consistency-monitoring", args=[project.pk])).content.decode()
     assert "too few" in page  # 60 items: most windows below 30, no verdict, with the reason
+
+
+def test_a_drift_flag_opens_in_the_review_queue_with_its_evidence(project, labelers6, manager):
+    from consistency.models import Flag, FlagKind
+
+    build(project, labelers6, n_items=450)
+    run = run_now(project, slices=["camera"])
+    flag = Flag.objects.get(
+        project=project, kind=FlagKind.DRIFT, slice_key="camera", slice_value="cam-2"
+    )
+    client = SecureClient()
+    client.force_login(manager)
+    html = client.get(reverse("review-flag", args=[flag.pk])).content.decode()
+    assert f"monitoring run #{run.pk}" in html
+    assert "mean brightness" in html and "Since (week of)" in html
