@@ -157,14 +157,8 @@ def gwet_ac2(counts, values, level: str) -> GwetResult:
 
 
 def gwet_ac_bootstrap(
-    counts,
-    weights=None,
-    *,
-    n_bootstrap: int,
-    seed: int = 0,
-    confidence: float = 0.95,
-    return_replicates: bool = False,
-):
+    counts, weights=None, *, n_bootstrap: int, seed: int = 0, confidence: float = 0.95
+) -> list[float] | None:
     """Percentile bootstrap interval of :func:`gwet_ac` over items.
 
     Replicate ``b`` draws ``f = rng.multinomial(n, [1/n] * n)`` (how often each rated
@@ -181,9 +175,6 @@ def gwet_ac_bootstrap(
         The same seed gives the same interval.
     confidence : float
         Coverage, in (0, 1).
-    return_replicates : bool
-        Return the defined replicates themselves (ndarray, possibly empty) instead of
-        the interval: monitoring compares two windows' replicates.
 
     Returns
     -------
@@ -201,7 +192,7 @@ def gwet_ac_bootstrap(
     r = r[r.sum(axis=1) > 0]
     n = r.shape[0]
     if q < 2 or n == 0:
-        return np.zeros(0) if return_replicates else None
+        return None
     ri = r.sum(axis=1)
     two = ri >= 2
     # per-item terms: the item's p_a term (items with two ratings) and category shares
@@ -221,8 +212,6 @@ def gwet_ac_bootstrap(
         pe = scale * (pi * (1.0 - pi)).sum()
         if pe < 1.0:
             reps.append((pa - pe) / (1.0 - pe))
-    if return_replicates:
-        return np.asarray(reps, dtype=np.float64)
     if not reps:
         return None
     tail = (1.0 - float(confidence)) / 2.0 * 100.0

@@ -115,6 +115,24 @@ def test_rate_check_exact_binomial():
     assert halved["effect_size"] == pytest.approx(0.5) and halved["p_value"] < 1e-6
 
 
+def test_ac1_replicates_match_the_agreement_run_bootstrap():
+    """Profile-collapsed replicates against gwet_ac_bootstrap (items drawn one by one):
+    the same distribution, so the same interval up to Monte Carlo error, centred on AC1."""
+    from consistency.metrics.gwet import gwet_ac1, gwet_ac_bootstrap
+
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 4, 3000)
+    labels = np.where(rng.random((3000, 3)) < 0.8, truth[:, None], rng.integers(0, 4, (3000, 3)))
+    counts = np.stack([(labels == k).sum(axis=1) for k in range(4)], axis=1)
+    counts[::7, :] = 0  # items without labels are ignored by both
+    counts[1::11] = np.eye(4, dtype=int)[truth[1::11]]  # single-label items
+    reps = drift.gwet_ac1_replicates(counts, n_bootstrap=4000, seed=1)
+    ours = np.percentile(reps, [2.5, 97.5])
+    theirs = gwet_ac_bootstrap(counts, n_bootstrap=4000, seed=2)
+    assert np.allclose(ours, theirs, atol=0.004)
+    assert abs(reps.mean() - gwet_ac1(counts).value) < 0.002
+
+
 # --------------------------------------------------------------------------- no false alarms
 
 
