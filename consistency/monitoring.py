@@ -95,7 +95,8 @@ DEFAULT_N_BOOTSTRAP = 200
 MAX_N_BOOTSTRAP = 2000
 MAX_SLICE_VALUES = 40  # per key; the most frequent ones (a serial-number key has thousands)
 CURRENT_DAYS, BASELINE_DAYS = 14, 28
-SCHEDULE_EVERY = timedelta(hours=23)  # "daily", with slack for the hourly beat tick
+SCHEDULE_EVERY = timedelta(hours=23)
+FETCH_BATCH = 100_000  # "daily", with slack for the hourly beat tick
 
 
 # --------------------------------------------------------------------------- parameters
@@ -381,30 +382,34 @@ def load_labels(project: Project) -> tuple[pd.DataFrame, list[str], dict[int, st
     )
     code = {c.pk: i for i, c in enumerate(active)}
     table = connection.ops.quote_name(Annotation._meta.db_table)
-    # SQLite would turn each time into a datetime in Python (a million calls): read the
-    # text and let pandas parse the column at once.
-    created = "CAST(created_at AS TEXT)" if connection.vendor == "sqlite" else "created_at"
+    # Times as whole seconds since the epoch, computed by the database: a million rows of
+    # four integers come back as one numpy block per batch, no datetime or string per row.
+    if connection.vendor == "sqlite":
+        epoch = "CAST(strftime('%%s', created_at) AS INTEGER)"
+    else:
+        epoch = "CAST(EXTRACT(EPOCH FROM created_at) AS BIGINT)"
+    blocks = []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT item_id, labeler_id, label_class_id, {created} FROM {table} "  # noqa: S608
+            f"SELECT item_id, labeler_id, label_class_id, {epoch} FROM {table} "  # noqa: S608
             "WHERE project_id = %s AND is_current AND label_class_id IS NOT NULL",
             [project.pk],
         )
-        rows = cursor.fetchall()
-    cols = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+        while rows := cursor.fetchmany(FETCH_BATCH):
+            blocks.append(np.array(rows, dtype=np.int64))
+    block = np.concatenate(blocks) if blocks else np.zeros((0, 4), dtype=np.int64)
     df = pd.DataFrame(
         {
-            "item": np.asarray(cols[0], dtype=np.int64),
-            "labeler": np.asarray(cols[1], dtype=np.int64),
-            "class_id": np.asarray(cols[2], dtype=np.int64),
-            "t": list(cols[3]),
+            "item": block[:, 0],
+            "labeler": block[:, 1],
+            "class_id": block[:, 2],
+            "t": pd.to_datetime(block[:, 3], unit="s", utc=True),
         }
     )
     lookup = {cid: code[mapping.get(cid, cid)] for cid in mapping if mapping.get(cid, cid) in code}
     df["cls"] = df["class_id"].map(lookup)
     df = df.dropna(subset=["cls"])
     df["cls"] = df["cls"].astype(np.int64)
-    df["t"] = pd.to_datetime(df["t"], utc=True, format="ISO8601")
     names = dict(
         User.objects.filter(pk__in=df["labeler"].unique().tolist()).values_list("id", "username")
     )
@@ -701,10 +706,13 @@ def compute_checks(
     item_ids = labels["item"].to_numpy(dtype=np.int64)
 
     def distribution_check(sel, slice_=None, labeler=None, metric="label_distribution"):
-        b = np.bincount(cls[sel & lb], minlength=k)
-        c = np.bincount(cls[sel & lc], minlength=k)
+        # ``sel``: a boolean mask over the labels, or the positions of the labels
+        idx = np.flatnonzero(sel) if sel.dtype == bool else sel
+        ib_, ic_ = idx[lb[idx]], idx[lc[idx]]
+        b = np.bincount(cls[ib_], minlength=k)
+        c = np.bincount(cls[ic_], minlength=k)
         # the labels of one item are not independent observations: count the items
-        n_items = (np.unique(item_ids[sel & lb]).size, np.unique(item_ids[sel & lc]).size)
+        n_items = (np.unique(item_ids[ib_]).size, np.unique(item_ids[ic_]).size)
         check = drift.categorical_check(
             dict(zip(classes, b.tolist(), strict=True)),
             dict(zip(classes, c.tolist(), strict=True)),
@@ -712,7 +720,7 @@ def compute_checks(
             unit="labels",
             n_clusters=n_items,
         )
-        check["series"] = _distribution_series(cls[sel], lweek[sel], b, k, min_effect, win)
+        check["series"] = _distribution_series(cls[idx], lweek[idx], b, k, min_effect, win)
         checks.append(_entry(check, metric, slice_=slice_, labeler=labeler))
 
     # -- label distribution overall and per slice value (the label's item's slice)
@@ -785,12 +793,17 @@ def compute_checks(
     rng = np.random.default_rng([seed, 12])
     gold = gold if gold is not None else gold_marks_none(len(labels))
     per_labeler = []
-    for lab in sorted(np.unique(lab_ids).tolist(), key=lambda i: labeler_names.get(i, str(i))):
+    # the labels sorted by labeler once: each labeler's labels are one contiguous run
+    order = np.argsort(lab_ids, kind="stable")
+    ids, starts, sizes = np.unique(lab_ids[order], return_index=True, return_counts=True)
+    segment = {int(i): order[a : a + n] for i, a, n in zip(ids, starts, sizes, strict=True)}
+    for lab in sorted(segment, key=lambda i: labeler_names.get(i, str(i))):
         name = labeler_names.get(lab, str(lab))
-        mine = lab_ids == lab
-        sel_b, sel_c = mine & eligible & lb, mine & eligible & lc
-        kb, nb = int(agrees[sel_b].sum()), int(sel_b.sum())
-        kc, nc = int(agrees[sel_c].sum()), int(sel_c.sum())
+        mine = segment[lab]
+        elig = mine[eligible[mine]]
+        eb, ec = elig[lb[elig]], elig[lc[elig]]
+        kb, nb = int(agrees[eb].sum()), int(eb.size)
+        kc, nc = int(agrees[ec].sum()), int(ec.size)
         vb, vc = (kb / nb if nb else None), (kc / nc if nc else None)
         reasons = {} if (nb and nc) else {"value": "no label where the others have a majority"}
         check = drift.agreement_check(
@@ -798,14 +811,13 @@ def compute_checks(
             vc, drift.bootstrap_proportion(kc, nc, n_bootstrap=n_boot, rng=rng),
             n_baseline=nb, n_current=nc, min_n=min_n, unit="labels", reasons=reasons,
         )  # fmt: skip
-        sel = mine & eligible
-        check["series"] = _proportion_series(agrees[sel], lweek[sel], vb, min_effect, win)
+        check["series"] = _proportion_series(agrees[elig], lweek[elig], vb, min_effect, win)
         checks.append(_entry(check, "labeler_agreement", labeler=name))
         distribution_check(mine, labeler=name, metric="labeler_label_distribution")
         per_labeler.append(
             {
                 "labeler": name,
-                "weeks": _labeler_weeks(mine, eligible, agrees, gold, lweek, win),
+                "weeks": _labeler_weeks(mine, elig, agrees, gold, lweek, win),
             }
         )
     progress(0.85)
@@ -849,23 +861,33 @@ def gold_marks(project: Project, labels: pd.DataFrame, classes: list[str]) -> di
     return {"has": has, "correct": correct}
 
 
-def _labeler_weeks(mine, eligible, agrees, gold, lweek, win: Windows) -> list[dict]:
-    out = []
-    for w, lab in enumerate(win.week_labels()):
-        wk = mine & (lweek == w)
-        e = wk & eligible
-        g = wk & gold["has"]
-        out.append(
-            {
-                "week": lab,
-                "n_labels": int(wk.sum()),
-                "n_agreement": int(e.sum()),
-                "agreement": drift._f(agrees[e].mean()) if e.any() else None,
-                "n_gold": int(g.sum()),
-                "gold_accuracy": drift._f(gold["correct"][g].mean()) if g.any() else None,
-            }
+def _labeler_weeks(mine, elig, agrees, gold, lweek, win: Windows) -> list[dict]:
+    """One labeler's figures per week. ``mine``: positions of the labeler's labels;
+    ``elig``: those where the others have a majority."""
+    n_weeks = len(win.weeks)
+
+    def per_week(idx, weights=None):
+        w = lweek[idx]
+        ok = w >= 0
+        return np.bincount(
+            w[ok], weights=None if weights is None else weights[idx][ok], minlength=n_weeks
         )
-    return out
+
+    scored = mine[gold["has"][mine]]
+    n_labels, n_agree = per_week(mine), per_week(elig)
+    agree = per_week(elig, agrees.astype(np.float64))
+    n_gold, correct = per_week(scored), per_week(scored, gold["correct"].astype(np.float64))
+    return [
+        {
+            "week": label,
+            "n_labels": int(n_labels[w]),
+            "n_agreement": int(n_agree[w]),
+            "agreement": drift._f(agree[w] / n_agree[w]) if n_agree[w] else None,
+            "n_gold": int(n_gold[w]),
+            "gold_accuracy": drift._f(correct[w] / n_gold[w]) if n_gold[w] else None,
+        }
+        for w, label in enumerate(win.week_labels())
+    ]
 
 
 # --------------------------------------------------------------------------- execute
