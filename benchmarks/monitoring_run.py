@@ -119,9 +119,7 @@ def build(n_items: int, per_item: int) -> int:
     confused = (labelers == 7) & late & (value == 2) & (rng.random(items.size) < 0.8)
     value = np.where(confused, 3, value)
     made = start.timestamp() + (day[items] + rng.uniform(0.05, 0.5, items.size)) * 86400
-    created = [
-        datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%d %H:%M:%S") for s in made.tolist()
-    ]
+    created = [datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%d %H:%M:%S") for s in made.tolist()]
     user_ids = np.array([u.pk for u in users])
     table = connection.ops.quote_name(Annotation._meta.db_table)
     sql = (

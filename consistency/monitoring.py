@@ -78,7 +78,9 @@ logger = logging.getLogger(__name__)
 User = get_user_model()
 
 PARAM_KEYS = ("baseline", "current", "slices", "n_bootstrap", "seed")
-SLICE_KEYS = ("factory", "line", "camera", "camera_settings", "phone_model", "device")
+# In this order: when several keys cut the same items (a camera, its line, its serial,
+# its settings), the check of the first one stands for the others (``same_as``).
+SLICE_KEYS = ("camera", "factory", "line", "phone_model", "device", "camera_settings")
 # DESIGN's common metadata keys: the missing-metadata checks watch each one present.
 COMMON_KEYS = (
     "factory",
@@ -942,6 +944,7 @@ def execute_monitoring_run(run_id: int) -> MonitoringRun:
         # Drifted checks first, then undecided, then the rest; larger effects first.
         order = {True: 0, None: 1, False: 2}
         checks.sort(key=lambda c: (order[c["drifted"]], -(c["effect_size"] or 0.0)))
+        mark_aliases(checks)
         pending = pending_image_stats(project.pk)
         results = {
             "checks": checks,
@@ -995,6 +998,25 @@ def fail_monitoring_run(run_id: int, message: str) -> None:
     MonitoringRun.objects.filter(pk=run_id).exclude(status=RunStatus.SUCCEEDED).update(
         status=RunStatus.FAILED, error=message[:4000], finished_at=timezone.now()
     )
+
+
+def mark_aliases(checks: list[dict]) -> None:
+    """Mark a slice check whose figures equal an earlier check's of the same metric (the
+    same items: a camera and its line, serial number and settings) with ``same_as``: the
+    earlier check's slice. Its verdict stands; it raises no flag of its own (the first
+    one's evidence lists it), and the page folds it into the first one's card."""
+    first: dict[str, dict] = {}
+    for check in checks:
+        if not check.get("slice") or check["slice"].get("value") is None:
+            continue
+        figures = json.dumps(
+            [check["metric"], check["baseline"], check["current"], check["effect_size"]],
+            sort_keys=True,
+        )
+        if figures in first:
+            check["same_as"] = first[figures]["slice"]
+        else:
+            first[figures] = check
 
 
 # --------------------------------------------------------------------------- flags
@@ -1057,8 +1079,16 @@ def raise_drift_flags(run: MonitoringRun, checks: list[dict]) -> list[Flag]:
             username__in=[c["labeler"] for c in drifted if c.get("labeler")]
         ).values_list("username", "id")
     )
+    aliases: dict[str, list[dict]] = {}
+    for check in drifted:
+        if check.get("same_as"):
+            aliases.setdefault(json.dumps(check["same_as"], sort_keys=True), []).append(
+                check["slice"]
+            )
     flags = []
     for check in drifted:
+        if check.get("same_as"):
+            continue
         sig = drift_signature(check)
         if sig in open_sigs:
             continue
@@ -1078,6 +1108,7 @@ def raise_drift_flags(run: MonitoringRun, checks: list[dict]) -> list[Flag]:
             "current": {k: v for k, v in check["current"].items() if k != "reasons"},
             "windows": {"baseline": run.params["baseline"], "current": run.params["current"]},
             "since": (check.get("series") or {}).get("since"),
+            "same_items_as": aliases.get(json.dumps(check.get("slice"), sort_keys=True), []),
         }
         flags.append(
             Flag(

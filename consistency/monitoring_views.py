@@ -89,6 +89,25 @@ def _card(check: dict, current_start: str) -> dict:
     return card
 
 
+def _fold_aliases(cards: list[dict]) -> list[dict]:
+    """Drop the cards of checks that cut the same items as an earlier one (``same_as``)
+    and name their slices on that card instead ("also line = A2, device = ...")."""
+    kept, by_subject = [], {}
+    for card in cards:
+        check = card["check"]
+        same = check.get("same_as")
+        if same:
+            key = (check["metric"], same["key"], same["value"])
+            if key in by_subject:
+                by_subject[key]["also"].append(_subject(check))
+                continue
+        card["also"] = []
+        if check.get("slice"):
+            by_subject[(check["metric"], check["slice"]["key"], check["slice"]["value"])] = card
+        kept.append(card)
+    return kept
+
+
 def _constant(cards: list[dict]) -> float | None:
     """The value every item of every window has, if there is only one."""
     means = set()
@@ -163,7 +182,7 @@ def monitoring_page(request, project: Project, role: str):
     if run is not None and run.results:
         results = run.results
         current_start = run.params["current"]["start"]
-        cards = [_card(c, current_start) for c in results["checks"]]
+        cards = _fold_aliases([_card(c, current_start) for c in results["checks"]])
         by_metric: dict[str, list[dict]] = {}
         for card in cards:
             by_metric.setdefault(card["check"]["metric"], []).append(card)

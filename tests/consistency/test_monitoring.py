@@ -177,7 +177,7 @@ def test_default_windows_are_the_last_two_weeks_and_four_before(project, six_lab
     )
     assert params["baseline"]["end"] == params["current"]["start"]
     assert datetime.fromisoformat(params["baseline"]["start"]) == end - timedelta(days=42)
-    assert params["slices"] == ["factory", "camera"]
+    assert params["slices"] == ["camera", "factory"]
 
 
 def test_brightness_shift_on_one_camera_is_flagged_for_that_camera_only(project, six_labelers):
@@ -345,3 +345,21 @@ def test_schedule_starts_one_run_a_day_for_due_projects(
     project.save(update_fields=["monitoring_schedule"])
     later = datetime.now(UTC) + timedelta(days=2)
     assert project not in monitoring.due_projects(later)
+
+
+def test_slices_that_cut_the_same_items_raise_one_flag(project, six_labelers):
+    build(project, six_labelers, n_items=450)
+    # every camera has its own serial number: device cuts the same items as camera
+    for item in Item.objects.filter(project=project):
+        item.metadata = {**item.metadata, "device": "SN-" + item.metadata["camera"]}
+        item.save(update_fields=["metadata"])
+    run = run_now(project, slices=["camera", "device"])
+    device = find(run.results["checks"], "mean_brightness", key="device", value="SN-cam-2")
+    assert device["drifted"] is True
+    assert device["same_as"] == {"key": "camera", "value": "cam-2"}
+    flags = Flag.objects.filter(
+        project=project, kind=FlagKind.DRIFT, evidence__metric="mean_brightness"
+    )
+    assert not flags.filter(slice_key="device").exists()
+    camera = flags.get(slice_key="camera", slice_value="cam-2")
+    assert camera.evidence["same_items_as"] == [{"key": "device", "value": "SN-cam-2"}]
