@@ -315,6 +315,7 @@ def test_api_contract_and_no_nan_or_infinity(
     assert listing["results"][0]["id"] == run_id
     flags = strict(client.get(reverse("api-flags", args=[project.pk]), {"kind": "drift"}).content)
     assert flags["results"] and all(f["kind"] == "drift" for f in flags["results"])
+    assert all(f["monitoring_run"] == run_id and f["run"] is None for f in flags["results"])
 
 
 def test_bad_windows_are_400_naming_the_field(project, six_labelers, manager):
