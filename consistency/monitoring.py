@@ -993,13 +993,6 @@ def execute_monitoring_run(run_id: int) -> MonitoringRun:
     return run
 
 
-def fail_monitoring_run(run_id: int, message: str) -> None:
-    """Mark the run failed with a message a person can act on (idempotent)."""
-    MonitoringRun.objects.filter(pk=run_id).exclude(status=RunStatus.SUCCEEDED).update(
-        status=RunStatus.FAILED, error=message[:4000], finished_at=timezone.now()
-    )
-
-
 def mark_aliases(checks: list[dict]) -> None:
     """Mark a slice check whose figures equal an earlier check's of the same metric (the
     same items: a camera and its line, serial number and settings) with ``same_as``: the
