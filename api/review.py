@@ -41,6 +41,8 @@ def flag_payload(flag: Flag) -> dict:
         "labeler": flag.labeler.get_username() if flag.labeler_id else None,
         "slice": {"key": flag.slice_key, "value": flag.slice_value} if flag.slice_key else None,
         "run": flag.run_id,
+        # drift flags come from a monitoring run (``run`` is then null)
+        "monitoring_run": flag.monitoring_run_id,
         "superseded_by": flag.superseded_by_id,
         "created_at": flag.created_at,
         "closed_at": flag.closed_at,

@@ -15,6 +15,7 @@ from api import (
     datasets,
     labeling,
     model_runs,
+    monitoring,
     projects,
     review,
 )
@@ -27,4 +28,5 @@ urlpatterns = [
 ]
 
 for module in (projects, labeling, checks, consistency, review, datasets, model_runs, data_manager):
+    (monitoring,)
     urlpatterns += module.urlpatterns

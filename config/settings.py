@@ -353,4 +353,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.tasks.expire_stale_assignments",
         "schedule": 300.0,
     },
+    # Hourly tick; each project on the daily monitoring schedule runs once a day.
+    "run-due-monitoring": {"task": "consistency.tasks.run_due_monitoring", "schedule": 3600.0},
 }

@@ -146,7 +146,13 @@ class Flag(models.Model):
     """Something an SME should look at, found by an agreement run, with its evidence."""
 
     project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, related_name="flags")
-    run = models.ForeignKey(AgreementRun, on_delete=models.CASCADE, related_name="flags")
+    # The agreement run that raised it; null for a drift flag, which a monitoring run raises.
+    run = models.ForeignKey(
+        AgreementRun, null=True, blank=True, on_delete=models.CASCADE, related_name="flags"
+    )
+    monitoring_run = models.ForeignKey(
+        "MonitoringRun", null=True, blank=True, on_delete=models.CASCADE, related_name="flags"
+    )
     kind = models.CharField(max_length=20, choices=FlagKind.choices)
     status = models.CharField(max_length=10, choices=FlagStatus.choices, default=FlagStatus.OPEN)
     impact = models.FloatField(default=0.0, help_text="Items affected × disagreement.")
@@ -259,3 +265,47 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.label_class_id or self.value_number or self.value_text}"
+
+
+class MonitoringTrigger(models.TextChoices):
+    MANUAL = "manual", "Started by a person"
+    SCHEDULED = "scheduled", "Scheduled"
+
+
+class MonitoringRun(models.Model):
+    """A baseline window against a current window of one project: input metrics, label
+    distribution, agreement and each labeler, per slice (``consistency.monitoring``).
+
+    ``params`` holds the windows (ISO 8601) and slice keys; ``results`` follows DESIGN.md
+    "Monitoring (REST contract)" (``results.checks[]``) plus the weekly series the page
+    draws. Drifted checks raise flags of kind ``drift`` (``Flag.monitoring_run``).
+    """
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="monitoring_runs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    trigger = models.CharField(
+        max_length=10, choices=MonitoringTrigger.choices, default=MonitoringTrigger.MANUAL
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0–1")
+    params = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="monitoring_project_recent")
+        ]
+
+    def __str__(self) -> str:
+        return f"monitoring run {self.pk} ({self.status})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import chord, shared_task
 
-from consistency import runs
+from consistency import monitoring, runs
 
 
 def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
@@ -56,3 +56,34 @@ def compute_agreement_part(run_id: int, part: str) -> bool:
 def complete_agreement_run(run_id: int) -> str:
     """Chord callback: assemble the parts into the run's results."""
     return runs.complete_agreement_run(run_id=run_id).status
+
+
+# Image statistics are computed by the worker after an import; a monitoring run started
+# meanwhile waits for them (up to ~10 minutes) rather than judging brightness on half the
+# items. After that it runs anyway and its results say how many were still missing.
+MONITORING_STATS_WAIT_SECONDS = 15
+MONITORING_STATS_MAX_WAITS = 40
+
+
+@shared_task(bind=True, acks_late=True, max_retries=MONITORING_STATS_MAX_WAITS)
+def run_monitoring(self, run_id: int) -> str:
+    """Execute a monitoring run (after the project's pending image statistics)."""
+    from consistency.models import MonitoringRun
+
+    run = MonitoringRun.objects.filter(pk=run_id).values("project_id", "status").first()
+    if run is None:
+        return "missing"
+    if (
+        run["status"] == "queued"
+        and self.request.retries < MONITORING_STATS_MAX_WAITS
+        and not self.request.is_eager
+        and monitoring.pending_image_stats(run["project_id"])
+    ):
+        raise self.retry(countdown=MONITORING_STATS_WAIT_SECONDS)
+    return monitoring.execute_monitoring_run(run_id).status
+
+
+@shared_task(acks_late=True)
+def run_due_monitoring() -> list[int]:
+    """Periodic (celery beat): start a monitoring run for every project that is due."""
+    return monitoring.start_due_monitoring_runs()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from consistency import labeler_page, views
+from consistency import labeler_page, monitoring_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/dashboard/", views.dashboard, name="consistency-dashboard"),
@@ -16,5 +16,15 @@ urlpatterns = [
         "projects/<int:project_id>/people/<str:username>/",
         labeler_page.labeler_page,
         name="labeler-page",
+    ),
+    path(
+        "projects/<int:project_id>/monitoring/",
+        monitoring_views.monitoring_page,
+        name="consistency-monitoring",
+    ),
+    path(
+        "projects/<int:project_id>/monitoring/runs/",
+        monitoring_views.start_monitoring,
+        name="consistency-start-monitoring",
     ),
 ]

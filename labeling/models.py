@@ -61,6 +61,11 @@ MAX_COMMENT_CHARS = 10_000
 MAX_GUIDELINE_CHARS = 200_000
 
 
+class MonitoringSchedule(models.TextChoices):
+    DAILY = "daily", "Daily"
+    OFF = "off", "Off"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -86,6 +91,21 @@ class Project(models.Model):
     # Detection projects: two boxes are the same object when their IoU reaches this.
     box_iou_threshold = models.FloatField(
         default=0.5, validators=[MinValueValidator(0.05), MaxValueValidator(0.95)]
+    )
+    # Monitoring (consistency.monitoring): below the minimum window a check gives no
+    # verdict; a check drifts when its q-value is below the threshold and its effect size
+    # is at least the minimum.
+    monitoring_min_window = models.PositiveIntegerField(
+        default=30, help_text="Items or labels a window needs before a drift verdict."
+    )
+    monitoring_q_threshold = models.FloatField(
+        default=0.05, help_text="Benjamini–Hochberg q-value below which a check may drift."
+    )
+    monitoring_min_effect = models.FloatField(
+        default=0.1, help_text="Smallest effect size that counts as drift."
+    )
+    monitoring_schedule = models.CharField(
+        max_length=10, choices=MonitoringSchedule.choices, default=MonitoringSchedule.DAILY
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="concord_projects"

@@ -533,6 +533,18 @@ def flags_generated(*, project_id: int, agreement_run_id: int, after: dict) -> E
     )
 
 
+def drift_flags_raised(*, project_id: int, monitoring_run_id: int, after: dict) -> Event:
+    """Drift flags written by a monitoring run (no actor: the run's task writes them)."""
+    return _record(
+        verb=Verb.DRIFT_FLAGS_RAISED,
+        subject_type="monitoring_run",
+        subject_id=monitoring_run_id,
+        project_id=project_id,
+        actor_id=None,
+        after=after,
+    )
+
+
 def flag_resolved(
     *, project_id: int, actor_id: int | None, flag_id: int, before: dict, after: dict, reason: str
 ) -> Event:

@@ -28,6 +28,7 @@ class Verb(models.TextChoices):
     FLAG_RESOLVED = "flag.resolved"
     FLAG_DISMISSED = "flag.dismissed"
     FLAGS_GENERATED = "flags.generated"
+    DRIFT_FLAGS_RAISED = "flags.drift_raised"
     GUIDELINE_PUBLISHED = "guideline.published"
     ITEM_IMPORTED = "item.imported"
     ITEM_UPDATED = "item.updated"

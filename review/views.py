@@ -244,6 +244,31 @@ def _evidence_rows(flag: Flag) -> list[tuple[str, str]]:
                 )
             )
         rows.append(("Suggested guideline", ev.get("suggested_guideline", "—")))
+    elif flag.kind == FlagKind.DRIFT:
+        b, c = ev.get("baseline") or {}, ev.get("current") or {}
+
+        def figure(side):
+            for name in ("mean", "value", "per_day"):
+                if side.get(name) is not None:
+                    return f"{name.replace('_', ' ')} {side[name]:.4g} (n={side.get('n')})"
+            return f"n={side.get('n')}"
+
+        windows = ev.get("windows") or {}
+        metric = (ev.get("metric") or "").replace("_", " ")
+        field = f" ({ev['field']})" if ev.get("field") else ""
+        test = f"{ev.get('test', '—')}; effect {ev.get('effect_size')}, q {ev.get('q_value')}"
+        rows += [
+            ("Metric", metric + field),
+            ("Baseline", figure(b)),
+            ("Current", figure(c)),
+            ("Test", test),
+            ("Since (week of)", ev.get("since") or "—"),
+            ("Windows", " vs ".join(
+                f"{w.get('start', '')[:10]} → {w.get('end', '')[:10]}"
+                for w in (windows.get("baseline") or {}, windows.get("current") or {})
+            )),
+            ("Monitoring run", f"#{ev.get('monitoring_run', '—')}"),
+        ]  # fmt: skip
     elif flag.kind == FlagKind.LABEL_ERROR:
         rows += [
             ("Model run", f"{ev.get('model_run_name', '')} (#{ev.get('model_run', '—')})"),

@@ -173,6 +173,8 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "consistency-dashboard": {"GET": REVIEW},
     "consistency-start-run": {"POST": SME_ONLY},
     "model-run-page": {"GET": REVIEW},
+    "consistency-monitoring": {"GET": REVIEW},
+    "consistency-start-monitoring": {"POST": SME_ONLY},
     # review pages
     "review-queue": {"GET": REVIEW},
     "review-normalization": {"GET": REVIEW, "POST": REVIEW},  # publishing needs SME
@@ -220,6 +222,8 @@ MATRIX: dict[str, dict[str, Rule]] = {
     "api-agreement-runs": {"GET": REVIEW, "POST": SME_ONLY},
     "api-agreement-run": {"GET": REVIEW},
     "api-agreement-run-consensus": {"GET": REVIEW},
+    "api-monitoring-runs": {"GET": REVIEW, "POST": SME_ONLY},
+    "api-monitoring-run": {"GET": REVIEW},
     "api-flags": {"GET": REVIEW},
     "api-flag": {"GET": REVIEW},
     "api-flag-resolve": {"POST": SME_ONLY},
@@ -389,6 +393,7 @@ def build_world(make_user) -> tuple[dict, dict, dict]:
             "dataset_id": versions[0].pk,
             "other_id": versions[1].pk,
             "model_run_id": project.model_runs.create(name="baseline").pk,
+            "monitoring_run_id": project.monitoring_runs.create(status="failed").pk,
             "other_model_run_id": project.model_runs.create(name="candidate").pk,
             "token_id": victim["id"],
             "username": labeler.username,

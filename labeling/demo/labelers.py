@@ -14,7 +14,8 @@ behaviours, which the consistency jobs are expected to rediscover:
   more often read as ``no_defect``; glare adds errors too;
 * ``labeler5`` is careless (a uniformly random class ~30% of the time, and fast);
 * ``labeler6`` calls ~80% of shallow scratches deep;
-* ``labeler7`` drifts: accurate for four weeks, then much worse in weeks 5-6;
+* ``labeler7`` drifts: accurate for four weeks, then much worse in weeks 5-6 (a week
+  after guideline v2; the monitoring page flags it);
 * ``labeler8`` is cautious and uses ``borderline`` near the deep/shallow boundary.
 """
 
@@ -96,7 +97,7 @@ IMAGE_LABELERS: tuple[LabelerProfile, ...] = (
     ),
     LabelerProfile(
         "labeler7", "Gus Drifting", "accurate for four weeks, then drifts", 0.03,
-        drift_after_day=28, drift_error=0.28,
+        drift_after_day=28, drift_error=0.45,
     ),
     LabelerProfile(
         "labeler8", "Hana Careful", "cautious: uses borderline near the deep/shallow boundary",

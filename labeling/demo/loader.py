@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
@@ -71,7 +72,19 @@ def seed_demo(*, seed: int = 7, n_images: int = 320) -> SeedReport:
         users = _ensure_users(data, report)
         for demo_project in data.projects:
             _ensure_project(demo_project, data, users, report)
+    _schedule_monitoring()
     return report
+
+
+def _schedule_monitoring() -> None:
+    """Ask the worker for the daily monitoring runs now rather than at the next hourly
+    tick of the schedule, so the manager finds the planted drift on the first visit.
+
+    By task name: labeling may not import consistency (the layout points one way). The
+    schedule itself decides which projects are due, so seeding twice starts nothing new;
+    the run waits for the images' statistics, which the worker computes first."""
+    current_app.loader.import_default_modules()  # every app's tasks.py, as a worker does
+    current_app.tasks["consistency.tasks.run_due_monitoring"].delay()
 
 
 def _ensure_users(data: DemoData, report: SeedReport) -> dict:
@@ -116,6 +129,7 @@ def _ensure_project(demo: DemoProject, data: DemoData, users: dict, report: Seed
                 for c in demo.classes
             ],
             created_by=users["admin"],
+            monitoring_min_window=demo.monitoring_min_window,
         )
         report.add("projects")
     existing_members = set(

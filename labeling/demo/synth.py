@@ -168,6 +168,11 @@ CAMERAS: tuple[Camera, ...] = (
     Camera("cam-4", "PNB-CAM-0356", "penang-b", "B1", 3.5, 0.8, 5000, 0.45, 0.20),
 )  # fmt: skip
 DARK_CAMERA = "cam-4"
+# Planted drift for monitoring: cam-2's lamp ages and its images lose 30 % of their
+# brightness from day 28 (week 5) on; the other cameras stay as they were.
+DIMMING_CAMERA = "cam-2"
+DIMMING_FROM_DAY = 28
+DIMMING_FACTOR = 0.7
 
 # Truth mix; "faint" is a very low-severity scratch (truth shallow_scratch, is_faint).
 _CLASS_SHARES = (
@@ -264,6 +269,8 @@ def _image_items(seed: int, n: int) -> tuple[list[DemoItem], list[ItemContext]]:
             tags.append("glare")
         brightness = cam.brightness * FACTORIES[cam.factory].brightness
         brightness *= float(rng.uniform(0.97, 1.03))
+        if cam.key == DIMMING_CAMERA and times[i] >= START + timedelta(days=DIMMING_FROM_DAY):
+            brightness *= DIMMING_FACTOR
         drawn = "scratch" if truth in (SHALLOW, DEEP) else truth
         png = render_phone(
             rng,
@@ -435,6 +442,9 @@ def _image_project(seed: int, n_images: int) -> DemoProject:
         items=items,
         annotations=annotations,
         gold=gold,
+        # 320 images over six weeks put ~28 of one camera's images in the last two weeks:
+        # enough for a verdict on a 30 % brightness drop, not for the default 30.
+        monitoring_min_window=20,
     )
 
 

@@ -99,6 +99,8 @@ class DemoProject:
     items: list[DemoItem]
     annotations: list[DemoAnnotation]
     gold: list[DemoGold]
+    # Items or labels a monitoring window needs before a drift verdict (project setting).
+    monitoring_min_window: int = 30
 
     def item(self, external_id: str) -> DemoItem:
         for it in self.items:

@@ -98,6 +98,11 @@ def _writers(project_id: int, user_id: int) -> list[tuple[Verb, object, dict]]:
         ),
         (Verb.FLAGS_GENERATED, events.flags_generated, {**p, "agreement_run_id": 1, "after": {}}),
         (
+            Verb.DRIFT_FLAGS_RAISED,
+            events.drift_flags_raised,
+            {**p, "monitoring_run_id": 1, "after": {}},
+        ),
+        (
             Verb.FLAG_RESOLVED,
             events.flag_resolved,
             {**p, **u, "flag_id": 1, **change, "reason": "x"},

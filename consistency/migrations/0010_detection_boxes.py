@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consistency', '0008_flag_kind_label_error'),
+        ('consistency', '0009_monitoring_run'),
     ]
 
     operations = [
