@@ -27,6 +27,16 @@ urlpatterns = [
     path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
-for module in (projects, labeling, checks, consistency, review, datasets, model_runs, data_manager):
-    (monitoring,)
+API_MODULES = (
+    projects,
+    labeling,
+    checks,
+    consistency,
+    review,
+    datasets,
+    model_runs,
+    data_manager,
+    monitoring,
+)
+for module in API_MODULES:
     urlpatterns += module.urlpatterns
