@@ -4,10 +4,11 @@
 min_checks), the items marked as checks and each labeler's accuracy on them; ``POST``
 ``{items: [external ids]}`` marks ground-truth items as checks, ``DELETE`` with the same
 body unmarks them, ``PATCH {rate?, min_accuracy?, min_checks?}`` changes the settings.
-``POST /projects/{id}/checks/labelers/{username}/resume/`` resumes a paused labeler.
+``POST /projects/{id}/checks/labelers/{username}/resume/`` resumes a paused labeler and
+resolves their open pause flag (``consistency.pause_flags``).
 
 Managers only: a labeler must never learn which items are checks. Thin: every operation
-calls ``labeling.assignment`` or ``labeling.selectors``.
+calls ``labeling.assignment``, ``labeling.selectors`` or ``consistency.pause_flags``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from consistency import pause_flags
 from labeling import assignment, selectors
 from labeling.access import MANAGER_ROLES
 from labeling.models import ProjectMembership
@@ -112,7 +114,8 @@ class ResumeLabelerApi(ProjectScopedMixin, APIView):
         )
         if membership is None:
             raise NotFound("no such member")
-        assignment.resume_labeler(
+        # Resumes and resolves the labeler's open pause flag in one transaction.
+        pause_flags.resume_labeler(
             project=self.project,
             labeler=membership.user,
             actor=request.user,

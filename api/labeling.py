@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.schema import LabelValueField
+from consistency import pause_flags
 from labeling import assignment as assignment_service
 from labeling import selectors
 from labeling.access import LABEL_ROLES, MANAGER_ROLES
@@ -191,6 +192,8 @@ class SubmitAnnotationApi(ProjectScopedMixin, APIView):
             assignment_id=data.validated_data.get("assignment"),
             source=AnnotationSource.API,
         )
+        # A check answer may just have paused the labeler: the manager's flag follows.
+        pause_flags.sync_pause_flags(item.project, labeler_id=request.user.pk)
         return Response(annotation_payload(annotation), status=status.HTTP_201_CREATED)
 
 

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.schema import LabelValueField, paginated
+from consistency import pause_flags
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.selectors import current_normalization_rules
 from labeling.access import REVIEW_ROLES, SME_ROLES
@@ -255,6 +256,8 @@ class FlagListApi(ProjectScopedMixin, GenericAPIView):
             return Response(
                 {"detail": f"kind must be one of {', '.join(FlagKind.values)}"}, status=400
             )
+        # Pauses made on the labeling page get their flag here at the latest.
+        pause_flags.sync_pause_flags(self.project)
         flags = review_selectors.flag_queue(
             self.project, status=None if status == "all" else status, kind=kind
         )

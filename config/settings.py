@@ -355,4 +355,6 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Hourly tick; each project on the daily monitoring schedule runs once a day.
     "run-due-monitoring": {"task": "consistency.tasks.run_due_monitoring", "schedule": 3600.0},
+    # Pauses made on the labeling page get their manager's flag within 5 minutes.
+    "sync-pause-flags": {"task": "consistency.tasks.sync_all_pause_flags", "schedule": 300.0},
 }

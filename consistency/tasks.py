@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import chord, shared_task
 
-from consistency import monitoring, runs
+from consistency import monitoring, pause_flags, runs
 
 
 def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
@@ -87,3 +87,10 @@ def run_monitoring(self, run_id: int) -> str:
 def run_due_monitoring() -> list[int]:
     """Periodic (celery beat): start a monitoring run for every project that is due."""
     return monitoring.start_due_monitoring_runs()
+
+
+@shared_task(acks_late=True)
+def sync_all_pause_flags() -> int:
+    """Periodic (celery beat): the manager's flag for every labeler paused by the
+    ground-truth checks (``consistency.pause_flags``); returns how many were raised."""
+    return pause_flags.sync_all_pause_flags()

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from consistency import pause_flags
 from consistency.models import (
     Consensus,
     ConsensusMethod,
@@ -124,6 +125,8 @@ def queue(request, project: Project, role: str):
     status = status if status in FlagStatus.values else FlagStatus.OPEN
     kind = request.GET.get("kind") or None
     kind = kind if kind in FlagKind.values else None
+    # Pauses made on the labeling page get their flag here at the latest.
+    pause_flags.sync_pause_flags(project)
     flags = list(review_selectors.flag_queue(project, status=status, kind=kind)[:300])
     max_impact = max((f.impact for f in flags), default=0) or 1
     rows = []
