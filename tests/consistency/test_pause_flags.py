@@ -1,0 +1,144 @@
+"""The manager's flag for a labeler paused by the ground-truth checks (issue 11, item 6):
+raised with its evidence when the pause happens, never twice while open, resolved on
+resume; pauses made on the labeling page get theirs when the manager reads the queue
+or the periodic task runs."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from consistency import pause_flags
+from consistency.models import Flag, FlagKind, FlagStatus
+from consistency.tasks import sync_all_pause_flags
+from labeling import assignment as A
+from labeling import selectors
+from provenance.models import Event
+from tests.labeling.test_checks import make_checks, make_items, team, work  # noqa: F401
+from tests.labeling.test_views_api import api, next_url
+
+pytestmark = pytest.mark.django_db
+
+
+def pause_flags_of(project):
+    return Flag.objects.filter(project=project, kind=FlagKind.LABELER)
+
+
+def set_policy(admin, project, **settings):
+    response = admin.patch(f"/api/v1/projects/{project.pk}/checks/", settings, format="json")
+    assert response.status_code == 200, response.content
+
+
+def submit_via_api(client, project, value):
+    handed = client.get(next_url(project))
+    assert handed.status_code == 200, handed.content
+    body = handed.json()
+    response = client.post(
+        f"/api/v1/items/{body['item']['id']}/annotations/",
+        {"value": value, "assignment": body["assignment"]["id"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_a_labeler_paused_through_the_api_gets_a_flag_and_resume_resolves_it(
+    project,
+    team,  # noqa: F811
+    manager,
+):
+    make_items(project, 20, "it")
+    make_checks(project, manager, 8, value="dent")
+    admin = api(manager)
+    set_policy(admin, project, rate=1.0, min_accuracy=0.7, min_checks=3)
+    labeler = api(team[0])
+    submit_via_api(labeler, project, "dent")
+    submit_via_api(labeler, project, "dent")
+    assert not pause_flags_of(project).exists()  # 2/2: not paused, no flag
+    submit_via_api(labeler, project, "scratch")  # 2/3 = 0.67 < 0.7 after 3 checks
+    assert [p["labeler"] for p in selectors.paused_labelers(project)] == [team[0].username]
+    flags = list(pause_flags_of(project))
+    assert len(flags) == 1
+    flag = flags[0]
+    assert flag.status == FlagStatus.OPEN and flag.run_id is None
+    assert flag.labeler_id == team[0].pk
+    assert flag.evidence["n_checks"] == 3 and flag.evidence["n_correct"] == 2
+    assert flag.evidence["accuracy"] == pytest.approx(2 / 3)
+    assert flag.evidence["threshold"] == 0.7 and flag.evidence["min_checks"] == 3
+    assert "2/3" in flag.summary and team[0].username in flag.summary
+    # In the manager's queue (API), once: reading again raises nothing new.
+    for _ in range(2):
+        listed = admin.get(f"/api/v1/projects/{project.pk}/flags/?kind=labeler").json()
+        assert [f["id"] for f in listed["results"]] == [flag.pk]
+    assert pause_flags.sync_pause_flags(project) == []
+    assert sync_all_pause_flags() == 0
+    assert pause_flags_of(project).count() == 1
+    # The manager resumes: the flag is resolved, with an event naming the manager.
+    resume = admin.post(
+        f"/api/v1/projects/{project.pk}/checks/labelers/{team[0].username}/resume/",
+        {"reason": "talked it through"},
+        format="json",
+    )
+    assert resume.status_code == 200, resume.content
+    flag.refresh_from_db()
+    assert flag.status == FlagStatus.RESOLVED and flag.closed_at is not None
+    event = Event.objects.get(verb="flag.resolved", subject_id=str(flag.pk))
+    assert event.actor_id == manager.pk and event.reason == "talked it through"
+    assert not pause_flags_of(project).filter(status=FlagStatus.OPEN).exists()
+    # A later pause is a new subject: a second flag, the first stays resolved.
+    submit_via_api(labeler, project, "scratch")
+    submit_via_api(labeler, project, "scratch")
+    submit_via_api(labeler, project, "scratch")
+    assert pause_flags_of(project).filter(status=FlagStatus.OPEN).count() == 1
+    assert pause_flags_of(project).count() == 2
+
+
+def test_a_pause_on_the_labeling_page_is_flagged_by_the_queue_and_the_periodic_task(
+    project,
+    team,  # noqa: F811
+    manager,
+):
+    make_items(project, 20, "it")
+    make_checks(project, manager, 8, value="dent")
+    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2)
+    # Service-level submits (what the labeling page calls): paused, not yet flagged.
+    work(project, team[0], 2, value="scratch")
+    work(project, team[1], 2, value="scratch")
+    work(project, team[2], 2, value="dent")  # 2/2: fine
+    assert {p["labeler"] for p in selectors.paused_labelers(project)} == {
+        team[0].username,
+        team[1].username,
+    }
+    assert not pause_flags_of(project).exists()
+    # The periodic task raises both; the manager's queue page raises nothing more.
+    assert sync_all_pause_flags() == 2
+    browser = Client()
+    browser.force_login(manager)
+    page = browser.get(f"/projects/{project.pk}/review/?kind=labeler", secure=True)
+    assert page.status_code == 200
+    assert {f.labeler_id for f in pause_flags_of(project)} == {team[0].pk, team[1].pk}
+    assert pause_flags_of(project).count() == 2
+    assert team[0].username in page.content.decode()
+    for flag in pause_flags_of(project):
+        assert flag.evidence["accuracy"] == 0.0 and flag.evidence["n_checks"] == 2
+
+
+def test_the_queue_page_raises_the_flag_and_a_resume_outside_the_api_is_caught_up(
+    project,
+    team,  # noqa: F811
+    manager,
+):
+    make_items(project, 20, "it")
+    make_checks(project, manager, 8, value="dent")
+    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2)
+    work(project, team[0], 2, value="scratch")
+    browser = Client()
+    browser.force_login(manager)
+    assert browser.get(f"/projects/{project.pk}/review/", secure=True).status_code == 200
+    flag = pause_flags_of(project).get()
+    assert flag.status == FlagStatus.OPEN
+    # Resumed by the labeling service directly (no flag handling there): the next sync
+    # resolves the stale flag rather than leaving it open.
+    A.resume_labeler(project=project, labeler=team[0], actor=manager)
+    pause_flags.sync_pause_flags(project)
+    flag.refresh_from_db()
+    assert flag.status == FlagStatus.RESOLVED
