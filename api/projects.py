@@ -55,10 +55,12 @@ from labeling.models import (
     MAX_ASSIGNMENT_TTL_MINUTES,
     MAX_COMMENT_CHARS,
     MAX_GUIDELINE_CHARS,
+    CheckSettings,
     Guideline,
     Item,
     LabelClass,
     MeasurementLevel,
+    MonitoringSchedule,
     Project,
     ProjectMembership,
     Role,
@@ -144,9 +146,32 @@ class ProjectOutputSerializer(serializers.Serializer):
     assignment_ttl_minutes = serializers.IntegerField()
     box_iou_threshold = serializers.FloatField()
     is_archived = serializers.BooleanField()
+    monitoring_min_window = serializers.IntegerField()
+    monitoring_q_threshold = serializers.FloatField()
+    monitoring_min_effect = serializers.FloatField()
+    monitoring_schedule = serializers.CharField()
+    check_rate = serializers.SerializerMethodField()
+    check_min_accuracy = serializers.SerializerMethodField()
+    check_min_checks = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     role = serializers.SerializerMethodField()
     classes = serializers.SerializerMethodField()
+
+    def _checks(self, obj) -> CheckSettings:
+        # Reverse one-to-one, selected with the project; defaults when never set.
+        try:
+            return obj.check_settings
+        except CheckSettings.DoesNotExist:
+            return CheckSettings()
+
+    def get_check_rate(self, obj) -> float:
+        return self._checks(obj).rate
+
+    def get_check_min_accuracy(self, obj) -> float:
+        return self._checks(obj).min_accuracy
+
+    def get_check_min_checks(self, obj) -> int:
+        return self._checks(obj).min_checks
 
     def get_role(self, obj) -> str | None:
         return self.context["roles"].get(obj.pk)
@@ -161,7 +186,7 @@ def _project_output(request, projects: list[Project]) -> list[dict]:
 
 
 def _projects_with_classes(queryset):
-    return queryset.prefetch_related(
+    return queryset.select_related("check_settings").prefetch_related(
         Prefetch("classes", queryset=LabelClass.objects.order_by("order", "id"))
     )
 
@@ -236,6 +261,17 @@ class ProjectDetailApi(ProjectScopedMixin, APIView):
         )
         box_iou_threshold = serializers.FloatField(min_value=0.05, max_value=0.95, required=False)
         is_archived = serializers.BooleanField(required=False)
+        # Bounds repeated from labeling.services.MONITORING_BOUNDS (the service checks
+        # them again, with the exclusive lower bound of the q threshold).
+        monitoring_min_window = serializers.IntegerField(
+            min_value=2, max_value=1_000_000, required=False
+        )
+        monitoring_q_threshold = serializers.FloatField(min_value=0, max_value=0.5, required=False)
+        monitoring_min_effect = serializers.FloatField(min_value=0, max_value=10, required=False)
+        monitoring_schedule = serializers.ChoiceField(MonitoringSchedule.values, required=False)
+        check_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+        check_min_accuracy = serializers.FloatField(min_value=0, max_value=1, required=False)
+        check_min_checks = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
 
     def _output(self, request):
         project = _projects_with_classes(Project.objects.filter(pk=self.project.pk)).get()

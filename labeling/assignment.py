@@ -575,7 +575,6 @@ def request_relabel(
 
 
 # --- Ground-truth checks (issue 11, item 6) ---------------------------------------------
-@transaction.atomic
 def set_check_settings(
     *,
     project: Project,
@@ -584,43 +583,11 @@ def set_check_settings(
     min_accuracy: float | None = None,
     min_checks: int | None = None,
 ) -> CheckSettings:
-    """Change how checks are mixed in: ``rate`` and ``min_accuracy`` in 0–1,
-    ``min_checks`` 1–10,000. Raises ValidationError naming the field."""
-    errors = {}
-    for name, value in (("rate", rate), ("min_accuracy", min_accuracy)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
-        ):
-            errors[name] = "must be a number between 0 and 1"
-    if min_checks is not None and (
-        isinstance(min_checks, bool)
-        or not isinstance(min_checks, int)
-        or not 1 <= min_checks <= 10_000
-    ):
-        errors["min_checks"] = "must be a whole number between 1 and 10000"
-    if errors:
-        raise ValidationError(errors)
-    policy, _ = CheckSettings.objects.select_for_update().get_or_create(project=project)
-    before = {
-        "rate": policy.rate,
-        "min_accuracy": policy.min_accuracy,
-        "min_checks": policy.min_checks,
-    }
-    for name, value in (("rate", rate), ("min_accuracy", min_accuracy), ("min_checks", min_checks)):
-        if value is not None:
-            setattr(policy, name, float(value) if name != "min_checks" else value)
-    policy.save()
-    events.checks_changed(
-        project_id=project.pk,
-        actor_id=getattr(actor, "pk", None),
-        before=before,
-        after={
-            "rate": policy.rate,
-            "min_accuracy": policy.min_accuracy,
-            "min_checks": policy.min_checks,
-        },
+    """Change how checks are mixed in (``labeling.services.update_check_settings``, also
+    used by the project settings)."""
+    return services.update_check_settings(
+        project=project, actor=actor, rate=rate, min_accuracy=min_accuracy, min_checks=min_checks
     )
-    return policy
 
 
 @transaction.atomic

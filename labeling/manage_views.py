@@ -55,6 +55,20 @@ THRESHOLD_HELP = {
     "labeler_agreement_z": "Flag a labeler whose agreement z-score falls below this.",
 }
 MAX_CLASS_ROWS = 200
+# Labels of the monitoring settings (their help text comes from the model).
+MONITORING_LABELS = {
+    "monitoring_min_window": "Minimum window (items or labels)",
+    "monitoring_q_threshold": "q-value threshold",
+    "monitoring_min_effect": "Minimum effect size",
+    "monitoring_schedule": "Scheduled runs",
+}
+# Ground-truth check settings (settings page only: stored beside the project):
+# (form field, label, help, whole number?).
+CHECK_FORM_FIELDS = (
+    ("check_rate", "Share of hand-outs that are checks", "0–1, e.g. 0.05 for 5%.", False),
+    ("check_min_accuracy", "Pause below accuracy", "0–1, on checks since the last resume.", False),
+    ("check_min_checks", "…after at least (checks)", "Checks answered before a pause.", True),
+)
 
 
 # --- Forms (parsing only; the services validate) -------------------------------------------
@@ -208,6 +222,31 @@ def _monitoring_from_form(post, errors: dict) -> dict:
     return out
 
 
+def _checks_from_form(post, errors: dict) -> dict:
+    out = {}
+    for name, _, _, whole in CHECK_FORM_FIELDS:
+        value = _int(post, name, errors) if whole else _float(post.get(name), name, errors)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _check_context(project: Project | None, post) -> list[dict]:
+    if project is None:
+        return []
+    stored = selectors.check_settings(project)
+    return [
+        {
+            "name": name,
+            "label": label,
+            "help": help_text,
+            "whole": whole,
+            "value": post.get(name, "") if post is not None else stored[name[len("check_") :]],
+        }
+        for name, label, help_text, whole in CHECK_FORM_FIELDS
+    ]
+
+
 def _form_context(project: Project | None, post=None, errors=None, class_rows=None) -> dict:
     thresholds = (project.flag_thresholds if project else None) or default_flag_thresholds()
     if post is not None:
@@ -215,9 +254,10 @@ def _form_context(project: Project | None, post=None, errors=None, class_rows=No
     monitoring = [
         {
             "name": f.name,
-            "label": str(f.verbose_name).capitalize(),
+            "label": MONITORING_LABELS.get(f.name, str(f.verbose_name).capitalize()),
             "help": f.help_text,
             "kind": f.get_internal_type(),
+            "choices": list(f.choices or []),
             "value": (
                 post.get(f.name) if post is not None else getattr(project, f.name, f.default)
             ),
@@ -262,6 +302,7 @@ def _form_context(project: Project | None, post=None, errors=None, class_rows=No
             {"key": k, "value": v, "help": THRESHOLD_HELP.get(k, "")} for k, v in thresholds.items()
         ],
         "monitoring": monitoring,
+        "checks": _check_context(project, post),
         "classes": _class_context(project, class_rows),
     }
 
@@ -330,6 +371,7 @@ def project_settings(request, project: Project, role: str):
     rows = _class_rows(post, errors)
     thresholds = _thresholds(post, errors)
     changes.update(_monitoring_from_form(post, errors))
+    changes.update(_checks_from_form(post, errors))
     if not errors:
         try:
             with transaction.atomic():

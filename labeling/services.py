@@ -29,6 +29,7 @@ from labeling.models import (
     MAX_TIME_SPENT_MS,
     Annotation,
     AnnotationSource,
+    CheckSettings,
     GoldLabel,
     GoldSource,
     Guideline,
@@ -37,6 +38,7 @@ from labeling.models import (
     ItemDecision,
     LabelClass,
     MeasurementLevel,
+    MonitoringSchedule,
     PayloadKind,
     Project,
     ProjectMembership,
@@ -104,6 +106,7 @@ def create_project(
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValidationError({"classes": f"duplicate class keys: {', '.join(duplicates)}"})
+    check_monitoring_settings(settings_fields)
     # max_overlap bounds overlap; when not given it follows a large overlap.
     if "max_overlap" not in settings_fields:
         default_max = Project._meta.get_field("max_overlap").default
@@ -637,7 +640,110 @@ PROJECT_EDITABLE_FIELDS = (
     "assignment_ttl_minutes",
     "box_iou_threshold",
     "is_archived",
+    # Monitoring (consistency.monitoring), bounded by MONITORING_BOUNDS.
+    "monitoring_min_window",
+    "monitoring_q_threshold",
+    "monitoring_min_effect",
+    "monitoring_schedule",
+    # Ground-truth checks: stored on CheckSettings (CHECK_FIELDS), not on the project.
+    "check_rate",
+    "check_min_accuracy",
+    "check_min_checks",
 )
+
+# Monitoring settings: (smallest, largest, whole number?, smallest excluded?).
+MONITORING_BOUNDS = {
+    # A window below two items cannot give any test statistic.
+    "monitoring_min_window": (2, 1_000_000, True, False),
+    # A q-value threshold of 0 would never flag; above 0.5 most noise would.
+    "monitoring_q_threshold": (0.0, 0.5, False, True),
+    # Effect sizes (shift in SD units, distances, shares) of more than 10 mean nothing.
+    "monitoring_min_effect": (0.0, 10.0, False, False),
+}
+# Project-settings name -> CheckSettings field.
+CHECK_FIELDS = {
+    "check_rate": "rate",
+    "check_min_accuracy": "min_accuracy",
+    "check_min_checks": "min_checks",
+}
+
+
+def check_monitoring_settings(values: dict) -> None:
+    """Raise ValidationError naming the first monitoring setting in ``values`` that is
+    not a finite number within :data:`MONITORING_BOUNDS` (or an unknown schedule)."""
+    for name, (low, high, whole, open_low) in MONITORING_BOUNDS.items():
+        if name not in values:
+            continue
+        value = values[name]
+        kind = "a whole number" if whole else "a number"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (whole and not float(value).is_integer())
+            or not math.isfinite(value)
+            or not (low < value if open_low else low <= value)
+            or value > high
+        ):
+            lower = f"above {low:g}" if open_low else f"at least {low:g}"
+            raise ValidationError({name: f"must be {kind} {lower} and at most {high:g}"})
+    if "monitoring_schedule" in values and values["monitoring_schedule"] not in (
+        MonitoringSchedule.values
+    ):
+        raise ValidationError(
+            {"monitoring_schedule": f"must be one of {', '.join(MonitoringSchedule.values)}"}
+        )
+
+
+@transaction.atomic
+def update_check_settings(
+    *,
+    project: Project,
+    actor: AbstractBaseUser | None,
+    rate: float | None = None,
+    min_accuracy: float | None = None,
+    min_checks: int | None = None,
+) -> CheckSettings:
+    """Change how ground-truth checks are mixed in: ``rate`` and ``min_accuracy`` in 0–1,
+    ``min_checks`` 1–10,000 (None: unchanged). Raises ValidationError naming the field;
+    records ``checks.changed`` with before and after."""
+    errors = {}
+    for name, value in (("rate", rate), ("min_accuracy", min_accuracy)):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= 1
+        ):
+            errors[name] = "must be a number between 0 and 1"
+    if min_checks is not None and (
+        isinstance(min_checks, bool)
+        or not isinstance(min_checks, int)
+        or not 1 <= min_checks <= 10_000
+    ):
+        errors["min_checks"] = "must be a whole number between 1 and 10000"
+    if errors:
+        raise ValidationError(errors)
+    policy, _ = CheckSettings.objects.select_for_update().get_or_create(project=project)
+    before = {
+        "rate": policy.rate,
+        "min_accuracy": policy.min_accuracy,
+        "min_checks": policy.min_checks,
+    }
+    for name, value in (("rate", rate), ("min_accuracy", min_accuracy), ("min_checks", min_checks)):
+        if value is not None:
+            setattr(policy, name, float(value) if name != "min_checks" else value)
+    policy.save()
+    events.checks_changed(
+        project_id=project.pk,
+        actor_id=getattr(actor, "pk", None),
+        before=before,
+        after={
+            "rate": policy.rate,
+            "min_accuracy": policy.min_accuracy,
+            "min_checks": policy.min_checks,
+        },
+    )
+    return policy
 
 
 OVERLAP_FIELDS = ("overlap", "dynamic_overlap", "min_overlap", "max_overlap")
@@ -663,10 +769,26 @@ def update_project(
     *, project: Project, actor: AbstractBaseUser | None = None, **changes: Any
 ) -> Project:
     """Change a project's settings (``PROJECT_EDITABLE_FIELDS``; the task type is fixed once
-    created, since stored labels depend on it). Records before and after."""
+    created, since stored labels depend on it). Records before and after. The
+    ``check_*`` settings go to :func:`update_check_settings` (errors keep their
+    ``check_*`` names). Raises ValidationError naming the field."""
     unknown = sorted(set(changes) - set(PROJECT_EDITABLE_FIELDS))
     if unknown:
         raise ValidationError({unknown[0]: "this field cannot be changed"})
+    check_monitoring_settings(changes)
+    checks = {CHECK_FIELDS[k]: changes.pop(k) for k in list(changes) if k in CHECK_FIELDS}
+    stored = selectors.check_settings(project)
+    # The settings page posts every field: an unchanged policy records no event.
+    if any(stored[k] != v for k, v in checks.items()):
+        try:
+            update_check_settings(project=project, actor=actor, **checks)
+        except ValidationError as exc:
+            names = {v: k for k, v in CHECK_FIELDS.items()}
+            raise ValidationError(
+                {names.get(k, k): v for k, v in exc.message_dict.items()}
+            ) from exc
+    if not changes:
+        return Project.objects.get(pk=project.pk)
     if "level" in changes and changes["level"] not in MeasurementLevel.values:
         raise ValidationError({"level": f"must be one of {', '.join(MeasurementLevel.values)}"})
     project = Project.objects.select_for_update().get(pk=project.pk)
