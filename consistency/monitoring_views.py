@@ -13,9 +13,10 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from consistency import monitoring
+from consistency import monitoring, pause_flags
 from consistency import monitoring_charts as charts
 from consistency.models import MonitoringRun, RunStatus
+from labeling import selectors as labeling_selectors
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
 
@@ -120,6 +121,57 @@ def _constant(cards: list[dict]) -> float | None:
     return means.pop() if len(means) == 1 else None
 
 
+def _check_chart(entry: dict, threshold: float, current_start: str | None) -> dict | None:
+    """Weekly accuracy on ground-truth checks (``labeling.selectors.check_accuracy``),
+    with the pause bar as the lower edge of the band."""
+    series = {
+        "figure": "check_accuracy",
+        "points": [
+            {"week": w["week"], "n": w["n_checks"], "value": w["accuracy"]} for w in entry["weekly"]
+        ],
+        "alarm": {"low": threshold},
+    }
+    return charts.series_chart(series, current_start=current_start)
+
+
+def _add_checks(
+    rows: list[dict], checks: list[dict], flags: dict, threshold: float, current_start
+) -> list[dict]:
+    """Put each labeler's ground-truth check accuracy (live, not from the run) and pause
+    state beside their run figures; labelers with checks but no row in the run get a
+    row of their own. Drifted or paused labelers first."""
+    by_name = {r["labeler"]: r for r in rows}
+    for entry in checks:
+        row = by_name.get(entry["labeler"])
+        if row is None:
+            row = by_name[entry["labeler"]] = {
+                "labeler": entry["labeler"],
+                "drifted": False,
+                "agreement": None,
+                "distribution": None,
+                "gold": None,
+                "n_gold": 0,
+                "n_labels": 0,
+            }
+            rows.append(row)
+        row.update(
+            {
+                "checks": _check_chart(entry, threshold, current_start),
+                "n_checks": entry["n_checks"],
+                "check_accuracy": entry["accuracy"],
+                "paused": entry["paused"],
+                "paused_at": entry["paused_at"],
+                "paused_reason": entry["paused_reason"],
+                "pause_flag": flags.get(entry["labeler_id"]),
+            }
+        )
+    for row in rows:
+        row.setdefault("n_checks", 0)
+        row.setdefault("paused", False)
+    rows.sort(key=lambda r: (not (r["drifted"] or r["paused"]), r["labeler"]))
+    return rows
+
+
 def _labeler_rows(results: dict, cards: list[dict], current_start: str) -> list[dict]:
     by_labeler = {}
     for card in cards:
@@ -179,6 +231,18 @@ def monitoring_page(request, project: Project, role: str):
         "run": run,
         "failed": next((r for r in recent if r.status == RunStatus.FAILED), None),
     }
+    # Ground-truth checks are read live (they are not part of a run): a pause shows here
+    # at once, with its flag (raised here at the latest, consistency.pause_flags).
+    pause_flags.sync_pause_flags(project)
+    checks = labeling_selectors.check_accuracy(project)
+    check_settings = labeling_selectors.check_settings(project)
+    threshold = check_settings["min_accuracy"]
+    flags = pause_flags.open_pause_flags(project)
+    current_start = run.params["current"]["start"] if run is not None and run.results else None
+    context["labelers"] = _add_checks([], checks, flags, threshold, current_start)
+    context["check_threshold"] = threshold
+    # The check lines only where checks are in use (a rate set, or answers recorded).
+    context["checks_on"] = bool(checks) or check_settings["rate"] > 0
     if run is not None and run.results:
         results = run.results
         current_start = run.params["current"]["start"]
@@ -207,7 +271,13 @@ def monitoring_page(request, project: Project, role: str):
                 "labels": by_metric.get("label_distribution", []),
                 "agreement": by_metric.get("krippendorff_alpha", [])
                 + by_metric.get("gwet_ac1", []),
-                "labelers": _labeler_rows(results, cards, current_start),
+                "labelers": _add_checks(
+                    _labeler_rows(results, cards, current_start),
+                    checks,
+                    flags,
+                    threshold,
+                    current_start,
+                ),
                 "volume": by_metric.get("volume", []) + by_metric.get("missing_metadata", []),
                 "undecided": [c for c in cards if c["check"]["drifted"] is None],
             }

@@ -161,6 +161,11 @@ def _resolve(project: Project, flags: list[Flag], *, actor, reason: str) -> None
         )
 
 
+def open_pause_flags(project: Project) -> dict[int, Flag]:
+    """``{labeler id: their open pause flag}`` (for the pages that link to it)."""
+    return {f.labeler_id: f for f in _open_pause_flags(project).order_by("pk")}
+
+
 @transaction.atomic
 def resume_labeler(
     *, project: Project, labeler: AbstractBaseUser, actor: AbstractBaseUser | None, reason: str = ""

@@ -142,3 +142,90 @@ def test_the_queue_page_raises_the_flag_and_a_resume_outside_the_api_is_caught_u
     pause_flags.sync_pause_flags(project)
     flag.refresh_from_db()
     assert flag.status == FlagStatus.RESOLVED
+
+
+def test_the_monitoring_page_shows_check_accuracy_by_week_and_marks_the_paused(
+    project,
+    team,  # noqa: F811
+    manager,
+):
+    from datetime import timedelta
+
+    from django.urls import reverse
+
+    from labeling.models import CheckAnswer
+
+    make_items(project, 20, "it")
+    make_checks(project, manager, 8, value="dent")
+    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.6, min_checks=4)
+    work(project, team[0], 2, value="dent")
+    # The two right answers were a week earlier: two weekly points, 2/2 then 0/2.
+    early = list(CheckAnswer.objects.filter(labeler=team[0]).order_by("pk"))
+    for answer in early:
+        answer.created_at -= timedelta(days=7)
+        answer.save(update_fields=["created_at"])
+    work(project, team[0], 2, value="scratch")  # 2/4 = 0.5 < 0.6 after 4: paused
+    work(project, team[1], 1, value="dent")
+    weeks = sorted(
+        {
+            (a.created_at.date() - timedelta(days=a.created_at.weekday())).isoformat()
+            for a in CheckAnswer.objects.filter(labeler=team[0])
+        }
+    )
+    assert len(weeks) == 2
+    browser = Client()
+    browser.force_login(manager)
+    html = browser.get(reverse("consistency-monitoring", args=[project.pk]), secure=True)
+    assert html.status_code == 200
+    html = html.content.decode()
+    section = html[html.index('data-testid="labelers"') :]
+    flag = pause_flags_of(project).get()  # raised by the page at the latest
+    first = section.index(f'data-labeler="{team[0].username}"')
+    assert first < section.index(f'data-labeler="{team[1].username}"')  # paused first
+    card = section[first : section.index("</article>", first)]
+    assert 'data-paused="true"' in card and 'data-testid="paused"' in card
+    assert f"/flags/{flag.pk}/" in card
+    assert "Check accuracy by week (4 checks, 0.50 overall)" in card
+    assert f"week of {weeks[0]}: 1 (n=2)" in card
+    assert f"week of {weeks[1]}: 0 (n=2)" in card
+    other = section[section.index(f'data-labeler="{team[1].username}"') :]
+    other = other[: other.index("</article>")]
+    assert 'data-paused="false"' in other and "(1 check, 1.00 overall)" in other
+
+
+def test_check_figures_join_the_run_row_of_the_same_labeler():
+    from consistency.monitoring_views import _add_checks
+
+    run_rows = [
+        {"labeler": "ann", "drifted": False, "agreement": None, "gold": None, "n_gold": 3},
+        {"labeler": "bob", "drifted": True, "agreement": None, "gold": None, "n_gold": 0},
+    ]
+    checks = [
+        {
+            "labeler_id": 7,
+            "labeler": "ann",
+            "n_checks": 2,
+            "accuracy": 0.5,
+            "paused": True,
+            "paused_at": None,
+            "paused_reason": "low",
+            "weekly": [{"week": "2026-11-30", "n_checks": 2, "n_correct": 1, "accuracy": 0.5}],
+        },
+        {
+            "labeler_id": 8,
+            "labeler": "cyd",
+            "n_checks": 1,
+            "accuracy": 1.0,
+            "paused": False,
+            "paused_at": None,
+            "paused_reason": "",
+            "weekly": [{"week": "2026-11-30", "n_checks": 1, "n_correct": 1, "accuracy": 1.0}],
+        },
+    ]
+    rows = _add_checks(run_rows, checks, {7: "flag"}, 0.7, None)
+    assert [r["labeler"] for r in rows] == ["ann", "bob", "cyd"]  # paused, drifted, rest
+    ann = rows[0]
+    assert ann["n_gold"] == 3 and ann["paused"] and ann["pause_flag"] == "flag"
+    assert ann["checks"]["points"][0]["title"] == "week of 2026-11-30: 0.5 (n=2)"
+    assert rows[1]["n_checks"] == 0 and not rows[1]["paused"] and "checks" not in rows[1]
+    assert rows[2]["n_gold"] == 0 and rows[2]["pause_flag"] is None
