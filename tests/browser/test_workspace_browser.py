@@ -11,8 +11,9 @@ import csv
 import io
 
 import pytest
+from django.urls import reverse
 
-from labeling.models import Item, Project, Tag
+from labeling.models import CheckSettings, Item, Project, Tag
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -244,6 +245,18 @@ def test_a_manager_sets_up_a_project_in_the_browser(
         with page.expect_navigation():
             page.click("text=Publish v1")
         assert page.evaluate("window.pwned") is None
+
+        # --- 7. Monitoring and ground-truth check settings, saved from the settings page.
+        page.goto(f"{url}{reverse('project-settings', args=[project.pk])}")
+        page.fill("input[name=monitoring_q_threshold]", "0.01")
+        page.select_option("select[name=monitoring_schedule]", "off")
+        page.fill("input[name=check_rate]", "0.05")
+        no_sideways_scroll(page, screenshot_dir, "project-settings")
+        with page.expect_navigation():
+            page.click("text=Save settings")
+        project.refresh_from_db()
+        assert (project.monitoring_q_threshold, project.monitoring_schedule) == (0.01, "off")
+        assert CheckSettings.objects.get(project=project).rate == 0.05
 
         labeler = context.browser.new_context(viewport={"width": 1440, "height": 900})
         lpage = labeler.new_page()
