@@ -156,7 +156,8 @@ def _add_checks(
             rows.append(row)
         row.update(
             {
-                "checks": _check_chart(entry, threshold, current_start),
+                # Not shaded by the run's window: checks are live and may be newer than any run.
+                "checks": _check_chart(entry, threshold, None),
                 "n_checks": entry["n_checks"],
                 "check_accuracy": entry["accuracy"],
                 "paused": entry["paused"],

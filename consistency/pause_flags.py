@@ -5,8 +5,9 @@ The pause itself belongs to labeling: ``labeling.assignment._score_check`` sets
 The flag belongs to consistency, and labeling may not import consistency (DESIGN,
 "Layout"). So the flag is a record *derived* from the pause, kept in step by
 :func:`sync_pause_flags`, which is idempotent: one open flag of kind ``labeler`` per
-paused labeler (signature ``paused:<labeler id>:<paused_at>``), never a second while
-one is open; an open pause flag of a labeler who is no longer paused is resolved.
+pause (signature ``paused:<labeler id>:<paused_at>``), never a second for the same
+pause (open, or dismissed by an SME); an open pause flag of a labeler who is no longer
+paused is resolved.
 
 Why derived, not raised inside the submit: the submit has two callers (the API and the
 labeling page); the page lives in labeling and cannot call consistency, and wrapping
@@ -67,23 +68,38 @@ def _evidence(state: LabelerState, settings: dict) -> dict:
     }
 
 
+def _flagged(project: Project, signatures: set[str]) -> set[str]:
+    """Which of these pauses have a flag already, in any status: a pause an SME
+    dismissed (or resolved without resuming) is not flagged again; a new pause is."""
+    if not signatures:
+        return set()
+    return set(
+        Flag.objects.filter(
+            project=project, kind=FlagKind.LABELER, evidence__signature__in=sorted(signatures)
+        ).values_list("evidence__signature", flat=True)
+    )
+
+
 def _in_step(project: Project, labeler_id: int | None) -> bool:
-    """Whether every pause has its open flag and every open pause flag its pause (two
+    """Whether every pause has its flag and every open pause flag its pause (two or three
     reads, no lock: the usual case on the read paths takes no write transaction)."""
     states = LabelerState.objects.filter(project=project, paused_at__isnull=False)
     flags = _open_pause_flags(project)
     if labeler_id is not None:
         states, flags = states.filter(labeler_id=labeler_id), flags.filter(labeler_id=labeler_id)
     wanted = {_signature(i, at) for i, at in states.values_list("labeler_id", "paused_at")}
-    have = list(flags.values_list("evidence__signature", flat=True))
-    return len(have) == len(set(have)) and set(have) == wanted
+    open_sigs = set(flags.values_list("evidence__signature", flat=True))
+    if not open_sigs <= wanted:
+        return False
+    return wanted <= open_sigs or wanted <= _flagged(project, wanted)
 
 
 def sync_pause_flags(project: Project, *, labeler_id: int | None = None) -> list[Flag]:
     """Bring the project's pause flags in step with the pauses (all labelers, or one).
 
-    Raises one open ``labeler`` flag per paused labeler without an open pause flag for
-    that pause (evidence: accuracy and n checks since the last resume, the threshold);
+    Raises one open ``labeler`` flag per pause that has no flag yet (evidence: accuracy
+    and n checks since the last resume, the threshold; a pause whose flag an SME
+    dismissed is not raised again, a later pause is);
     resolves the open pause flags of labelers no longer paused. Returns the flags
     created. Two reads when nothing changed; otherwise the labelers' counter rows are
     locked first, so two concurrent calls cannot both raise a flag.
@@ -106,7 +122,6 @@ def _sync_locked(project: Project, labeler_id: int | None) -> list[Flag]:
         flags = flags.filter(labeler_id=labeler_id)
     paused = {s.labeler_id: s for s in states.filter(paused_at__isnull=False).order_by("pk")}
     open_flags = list(flags)
-    open_sigs = {f.evidence.get("signature") for f in open_flags}
     stale = [
         f
         for f in open_flags
@@ -117,10 +132,11 @@ def _sync_locked(project: Project, labeler_id: int | None) -> list[Flag]:
     if not paused:
         return []
     settings = selectors.check_settings(project)
+    flagged = _flagged(project, {_signature(i, s.paused_at) for i, s in paused.items()})
     created = []
     for state in sorted(paused.values(), key=lambda s: (s.paused_at, s.pk)):
         evidence = _evidence(state, settings)
-        if evidence["signature"] in open_sigs:
+        if evidence["signature"] in flagged:
             continue
         accuracy = evidence["accuracy"]
         shown = f"{accuracy:.0%}" if accuracy is not None else "n/a"

@@ -4,10 +4,13 @@ horizontal scrolling. Screenshots at desktop and phone widths."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from labeling import services
-from labeling.models import Role
+from labeling.models import CheckAnswer, Item, LabelerState, Role
 from tests.consistency.test_monitoring import build, run_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -22,6 +25,28 @@ def monitored(transactional_db, project, make_user):
         services.set_membership(project=project, user=user, role=Role.LABELER)
     build(project, labelers, confused_labeler=labelers[1], gold_every=4, n_items=600)
     run_now(project, slices=["camera"])
+    # lab4 answered ground-truth checks over three weeks, worse each week, and was paused.
+    now = timezone.now()
+    items = list(Item.objects.filter(project=project).order_by("pk")[:12])
+    for n, item in enumerate(items):
+        week = n // 4  # 4 answers a week: 4/4, 2/4, 0/4 right
+        CheckAnswer.objects.create(
+            project=project,
+            item=item,
+            labeler=labelers[3],
+            correct=(n % 4) < (2 - week) * 2,
+            created_at=now - timedelta(days=7 * (2 - week)),
+        )
+    LabelerState.objects.update_or_create(
+        project=project,
+        labeler=labelers[3],
+        defaults={
+            "n_checks": 12,
+            "n_checks_correct": 6,
+            "paused_at": now,
+            "paused_reason": "accuracy on ground-truth checks 6/12 below 70%",
+        },
+    )
     return project
 
 
@@ -58,6 +83,10 @@ def test_manager_sees_what_drifted_since_when_at_any_width(
         labeler = page.locator('[data-testid=labeler][data-labeler="lab2"]')
         assert labeler.get_attribute("data-drifted") == "true"
         assert page.locator("[data-testid=labeler]").first.get_attribute("data-labeler") == "lab2"
+        paused = page.locator('[data-testid=labeler][data-labeler="lab4"]')
+        assert paused.get_attribute("data-paused") == "true"
+        assert "6/12" in paused.locator("[data-testid=pause-note]").inner_text()
+        assert paused.locator("svg.mon-series").count() >= 1
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

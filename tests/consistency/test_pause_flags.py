@@ -120,6 +120,19 @@ def test_a_pause_on_the_labeling_page_is_flagged_by_the_queue_and_the_periodic_t
     assert team[0].username in page.content.decode()
     for flag in pause_flags_of(project):
         assert flag.evidence["accuracy"] == 0.0 and flag.evidence["n_checks"] == 2
+    # An SME dismisses one: the same pause is not flagged again (not a resurrection).
+    first = pause_flags_of(project).get(labeler=team[0])
+    dismissed = api(manager).post(
+        f"/api/v1/flags/{first.pk}/resolve/",
+        {"action": "dismiss", "rationale": "known, coaching"},
+        format="json",
+    )
+    assert dismissed.status_code in (200, 201), dismissed.content
+    first.refresh_from_db()
+    assert first.status == FlagStatus.DISMISSED
+    assert sync_all_pause_flags() == 0
+    assert browser.get(f"/projects/{project.pk}/review/", secure=True).status_code == 200
+    assert pause_flags_of(project).count() == 2
 
 
 def test_the_queue_page_raises_the_flag_and_a_resume_outside_the_api_is_caught_up(
