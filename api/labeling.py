@@ -193,7 +193,7 @@ class SubmitAnnotationApi(ProjectScopedMixin, APIView):
             source=AnnotationSource.API,
         )
         # A check answer may just have paused the labeler: the manager's flag follows.
-        pause_flags.sync_pause_flags(item.project, labeler_id=request.user.pk)
+        pause_flags.flag_if_paused(item.project, request.user.pk)
         return Response(annotation_payload(annotation), status=status.HTTP_201_CREATED)
 
 

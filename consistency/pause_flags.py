@@ -109,6 +109,17 @@ def sync_pause_flags(project: Project, *, labeler_id: int | None = None) -> list
     return _sync_locked(project, labeler_id)
 
 
+def flag_if_paused(project: Project, labeler_id: int) -> list[Flag]:
+    """After a labeler's submit: raise their pause flag when the submit paused them. One
+    read when they are not paused (the submit path's budget); else as
+    :func:`sync_pause_flags`."""
+    if not LabelerState.objects.filter(
+        project=project, labeler_id=labeler_id, paused_at__isnull=False
+    ).exists():
+        return []
+    return sync_pause_flags(project, labeler_id=labeler_id)
+
+
 @transaction.atomic
 def _sync_locked(project: Project, labeler_id: int | None) -> list[Flag]:
     states = (
