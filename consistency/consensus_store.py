@@ -18,8 +18,9 @@ from django.db import connection, transaction
 
 from consistency.chunks import ChunkStats
 from consistency.class_map import ClassMap
+from consistency.jobs import Superseded
 from consistency.metrics import AgreementStats, dawid_skene, majority_consensus
-from consistency.models import AgreementRun, Consensus, ConsensusStatus
+from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
 from labeling import selectors as labeling_selectors
 from labeling.models import Project
 
@@ -185,6 +186,15 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
     )
     use_json = connection.vendor == "sqlite" and _sqlite_has_json_arrows()
     with transaction.atomic():
+        # Only the execution that holds the run writes its rows (consistency.jobs): the
+        # row lock (SQLite: the write lock of this transaction) orders it against the
+        # reaper, so a run given up for dead never mixes its rows with a newer attempt's.
+        held = AgreementRun.objects.select_for_update().filter(
+            pk=run.pk, status=RunStatus.RUNNING, attempts=run.attempts
+        )
+        if not held.exists():
+            raise Superseded(f"agreement run {run.pk} attempt {run.attempts}")
+        # Replace, never add: a run executed again stores its consensus once.
         Consensus.objects.filter(run=run).delete()
         with connection.cursor() as cursor:
             for b in blocks:
