@@ -124,3 +124,10 @@ def failpoint(name: str) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{name}.{os.getpid()}").write_text(str(time.time()))
             time.sleep(float(seconds or 1))
+
+
+def is_stalled(job) -> bool:
+    """Whether a queued or running job's heartbeat is older than the stale limit (its
+    worker is gone and the reaper will re-queue or fail it): pages must not wait on it."""
+    beat = job.heartbeat_at or getattr(job, "created_at", None)
+    return beat is not None and beat < stale_before()

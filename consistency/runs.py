@@ -371,12 +371,9 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
         .exclude(state=ChunkState.DONE)
         .exists()
     )
-    moved = (
-        not pending
-        and AgreementRun.objects.filter(
-            pk=run_id, status=RunStatus.RUNNING, attempts=attempt, phase="chunks"
-        ).update(phase="final", heartbeat_at=timezone.now())
-    )
+    moved = not pending and AgreementRun.objects.filter(
+        pk=run_id, status=RunStatus.RUNNING, attempts=attempt, phase="chunks"
+    ).update(phase="final", heartbeat_at=timezone.now())
     run = AgreementRun.objects.select_related("project").get(pk=run_id)
     if not moved:
         return run
