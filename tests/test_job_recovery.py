@@ -105,6 +105,8 @@ def broker(request, tmp_path):
     url = f"redis://127.0.0.1:{port}/0"
     try:
         with _broker_url(url):
+            with celery_app.producer_or_acquire() as producer:
+                assert producer.connection.as_uri().startswith("redis://")
             yield {"REDIS_URL": url}
     finally:
         proc.kill()
