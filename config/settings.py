@@ -349,8 +349,12 @@ LOGGING = {
 
 # --- Concord --------------------------------------------------------------------------
 CONCORD_ASSIGNMENT_TTL_MINUTES = env_int("CONCORD_ASSIGNMENT_TTL_MINUTES", 30)
-# Agreement runs over more items than this are split into chunks computed in parallel.
+# Agreement runs are split into chunks computed in parallel only when more than one worker
+# process can take them (PARALLEL_WORKERS: the deployment's worker processes, e.g. workers
+# x concurrency; 1 = one pass, the embedded default) and each chunk gets at least
+# CHUNK_ITEMS items; never more chunks than workers (consistency.runs._plan_ranges).
 CONCORD_AGREEMENT_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_CHUNK_ITEMS", 50_000)
+CONCORD_AGREEMENT_PARALLEL_WORKERS = env_int("CONCORD_AGREEMENT_PARALLEL_WORKERS", 1)
 # The smallest chunk a request may ask for: tiny chunks make a run of thousands of tasks.
 CONCORD_AGREEMENT_MIN_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_MIN_CHUNK_ITEMS", 1000)
 CONCORD_FETCH_TIMEOUT_SECONDS = env_int("CONCORD_FETCH_TIMEOUT_SECONDS", 10)

@@ -196,6 +196,10 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
             raise Superseded(f"agreement run {run.pk} attempt {run.attempts}")
         # Replace, never add: a run executed again stores its consensus once.
         Consensus.objects.filter(run=run).delete()
+        if connection.vendor == "postgresql":
+            for b in blocks:
+                _copy_block(table, run.pk, b)
+            return
         with connection.cursor() as cursor:
             for b in blocks:
                 class_ids = b.class_ids.astype(object)
@@ -224,6 +228,52 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
                             columns_sql + "VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s)",
                             [(run.pk, r[0], b.method, *r[1:]) for r in batch],
                         )
+
+
+_COPY_COLUMNS = (
+    "run_id",
+    "item_id",
+    "method",
+    "label_class_id",
+    "value_text",
+    "support",
+    "confidence",
+    "entropy",
+    "n_labels",
+    "status",
+)
+
+
+def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
+    """One method's rows through ``COPY FROM STDIN`` (text format; NULL is ``\\N``)."""
+    n = b.item_ids.size
+    if n == 0:
+        return
+    class_ids = pd.array(b.class_ids, dtype="Int64")
+    class_ids[b.class_ids < 0] = pd.NA
+    frame = pd.DataFrame(
+        {
+            "run_id": np.full(n, run_id, dtype=np.int64),
+            "item_id": b.item_ids,
+            "method": b.method,
+            "label_class_id": class_ids,
+            "value_text": "",
+            "support": b.support,
+            "confidence": b.confidence,
+            "entropy": b.entropy,
+            "n_labels": b.n_labels,
+            "status": np.asarray([str(x) for x in b.status], dtype=object),
+        }
+    )
+    for name in ("support", "confidence", "entropy"):
+        if not np.isfinite(frame[name].to_numpy(dtype=np.float64, na_value=0.0)).all():
+            raise ValueError(f"internal: a consensus {name} is not a finite number")
+    text = frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N", lineterminator="\n")
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
+        sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+        with raw.copy(sql) as copy:
+            copy.write(text)
 
 
 def _sqlite_has_json_arrows() -> bool:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -216,14 +217,20 @@ def execute_agreement_run(
         try:
             project = run.project
             _lineage(run, "START")
-            labeler_ids, version = _labelers_and_version(project.pk)
-            chunk_items = run.params.get("chunk_items") or chunk_items_setting()
-            ranges = [] if _is_transcription(project) else _item_ranges(project, chunk_items)
+            ranges = [] if _is_transcription(project) else _plan_ranges(project, run.params)
             chunked = len(ranges) > 1
+            # A single pass plans from its own scan (labelers, label count); chunks must
+            # agree on the labeler codes before they start, so a chunked run (and a
+            # transcript run) reads them first, in one GROUP BY over the partial index.
+            labeler_ids, version = (
+                _labelers_and_version(project.pk)
+                if chunked or _is_transcription(project)
+                else (None, None)
+            )
             with transaction.atomic():
                 _save(
                     run,
-                    data_version={**version, "labeler_ids": labeler_ids},
+                    data_version={**version, "labeler_ids": labeler_ids} if version else {},
                     n_chunks=max(len(ranges), 1),
                     timings={"plan_s": round(time.perf_counter() - t0, 3)},
                     progress=0.05,
@@ -244,7 +251,7 @@ def execute_agreement_run(
                         for index, first, last in ranges
                     )
             if not chunked:
-                return _single_pass(run, labeler_ids, heartbeat)
+                return _single_pass(run, heartbeat)
         except jobs.Superseded:
             return AgreementRun.objects.get(pk=run_id)
         except Exception as exc:
@@ -258,6 +265,29 @@ def execute_agreement_run(
         for index in indices:
             compute_agreement_chunk(run_id=run.pk, attempt=run.attempts, index=index)
     return AgreementRun.objects.get(pk=run_id)
+
+
+def _plan_ranges(project: Project, params: dict) -> list[tuple[int, int, int]]:
+    """The item-id ranges of a run: one (a single pass) unless splitting pays.
+
+    ``chunk_items`` in the params is obeyed as asked. Otherwise a run is split only when
+    more than one worker process can take its chunks (``CONCORD_AGREEMENT_PARALLEL_WORKERS``,
+    the deployment's worker processes; 1 for the embedded default) and it has at least
+    ``CONCORD_AGREEMENT_CHUNK_ITEMS`` items per chunk, into at most one chunk per worker:
+    chunks beyond the workers that run them only add serialization and a merge, which is
+    why the benchmark found the chunked path slower than one pass on one machine.
+    """
+    explicit = params.get("chunk_items")
+    if explicit:
+        return _item_ranges(project, explicit)
+    workers = int(getattr(settings, "CONCORD_AGREEMENT_PARALLEL_WORKERS", 1))
+    if workers <= 1:
+        return []
+    n_items = Item.objects.filter(project=project).count()
+    n_chunks = min(workers, n_items // max(chunk_items_setting(), 1))
+    if n_chunks <= 1:
+        return []
+    return _item_ranges(project, -(-n_items // n_chunks))
 
 
 def _item_ranges(project: Project, chunk_items: int) -> list[tuple[int, int, int]]:
@@ -280,9 +310,17 @@ def _item_ranges(project: Project, chunk_items: int) -> list[tuple[int, int, int
     return out
 
 
-def _single_pass(
-    run: AgreementRun, labeler_ids: list[int], heartbeat: jobs.Heartbeat
-) -> AgreementRun:
+def _max_annotation_id(project_id: int) -> int | None:
+    table = connection.ops.quote_name(Annotation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX(id) FROM {table} WHERE project_id = %s AND is_current",  # noqa: S608
+            [project_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def _single_pass(run: AgreementRun, heartbeat: jobs.Heartbeat) -> AgreementRun:
     t0 = time.perf_counter()
     project = run.project
     if _is_transcription(project):
@@ -291,8 +329,18 @@ def _single_pass(
         return _complete(run, results, consensus, timings)
     level = run.params["level"]
     classes = class_map(project, level)
-    chunk = chunk_stats(
-        project, level, classes, np.asarray(labeler_ids, dtype=np.int64), None, None
+    # Read before the scan: a label added in between makes the run look stale (it is
+    # compared with the project's current values), never fresher than it is.
+    max_id = _max_annotation_id(project.pk)
+    chunk = chunk_stats(project, level, classes, None, None, None)
+    labeler_ids = chunk.labeler_ids.tolist()
+    _save(
+        run,
+        data_version={
+            "max_annotation_id": max_id if chunk.n_scanned else None,
+            "n_annotations": chunk.n_scanned,
+            "labeler_ids": labeler_ids,
+        },
     )
     timings = {"scan_s": round(time.perf_counter() - t0, 3)}
     jobs.failpoint("agreement.single")
