@@ -220,6 +220,42 @@ def measure_run(project_id: int, params: dict, timeout: float = 600) -> dict:
     }
 
 
+def measure_in_process(project_id: int, params: dict, skip_gwet_ci: bool) -> dict:
+    """The run executed in this process (no broker, no worker start-up), so that the read
+    and the run are timed back to back under the same machine load. With
+    ``skip_gwet_ci`` Gwet's AC bootstrap interval is stubbed out (reported as None) to
+    show what the rest of the run costs; the stub is this benchmark's, never the app's."""
+    from consistency import runs
+    from consistency.models import AgreementRun
+    from labeling.models import Project
+
+    if skip_gwet_ci:
+        from consistency.metrics import summary
+
+        summary.gwet_ac_bootstrap = lambda *a, **k: None
+    project = Project.objects.get(pk=project_id)
+    t0 = time.perf_counter()
+    run = runs.start_agreement_run(project=project, params=params)
+    run = runs.execute_agreement_run(run.pk)
+    run = AgreementRun.objects.get(pk=run.pk)
+    # Until the run is marked succeeded, as the worker path measures it (flags are
+    # generated after that, as advice; their time is printed apart).
+    elapsed = (run.finished_at - run.created_at).total_seconds()
+    print(f"flags after success: {time.perf_counter() - t0 - elapsed:.2f}s", flush=True)
+    overall = (run.results or {}).get("overall", {})
+    return {
+        "status": run.status,
+        "error": run.error,
+        "seconds": round(elapsed, 2),
+        "n_chunks": run.n_chunks,
+        "timings": run.timings,
+        "alpha": overall.get("krippendorff_alpha"),
+        "alpha_ci": overall.get("krippendorff_alpha_ci"),
+        "n_annotations": overall.get("n_annotations"),
+        "n_consensus_rows": run.consensus.count(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
@@ -233,6 +269,14 @@ def main() -> None:
     )
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--reuse", action="store_true", help="keep an existing database")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run in this process, not through a worker"
+    )
+    parser.add_argument(
+        "--skip-gwet-ci",
+        action="store_true",
+        help="(with --in-process) stub out Gwet's AC bootstrap interval to time the rest",
+    )
     args = parser.parse_args()
 
     var = Path(os.environ["CONCORD_VAR_DIR"])
@@ -260,17 +304,22 @@ def main() -> None:
     }
     if args.chunk_items:
         params["chunk_items"] = args.chunk_items
-    if args.parallel_workers:
-        os.environ["CONCORD_AGREEMENT_PARALLEL_WORKERS"] = str(args.parallel_workers)
-    worker = start_worker(args.concurrency, var / "bench-worker.log")
-    try:
-        run = measure_run(project_id, params)
-    finally:
-        worker.send_signal(signal.SIGTERM)
+    if args.in_process:
+        run = measure_in_process(project_id, params, args.skip_gwet_ci)
+        read_again = measure_read(project_id)
+        read_s = min(read_s, read_again)
+    else:
+        if args.parallel_workers:
+            os.environ["CONCORD_AGREEMENT_PARALLEL_WORKERS"] = str(args.parallel_workers)
+        worker = start_worker(args.concurrency, var / "bench-worker.log")
         try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            run = measure_run(project_id, params)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
     record = {
         "items": args.items,
         "annotations": run["n_annotations"],
@@ -279,7 +328,8 @@ def main() -> None:
         "ratio": round(run["seconds"] / read_s, 2),
         **{k: v for k, v in run.items() if k != "seconds"},
     }
-    print(f"(b) run through the worker: {run['seconds']:.2f}s ({run['status']})", flush=True)
+    where = "in this process" if args.in_process else "through the worker"
+    print(f"(b) run {where}: {run['seconds']:.2f}s ({run['status']})", flush=True)
     print(json.dumps(record, indent=1, default=str))
 
 

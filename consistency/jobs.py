@@ -86,8 +86,9 @@ class Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     self.beat()
-                except Exception:  # noqa: BLE001 (a missed beat is retried; never fatal)
-                    logger.warning("heartbeat write failed; retrying", exc_info=True)
+                except Exception as exc:  # noqa: BLE001 (a missed beat is retried; never fatal)
+                    # SQLite: busy while this job's own write transaction holds the lock.
+                    logger.warning("heartbeat write failed (%s); retrying", exc)
                     close_old_connections()
         finally:
             connection.close()
