@@ -107,13 +107,34 @@ class ConsensusStatus(models.TextChoices):
 
 
 class Consensus(models.Model):
-    """An item's consensus label under one method, as computed by one run."""
+    """An item's consensus label under one method, as computed by one run.
 
-    run = models.ForeignKey(AgreementRun, on_delete=models.CASCADE, related_name="consensus")
-    item = models.ForeignKey("labeling.Item", on_delete=models.CASCADE, related_name="consensus")
+    Derived data, written only by ``consistency.consensus_store`` from ids the run has
+    just read, up to 400,000 rows a run at a million labels. So its foreign keys are
+    enforced by the ORM (cascade, protect) and not by database constraints: on
+    PostgreSQL the deferred constraint triggers cost more than the COPY itself (14 s
+    of 23 s for 400,000 rows, benchmarks/RESULTS-agreement.md). ``run`` has no index of
+    its own: the unique (run, item, method) index serves lookups by run.
+    """
+
+    run = models.ForeignKey(
+        AgreementRun,
+        on_delete=models.CASCADE,
+        related_name="consensus",
+        db_constraint=False,
+        db_index=False,
+    )
+    item = models.ForeignKey(
+        "labeling.Item", on_delete=models.CASCADE, related_name="consensus", db_constraint=False
+    )
     method = models.CharField(max_length=12, choices=ConsensusMethod.choices)
     label_class = models.ForeignKey(
-        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "labeling.LabelClass",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     value_text = models.TextField(blank=True)
     value_number = models.FloatField(null=True, blank=True)
