@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from kombu import pools as kombu_pools
 
 from config.celery import app as celery_app
 from consistency import runs
@@ -60,7 +61,9 @@ def _broker_url(url: str):
     saved = (conf.broker_url, conf.broker_transport_options)
 
     def reset_pools():
-        celery_app.pool.force_close_all()
+        # kombu keeps its connection pools in a registry keyed by connection: closing one
+        # without clearing the registry would hand the closed pool back later.
+        kombu_pools.reset()
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
