@@ -17,6 +17,8 @@ Usage::
     CONCORD_VAR_DIR=/tmp/bench-agree /tmp/venvprobe/bin/python benchmarks/agreement_run.py
     ... --items 20000            # a quick look
     ... --reuse                  # keep the database of an earlier call
+    ... --parallel-workers 2     # let the run split into chunks for 2 worker processes
+    DATABASE_URL=postgres://... SECRET_KEY=... ... # the same on PostgreSQL (flushed first)
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def build(n_items: int) -> int:
     sql = (
         f"INSERT INTO {table} (project_id, item_id, labeler_id, label_class_id, value_text, "
         "guideline_id, comment, source, is_current, created_at) "
-        "VALUES (%s, %s, %s, %s, '', %s, '', 'import', 1, '2024-03-04 10:00:00')"
+        "VALUES (%s, %s, %s, %s, '', %s, '', 'import', %s, '2024-03-04 10:00:00')"
     )
     class_arr = np.asarray(class_ids)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -129,11 +131,15 @@ def build(n_items: int) -> int:
                 user_ids[labelers[lo:hi]].tolist(),
                 class_arr[value[lo:hi]].tolist(),
                 [guideline_id] * (hi - lo),
+                [True] * (hi - lo),
                 strict=True,
             )
             cursor.executemany(sql, list(rows))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")  # the visibility map: index-only scans
     print(
         f"built {n_items} items, {items.size} annotations in {time.perf_counter() - t0:.1f}s",
         flush=True,
@@ -165,8 +171,7 @@ def start_worker(concurrency: int, log_path: Path) -> subprocess.Popen:
         str(concurrency),
         "--loglevel",
         "INFO",
-        "--without-gossip",
-        "--without-mingle",
+        *(() if os.environ.get("REDIS_URL") else ("--without-gossip", "--without-mingle")),
         "--without-heartbeat",
         "--hostname",
         f"bench-{os.getpid()}@localhost",
@@ -215,13 +220,63 @@ def measure_run(project_id: int, params: dict, timeout: float = 600) -> dict:
     }
 
 
+def measure_in_process(project_id: int, params: dict, skip_gwet_ci: bool) -> dict:
+    """The run executed in this process (no broker, no worker start-up), so that the read
+    and the run are timed back to back under the same machine load. With
+    ``skip_gwet_ci`` Gwet's AC bootstrap interval is stubbed out (reported as None) to
+    show what the rest of the run costs; the stub is this benchmark's, never the app's."""
+    from consistency import runs
+    from consistency.models import AgreementRun
+    from labeling.models import Project
+
+    if skip_gwet_ci:
+        from consistency.metrics import summary
+
+        summary.gwet_ac_bootstrap = lambda *a, **k: None
+    project = Project.objects.get(pk=project_id)
+    t0 = time.perf_counter()
+    run = runs.start_agreement_run(project=project, params=params)
+    run = runs.execute_agreement_run(run.pk)
+    run = AgreementRun.objects.get(pk=run.pk)
+    # Until the run is marked succeeded, as the worker path measures it (flags are
+    # generated after that, as advice; their time is printed apart).
+    elapsed = (run.finished_at - run.created_at).total_seconds()
+    print(f"flags after success: {time.perf_counter() - t0 - elapsed:.2f}s", flush=True)
+    overall = (run.results or {}).get("overall", {})
+    return {
+        "status": run.status,
+        "error": run.error,
+        "seconds": round(elapsed, 2),
+        "n_chunks": run.n_chunks,
+        "timings": run.timings,
+        "alpha": overall.get("krippendorff_alpha"),
+        "alpha_ci": overall.get("krippendorff_alpha_ci"),
+        "n_annotations": overall.get("n_annotations"),
+        "n_consensus_rows": run.consensus.count(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--chunk-items", type=int, default=None, help="default: the setting")
+    parser.add_argument(
+        "--parallel-workers",
+        type=int,
+        default=None,
+        help="CONCORD_AGREEMENT_PARALLEL_WORKERS for the worker (default: the setting, 1)",
+    )
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--reuse", action="store_true", help="keep an existing database")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run in this process, not through a worker"
+    )
+    parser.add_argument(
+        "--skip-gwet-ci",
+        action="store_true",
+        help="(with --in-process) stub out Gwet's AC bootstrap interval to time the rest",
+    )
     args = parser.parse_args()
 
     var = Path(os.environ["CONCORD_VAR_DIR"])
@@ -232,6 +287,10 @@ def main() -> None:
     import django
 
     django.setup()
+    if not args.reuse and os.environ.get("DATABASE_URL"):
+        from django.core.management import call_command
+
+        call_command("flush", "--noinput", verbosity=0)
     from labeling.models import Project
 
     project = Project.objects.filter(slug="agreement-benchmark").first() if args.reuse else None
@@ -245,15 +304,22 @@ def main() -> None:
     }
     if args.chunk_items:
         params["chunk_items"] = args.chunk_items
-    worker = start_worker(args.concurrency, var / "bench-worker.log")
-    try:
-        run = measure_run(project_id, params)
-    finally:
-        worker.send_signal(signal.SIGTERM)
+    if args.in_process:
+        run = measure_in_process(project_id, params, args.skip_gwet_ci)
+        read_again = measure_read(project_id)
+        read_s = min(read_s, read_again)
+    else:
+        if args.parallel_workers:
+            os.environ["CONCORD_AGREEMENT_PARALLEL_WORKERS"] = str(args.parallel_workers)
+        worker = start_worker(args.concurrency, var / "bench-worker.log")
         try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            run = measure_run(project_id, params)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
     record = {
         "items": args.items,
         "annotations": run["n_annotations"],
@@ -262,7 +328,8 @@ def main() -> None:
         "ratio": round(run["seconds"] / read_s, 2),
         **{k: v for k, v in run.items() if k != "seconds"},
     }
-    print(f"(b) run through the worker: {run['seconds']:.2f}s ({run['status']})", flush=True)
+    where = "in this process" if args.in_process else "through the worker"
+    print(f"(b) run {where}: {run['seconds']:.2f}s ({run['status']})", flush=True)
     print(json.dumps(record, indent=1, default=str))
 
 

@@ -231,7 +231,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 BROKER_DIR = Path(os.environ.get("CONCORD_BROKER_DIR", VAR_DIR / "broker"))
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    # A message taken by a worker that dies comes back after the visibility timeout. It
+    # must outlast the longest single task (else Redis hands a running task to a second
+    # worker; harmless, since job claims make it a no-op, but wasted), and recovery does
+    # not wait for it: the job reapers re-queue a stalled job after
+    # CONCORD_JOB_STALE_SECONDS (see consistency.jobs).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": env_int("CONCORD_BROKER_VISIBILITY_TIMEOUT", 2 * 3600)
+    }
 else:
     # kombu's filesystem transport: a real broker between separate processes with no
     # server of its own (files moved atomically between folders).
@@ -253,7 +260,11 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CONCORD_QUEUE", "celery")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
+# A task is acknowledged when it finishes, and a task whose pool process died (the OOM
+# killer, SIGKILL) goes back to the queue instead of being acknowledged and lost; each
+# worker process reserves one message at a time, so a dead worker strands few.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -338,8 +349,12 @@ LOGGING = {
 
 # --- Concord --------------------------------------------------------------------------
 CONCORD_ASSIGNMENT_TTL_MINUTES = env_int("CONCORD_ASSIGNMENT_TTL_MINUTES", 30)
-# Agreement runs over more items than this are split into chunks computed in parallel.
+# Agreement runs are split into chunks computed in parallel only when more than one worker
+# process can take them (PARALLEL_WORKERS: the deployment's worker processes, e.g. workers
+# x concurrency; 1 = one pass, the embedded default) and each chunk gets at least
+# CHUNK_ITEMS items; never more chunks than workers (consistency.runs._plan_ranges).
 CONCORD_AGREEMENT_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_CHUNK_ITEMS", 50_000)
+CONCORD_AGREEMENT_PARALLEL_WORKERS = env_int("CONCORD_AGREEMENT_PARALLEL_WORKERS", 1)
 # The smallest chunk a request may ask for: tiny chunks make a run of thousands of tasks.
 CONCORD_AGREEMENT_MIN_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_MIN_CHUNK_ITEMS", 1000)
 CONCORD_FETCH_TIMEOUT_SECONDS = env_int("CONCORD_FETCH_TIMEOUT_SECONDS", 10)
@@ -347,8 +362,24 @@ CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES = env_int(
     "CONCORD_MAX_ZIP_UNCOMPRESSED_BYTES", 4 * CONCORD_MAX_IMPORT_BYTES
 )
 
+# Long jobs (agreement runs, dataset builds) heartbeat while a worker executes them; one
+# whose heartbeat is older than the stale limit lost its worker and is re-queued by the
+# reapers below, at most CONCORD_JOB_MAX_ATTEMPTS executions, then failed with the reason.
+CONCORD_JOB_HEARTBEAT_SECONDS = env_int("CONCORD_JOB_HEARTBEAT_SECONDS", 10)
+CONCORD_JOB_STALE_SECONDS = env_int("CONCORD_JOB_STALE_SECONDS", 180)
+CONCORD_JOB_MAX_ATTEMPTS = env_int("CONCORD_JOB_MAX_ATTEMPTS", 3)
+CONCORD_JOB_REAPER_SECONDS = env_int("CONCORD_JOB_REAPER_SECONDS", 60)
+
 # Periodic housekeeping (run by `celery beat`; `make run` embeds it in its one worker).
 CELERY_BEAT_SCHEDULE = {
+    "reap-stalled-agreement-runs": {
+        "task": "consistency.tasks.reap_stalled_agreement_runs",
+        "schedule": float(CONCORD_JOB_REAPER_SECONDS),
+    },
+    "reap-stalled-dataset-builds": {
+        "task": "datasets.tasks.reap_stalled_dataset_builds",
+        "schedule": float(CONCORD_JOB_REAPER_SECONDS),
+    },
     "expire-stale-assignments": {
         "task": "labeling.tasks.expire_stale_assignments",
         "schedule": 300.0,

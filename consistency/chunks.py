@@ -30,19 +30,24 @@ class ChunkStats:
     guideline: np.ndarray
     n_dropped: int = 0
     n_late_labelers: int = 0
+    # What the scan saw (filled by chunk_stats, not serialized): the labeler ids that code
+    # ``stats.labeler`` and the number of current labels read, usable or not.
+    labeler_ids: np.ndarray | None = None
+    n_scanned: int = 0
 
 
 def chunk_stats(
     project: Project,
     level: str,
     classes: ClassMap,
-    labeler_ids: np.ndarray,
+    labeler_ids: np.ndarray | None,
     first_item_id: int | None,
     last_item_id: int | None,
 ) -> ChunkStats:
     """Scan the current labels of items with ids in [first, last] (None: unbounded) and
-    code them: labelers by position in ``labeler_ids`` (sorted), classes by ``classes``;
-    labels without a value usable at ``level`` are dropped and counted."""
+    code them: labelers by position in ``labeler_ids`` (sorted; None: every labeler the
+    scan met, which is how a single pass plans from its own scan), classes by
+    ``classes``; labels without a value usable at ``level`` are dropped and counted."""
     categorical = level in ("nominal", "ordinal")
     cols = scan_annotations(
         project.pk,
@@ -50,6 +55,8 @@ def chunk_stats(
         last_item_id=last_item_id,
         with_number=not categorical,
     )
+    if labeler_ids is None:
+        labeler_ids = np.unique(cols.labeler)
     lab_pos = np.searchsorted(labeler_ids, cols.labeler)
     lab_pos_c = np.minimum(lab_pos, max(labeler_ids.size - 1, 0))
     known_lab = (labeler_ids.size > 0) & (labeler_ids[lab_pos_c] == cols.labeler)
@@ -75,7 +82,9 @@ def chunk_stats(
         n_classes=len(classes.keys) if categorical else None,
         n_labelers=int(labeler_ids.size),
     )
-    return ChunkStats(stats, guide, n_dropped, int((~known_lab).sum()))
+    return ChunkStats(
+        stats, guide, n_dropped, int((~known_lab).sum()), labeler_ids=labeler_ids, n_scanned=cols.n
+    )
 
 
 _STATS_ARRAYS = ("value_points", "item", "labeler", "value", "pair_a", "pair_b")

@@ -8,6 +8,7 @@ statistics (:class:`ConsensusBlock`, aligned columns) and replaces the run's
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from django.db import connection, transaction
 
 from consistency.chunks import ChunkStats
 from consistency.class_map import ClassMap
+from consistency.jobs import Superseded
 from consistency.metrics import AgreementStats, dawid_skene, majority_consensus
-from consistency.models import AgreementRun, Consensus, ConsensusStatus
+from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
 from labeling import selectors as labeling_selectors
 from labeling.models import Project
 
@@ -185,7 +187,20 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
     )
     use_json = connection.vendor == "sqlite" and _sqlite_has_json_arrows()
     with transaction.atomic():
+        # Only the execution that holds the run writes its rows (consistency.jobs): the
+        # row lock (SQLite: the write lock of this transaction) orders it against the
+        # reaper, so a run given up for dead never mixes its rows with a newer attempt's.
+        held = AgreementRun.objects.select_for_update().filter(
+            pk=run.pk, status=RunStatus.RUNNING, attempts=run.attempts
+        )
+        if not held.exists():
+            raise Superseded(f"agreement run {run.pk} attempt {run.attempts}")
+        # Replace, never add: a run executed again stores its consensus once.
         Consensus.objects.filter(run=run).delete()
+        if connection.vendor == "postgresql":
+            for b in blocks:
+                _copy_block(table, run.pk, b)
+            return
         with connection.cursor() as cursor:
             for b in blocks:
                 class_ids = b.class_ids.astype(object)
@@ -214,6 +229,91 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
                             columns_sql + "VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s)",
                             [(run.pk, r[0], b.method, *r[1:]) for r in batch],
                         )
+
+
+_COPY_COLUMNS = (
+    "run_id",
+    "item_id",
+    "method",
+    "label_class_id",
+    "value_text",
+    "support",
+    "confidence",
+    "entropy",
+    "n_labels",
+    "status",
+)
+
+
+def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
+    """One method's rows through one binary ``COPY FROM STDIN``, built by numpy.
+
+    The binary format carries each value with its byte length, so rows sharing a status
+    (and a null or set class) have one fixed layout: each such group is one numpy record
+    array written as it is (big-endian), with no per-row Python and no float formatting;
+    floats travel as their 8 bytes, so the stored numbers are the computed ones.
+    """
+    n = b.item_ids.size
+    if n == 0:
+        return
+    for name in ("support", "confidence", "entropy"):
+        if not np.isfinite(getattr(b, name)).all():
+            raise ValueError(f"internal: a consensus {name} is not a finite number")
+    status = np.asarray([str(x) for x in b.status])
+    no_class = b.class_ids < 0
+    method = b.method.encode()
+    parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
+    for value in np.unique(status):
+        text = str(value).encode()
+        for null_class in (False, True):
+            sel = (status == value) & (no_class == null_class)
+            m = int(sel.sum())
+            if not m:
+                continue
+            layout = [
+                ("n_fields", ">i2"),
+                ("run_len", ">i4"),
+                ("run", ">i8"),
+                ("item_len", ">i4"),
+                ("item", ">i8"),
+                ("method_len", ">i4"),
+                ("method", f"S{len(method)}"),
+                ("class_len", ">i4"),
+            ]
+            layout += [] if null_class else [("class", ">i8")]
+            layout += [
+                ("text_len", ">i4"),
+                ("support_len", ">i4"),
+                ("support", ">f8"),
+                ("confidence_len", ">i4"),
+                ("confidence", ">f8"),
+                ("entropy_len", ">i4"),
+                ("entropy", ">f8"),
+                ("n_len", ">i4"),
+                ("n", ">i4"),
+                ("status_len", ">i4"),
+                ("status", f"S{len(text)}"),
+            ]
+            rec = np.empty(m, dtype=layout)
+            rec["n_fields"] = len(_COPY_COLUMNS)
+            rec["run_len"], rec["run"] = 8, run_id
+            rec["item_len"], rec["item"] = 8, b.item_ids[sel]
+            rec["method_len"], rec["method"] = len(method), method
+            rec["class_len"] = -1 if null_class else 8  # -1: NULL
+            if not null_class:
+                rec["class"] = b.class_ids[sel]
+            rec["text_len"] = 0  # value_text: ""
+            for name in ("support", "confidence", "entropy"):
+                rec[f"{name}_len"], rec[name] = 8, getattr(b, name)[sel]
+            rec["n_len"], rec["n"] = 4, b.n_labels[sel]
+            rec["status_len"], rec["status"] = len(text), text
+            parts.append(rec.tobytes())
+    parts.append(struct.pack(">h", -1))
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
+        sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT binary)"
+        with raw.copy(sql) as copy:
+            copy.write(b"".join(parts))
 
 
 def _sqlite_has_json_arrows() -> bool:

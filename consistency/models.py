@@ -44,10 +44,20 @@ class AgreementRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease (consistency.jobs): refreshed while a worker executes the run (or since it
+    # was queued); ``attempts`` counts executions started and is their token; ``phase``
+    # says what the reaper must redo if the heartbeat stops: plan/single/final (the whole
+    # run) or chunks (only the chunks not done).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    phase = models.CharField(max_length=8, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "-created_at"], name="run_project_recent")]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="run_project_recent"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
 
     def __str__(self) -> str:
         return f"agreement run {self.pk} ({self.status})"
@@ -67,6 +77,12 @@ class AgreementRunChunk(models.Model):
     n_annotations = models.PositiveIntegerField(default=0)
     payload = models.BinaryField(help_text="Compressed npz of the chunk's sufficient statistics.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Which execution of the run planned it (the run's ``attempts`` then), its state, how
+    # many executions claimed it, and the heartbeat of the one computing it.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    state = models.CharField(max_length=8, default="done")
+    tries = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -91,13 +107,34 @@ class ConsensusStatus(models.TextChoices):
 
 
 class Consensus(models.Model):
-    """An item's consensus label under one method, as computed by one run."""
+    """An item's consensus label under one method, as computed by one run.
 
-    run = models.ForeignKey(AgreementRun, on_delete=models.CASCADE, related_name="consensus")
-    item = models.ForeignKey("labeling.Item", on_delete=models.CASCADE, related_name="consensus")
+    Derived data, written only by ``consistency.consensus_store`` from ids the run has
+    just read, up to 400,000 rows a run at a million labels. So its foreign keys are
+    enforced by the ORM (cascade, protect) and not by database constraints: on
+    PostgreSQL the deferred constraint triggers cost more than the COPY itself (14 s
+    of 23 s for 400,000 rows, benchmarks/RESULTS-agreement.md). ``run`` has no index of
+    its own: the unique (run, item, method) index serves lookups by run.
+    """
+
+    run = models.ForeignKey(
+        AgreementRun,
+        on_delete=models.CASCADE,
+        related_name="consensus",
+        db_constraint=False,
+        db_index=False,
+    )
+    item = models.ForeignKey(
+        "labeling.Item", on_delete=models.CASCADE, related_name="consensus", db_constraint=False
+    )
     method = models.CharField(max_length=12, choices=ConsensusMethod.choices)
     label_class = models.ForeignKey(
-        "labeling.LabelClass", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "labeling.LabelClass",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     value_text = models.TextField(blank=True)
     value_number = models.FloatField(null=True, blank=True)

@@ -1,49 +1,43 @@
 """Celery tasks of the consistency app: each loads by id and calls one service.
 
-A large run fans out twice: its item-id chunks are computed in parallel (a chord whose
-callback merges them), then the final stage's parts -- metrics with slices, and
-consensus -- run in parallel (a second chord whose callback assembles the results).
+A large run fans out into one task per item-id chunk; the task that completes the last
+chunk merges them and finishes the run (no chord: its bookkeeping would die with a
+killed worker, while chunk rows in the database survive it). Every task is safe to run
+twice: the run and each chunk are claimed once per execution (``consistency.jobs``), so a
+redelivered or re-sent message is a no-op, and the reaper (Celery beat) recovers work
+whose worker died.
 """
 
 from __future__ import annotations
 
-from celery import chord, shared_task
+from celery import shared_task
 
 from consistency import monitoring, pause_flags, runs
 
 
-def dispatch_chunks(run_id: int, ranges: list[tuple[int, int, int]]) -> None:
-    """Compute the chunks in parallel; the callback merges them."""
-    header = [
-        compute_agreement_chunk.s(run_id, index, first, last) for index, first, last in ranges
-    ]
-    chord(header)(finalize_agreement_run.s(run_id))
+def dispatch_chunks(run_id: int, attempt: int, indices: list[int]) -> None:
+    """Send one task per pending chunk of the run's execution ``attempt``."""
+    for index in indices:
+        compute_agreement_chunk.delay(run_id, attempt, index)
 
 
-def dispatch_parts(run_id: int) -> None:
-    """Compute the final stage's parts in parallel; the callback assembles the results."""
-    header = [compute_agreement_part.s(run_id, part) for part in runs.PARTS]
-    chord(header)(complete_agreement_run.si(run_id))
-
-
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_agreement(run_id: int) -> str:
     """Execute an agreement run (single pass, or fan out into chunks)."""
     return runs.execute_agreement_run(run_id, dispatch_chunks=dispatch_chunks).status
 
 
-@shared_task(acks_late=True)
-def compute_agreement_chunk(run_id: int, index: int, first_item_id: int, last_item_id: int):
-    """Statistics of one item-id range; returns its label count (a small message)."""
-    return runs.compute_agreement_chunk(
-        run_id=run_id, index=index, first_item_id=first_item_id, last_item_id=last_item_id
-    )
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def compute_agreement_chunk(run_id: int, attempt: int, index: int):
+    """Statistics of one chunk; the last chunk finalizes the run. Returns its label count."""
+    return runs.compute_agreement_chunk(run_id=run_id, attempt=attempt, index=index)
 
 
-@shared_task(acks_late=True)
-def finalize_agreement_run(chunk_counts: list, run_id: int) -> str:
-    """Chord callback: merge the chunks' statistics, then fan out the final stage."""
-    return runs.finalize_agreement_run(run_id=run_id, dispatch_parts=dispatch_parts).status
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def finalize_agreement_run(run_id: int, attempt: int) -> str:
+    """Merge the chunks and finish the run (sent by the reaper when the last chunk's
+    worker died between storing it and finalizing)."""
+    return runs.finalize_agreement_run(run_id=run_id, attempt=attempt).status
 
 
 @shared_task(acks_late=True)
@@ -94,3 +88,9 @@ def sync_all_pause_flags() -> int:
     """Periodic (celery beat): the manager's flag for every labeler paused by the
     ground-truth checks (``consistency.pause_flags``); returns how many were raised."""
     return pause_flags.sync_all_pause_flags()
+
+
+@shared_task
+def reap_stalled_agreement_runs() -> dict:
+    """Celery beat: recover runs whose worker stopped heartbeating."""
+    return runs.reap_stalled_agreement_runs()

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from consistency import charts, model_runs, runs, selectors
+from consistency import charts, jobs, model_runs, runs, selectors
 from consistency.models import AgreementRun, ModelRun, RunStatus
 from labeling.access import REVIEW_ROLES, SME_ROLES, page_access
 from labeling.models import Project
@@ -24,7 +24,16 @@ from labeling.models import Project
 @page_access(REVIEW_ROLES)
 def dashboard(request, project: Project, role: str):
     runs = list(selectors.runs_for_project(project)[:12])
-    active = next((r for r in runs if r.status in (RunStatus.QUEUED, RunStatus.RUNNING)), None)
+    # A run whose worker died (stale heartbeat) does not hold the button: the reaper will
+    # re-queue or fail it, and a new run may start meanwhile.
+    active = next(
+        (
+            r
+            for r in runs
+            if r.status in (RunStatus.QUEUED, RunStatus.RUNNING) and not jobs.is_stalled(r)
+        ),
+        None,
+    )
     run_id = request.GET.get("run")
     run = None
     if run_id and run_id.isdigit():

@@ -254,6 +254,9 @@ def build_version(version: DatasetVersion) -> None:
     if batch:
         DatasetRow.objects.bulk_create(batch)
 
+    # Publish only while this execution still holds the build (see services._hold_build).
+    services._hold_build(version)
+
     version.params = params
     version.columns = columns
     version.row_count = len(selected)

@@ -66,6 +66,10 @@ class DatasetVersion(models.Model):
     celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The build's lease (consistency.jobs): refreshed while a worker builds (or since it
+    # was queued); ``attempts`` counts builds started and is their token.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     objects = DatasetVersionQuerySet.as_manager()
 

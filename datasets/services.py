@@ -19,8 +19,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from consistency import jobs
 from consistency import selectors as consistency_selectors
 from consistency.models import (
     AgreementRun,
@@ -252,7 +254,7 @@ def request_dataset_version(
     request = validate_dataset_request(project=project, data=data)
     _refuse_filters_matching_nothing(project, request["filters"])
     version = DatasetVersion.objects.create(
-        project=project, created_by=requested_by, request=request
+        project=project, created_by=requested_by, request=request, heartbeat_at=timezone.now()
     )
     events.dataset_requested(
         project_id=project.pk,
@@ -341,16 +343,25 @@ def build_dataset_version(*, dataset_version_id: int) -> DatasetVersion:
     """Build a queued version: compute its rows and publish it, or mark it failed.
 
     Rows, counts, hash and the ``dataset.published`` event are written in one transaction:
-    a version is either fully published or not at all.
+    a version is either fully published or not at all. The build is *claimed* (queued ->
+    building, ``attempts`` + 1) and heartbeats while it runs (``consistency.jobs``); a
+    version that is not queued is returned unchanged (published, failed, or being built
+    by a live execution: a redelivered message is a no-op), and a build whose worker died
+    is re-queued or failed by :func:`datasets.recovery.reap_stalled_dataset_builds`.
     """
+    now = timezone.now()
+    claimed = DatasetVersion.objects.filter(
+        pk=dataset_version_id, status=DatasetStatus.QUEUED
+    ).update(status=DatasetStatus.BUILDING, attempts=F("attempts") + 1, heartbeat_at=now)
     version = DatasetVersion.objects.select_related("project").get(pk=dataset_version_id)
-    if version.status == DatasetStatus.SUCCEEDED:
+    if not claimed:
         return version
-    version.status = DatasetStatus.BUILDING
-    version.save(update_fields=["status"])
+    held = DatasetVersion.objects.filter(
+        pk=version.pk, status=DatasetStatus.BUILDING, attempts=version.attempts
+    )
     lineage.emit_dataset_build(version, "START")
     try:
-        with transaction.atomic():
+        with jobs.Heartbeat(held), transaction.atomic():
             if version.project.task_type == TaskType.DETECTION:
                 # Imported here: datasets.detection builds on this module's helpers.
                 from datasets import detection
@@ -358,14 +369,20 @@ def build_dataset_version(*, dataset_version_id: int) -> DatasetVersion:
                 detection.build_version(version)
             else:
                 _build(version)
+    except jobs.Superseded:
+        version.refresh_from_db()
+        return version
     except Exception as exc:
         log.exception("dataset version %s failed", version.pk)
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         with transaction.atomic():
-            version.status = DatasetStatus.FAILED
-            version.error = message[:2000] or exc.__class__.__name__
-            version.finished_at = timezone.now()
-            version.save(update_fields=["status", "error", "finished_at"])
+            error = message[:2000] or exc.__class__.__name__
+            if not held.update(
+                status=DatasetStatus.FAILED, error=error, finished_at=timezone.now()
+            ):
+                version.refresh_from_db()
+                return version
+            version.refresh_from_db()
             events.dataset_failed(
                 project_id=version.project_id,
                 actor_id=version.created_by_id,
@@ -395,6 +412,17 @@ def run_label_snapshot(run: AgreementRun) -> dict:
         "agreement_run": run.pk,
         "max_annotation_id": int(max_id) if max_id is not None else None,
     }
+
+
+def _hold_build(version: DatasetVersion) -> None:
+    """Inside the build's transaction, before publishing: raise Superseded unless this
+    execution still holds the build. The row lock (SQLite: the transaction's write lock)
+    orders it against the reaper, so a build given up for dead never publishes rows."""
+    held = DatasetVersion.objects.select_for_update().filter(
+        pk=version.pk, status=DatasetStatus.BUILDING, attempts=version.attempts
+    )
+    if not held.exists():
+        raise jobs.Superseded(f"dataset version {version.pk} attempt {version.attempts}")
 
 
 def _build(version: DatasetVersion) -> None:
@@ -592,6 +620,8 @@ def _build(version: DatasetVersion) -> None:
     if batch:
         DatasetRow.objects.bulk_create(batch)
 
+    jobs.failpoint("dataset.build")
+    _hold_build(version)
     version.params = params
     version.columns = columns
     version.row_count = len(selected)

@@ -6,67 +6,165 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('labeling', '0002_initial'),
+        ("labeling", "0002_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AgreementRun',
+            name="AgreementRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('progress', models.FloatField(default=0.0, help_text='0–1')),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('results', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('data_version', models.JSONField(blank=True, default=dict)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('n_chunks', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='agreement_runs', to='labeling.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0, help_text="0–1")),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("results", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("data_version", models.JSONField(blank=True, default=dict)),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("n_chunks", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="agreement_runs",
+                        to="labeling.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Consensus',
+            name="Consensus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(choices=[('majority', 'Majority vote'), ('dawid_skene', 'Dawid–Skene'), ('sme', 'SME resolution')], max_length=12)),
-                ('value_text', models.TextField(blank=True)),
-                ('value_number', models.FloatField(blank=True, null=True)),
-                ('support', models.FloatField(blank=True, help_text='Share of labels for it, 0–1.', null=True)),
-                ('confidence', models.FloatField(blank=True, help_text='Posterior or support, 0–1.', null=True)),
-                ('entropy', models.FloatField(blank=True, help_text='Of the label shares, bits.', null=True)),
-                ('n_labels', models.PositiveIntegerField(default=0)),
-                ('status', models.CharField(choices=[('agreed', 'Agreed'), ('disputed', 'Disputed'), ('borderline', 'Borderline'), ('resolved', 'Resolved by an SME')], max_length=10)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consensus', to='labeling.item')),
-                ('label_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.labelclass')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consensus', to='consistency.agreementrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[
+                            ("majority", "Majority vote"),
+                            ("dawid_skene", "Dawid–Skene"),
+                            ("sme", "SME resolution"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("value_text", models.TextField(blank=True)),
+                ("value_number", models.FloatField(blank=True, null=True)),
+                (
+                    "support",
+                    models.FloatField(
+                        blank=True, help_text="Share of labels for it, 0–1.", null=True
+                    ),
+                ),
+                (
+                    "confidence",
+                    models.FloatField(
+                        blank=True, help_text="Posterior or support, 0–1.", null=True
+                    ),
+                ),
+                (
+                    "entropy",
+                    models.FloatField(
+                        blank=True, help_text="Of the label shares, bits.", null=True
+                    ),
+                ),
+                ("n_labels", models.PositiveIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("agreed", "Agreed"),
+                            ("disputed", "Disputed"),
+                            ("borderline", "Borderline"),
+                            ("resolved", "Resolved by an SME"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consensus",
+                        to="labeling.item",
+                    ),
+                ),
+                (
+                    "label_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="labeling.labelclass",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consensus",
+                        to="consistency.agreementrun",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'consensus',
+                "verbose_name_plural": "consensus",
             },
         ),
         migrations.AddIndex(
-            model_name='agreementrun',
-            index=models.Index(fields=['project', '-created_at'], name='run_project_recent'),
+            model_name="agreementrun",
+            index=models.Index(fields=["project", "-created_at"], name="run_project_recent"),
         ),
         migrations.AddIndex(
-            model_name='consensus',
-            index=models.Index(fields=['run', 'method', 'status'], name='consensus_run_status'),
+            model_name="consensus",
+            index=models.Index(fields=["run", "method", "status"], name="consensus_run_status"),
         ),
         migrations.AddConstraint(
-            model_name='consensus',
-            constraint=models.UniqueConstraint(fields=('run', 'item', 'method'), name='one_consensus_per_run_item_method'),
+            model_name="consensus",
+            constraint=models.UniqueConstraint(
+                fields=("run", "item", "method"), name="one_consensus_per_run_item_method"
+            ),
         ),
     ]

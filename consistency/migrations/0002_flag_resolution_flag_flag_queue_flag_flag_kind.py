@@ -6,64 +6,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('consistency', '0001_initial'),
-        ('labeling', '0002_initial'),
+        ("consistency", "0001_initial"),
+        ("labeling", "0002_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Flag',
+            name="Flag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('item_disagreement', 'Item disagreement'), ('merge_classes', 'Confusable classes (merge?)'), ('borderline', 'Needs a borderline label'), ('unclear_slice', 'Unclear guideline or input in a slice'), ('labeler', 'Labeler'), ('drift', 'Drift')], max_length=20)),
-                ('status', models.CharField(choices=[('open', 'Open'), ('resolved', 'Resolved'), ('dismissed', 'Dismissed')], default='open', max_length=10)),
-                ('impact', models.FloatField(default=0.0, help_text='Items affected × disagreement.')),
-                ('suggested_action', models.CharField(blank=True, max_length=40)),
-                ('summary', models.CharField(blank=True, max_length=300)),
-                ('evidence', models.JSONField(blank=True, default=dict)),
-                ('slice_key', models.CharField(blank=True, max_length=80)),
-                ('slice_value', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('classes', models.ManyToManyField(blank=True, related_name='flags', to='labeling.labelclass')),
-                ('items', models.ManyToManyField(blank=True, related_name='flags', to='labeling.item')),
-                ('labeler', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to='labeling.project')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to='consistency.agreementrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("item_disagreement", "Item disagreement"),
+                            ("merge_classes", "Confusable classes (merge?)"),
+                            ("borderline", "Needs a borderline label"),
+                            ("unclear_slice", "Unclear guideline or input in a slice"),
+                            ("labeler", "Labeler"),
+                            ("drift", "Drift"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("resolved", "Resolved"),
+                            ("dismissed", "Dismissed"),
+                        ],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "impact",
+                    models.FloatField(default=0.0, help_text="Items affected × disagreement."),
+                ),
+                ("suggested_action", models.CharField(blank=True, max_length=40)),
+                ("summary", models.CharField(blank=True, max_length=300)),
+                ("evidence", models.JSONField(blank=True, default=dict)),
+                ("slice_key", models.CharField(blank=True, max_length=80)),
+                ("slice_value", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "classes",
+                    models.ManyToManyField(
+                        blank=True, related_name="flags", to="labeling.labelclass"
+                    ),
+                ),
+                (
+                    "items",
+                    models.ManyToManyField(blank=True, related_name="flags", to="labeling.item"),
+                ),
+                (
+                    "labeler",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="flags",
+                        to="labeling.project",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="flags",
+                        to="consistency.agreementrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['status', '-impact', 'id'],
+                "ordering": ["status", "-impact", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Resolution',
+            name="Resolution",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('set_label', 'Set the final label'), ('mark_borderline', 'Mark borderline'), ('merge_classes', 'Merge classes'), ('unmerge_classes', 'Undo a merge'), ('relabel', 'Send back for relabeling'), ('publish_guideline', 'Publish a clarified guideline'), ('dismiss', 'Dismiss')], max_length=20)),
-                ('rationale', models.TextField()),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='resolutions', to=settings.AUTH_USER_MODEL)),
-                ('flag', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='resolutions', to='consistency.flag')),
-                ('guideline', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='labeling.guideline')),
-                ('into_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.labelclass')),
-                ('items', models.ManyToManyField(blank=True, related_name='resolutions', to='labeling.item')),
-                ('label_class', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.labelclass')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='resolutions', to='labeling.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("set_label", "Set the final label"),
+                            ("mark_borderline", "Mark borderline"),
+                            ("merge_classes", "Merge classes"),
+                            ("unmerge_classes", "Undo a merge"),
+                            ("relabel", "Send back for relabeling"),
+                            ("publish_guideline", "Publish a clarified guideline"),
+                            ("dismiss", "Dismiss"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("rationale", models.TextField()),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="resolutions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "flag",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="resolutions",
+                        to="consistency.flag",
+                    ),
+                ),
+                (
+                    "guideline",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="labeling.guideline",
+                    ),
+                ),
+                (
+                    "into_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="labeling.labelclass",
+                    ),
+                ),
+                (
+                    "items",
+                    models.ManyToManyField(
+                        blank=True, related_name="resolutions", to="labeling.item"
+                    ),
+                ),
+                (
+                    "label_class",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="labeling.labelclass",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="resolutions",
+                        to="labeling.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='flag',
-            index=models.Index(fields=['project', 'status', '-impact'], name='flag_queue'),
+            model_name="flag",
+            index=models.Index(fields=["project", "status", "-impact"], name="flag_queue"),
         ),
         migrations.AddIndex(
-            model_name='flag',
-            index=models.Index(fields=['project', 'kind', 'status'], name='flag_kind'),
+            model_name="flag",
+            index=models.Index(fields=["project", "kind", "status"], name="flag_kind"),
         ),
     ]

@@ -5,20 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('consistency', '0006_transcript_rule_sets'),
+        ("consistency", "0006_transcript_rule_sets"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='flag',
-            name='superseded_by',
-            field=models.ForeignKey(blank=True, help_text="The newer run's flag for the same subject (same signature), if any.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='supersedes', to='consistency.flag'),
+            model_name="flag",
+            name="superseded_by",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The newer run's flag for the same subject (same signature), if any.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="supersedes",
+                to="consistency.flag",
+            ),
         ),
         migrations.AlterField(
-            model_name='flag',
-            name='status',
-            field=models.CharField(choices=[('open', 'Open'), ('resolved', 'Resolved'), ('dismissed', 'Dismissed'), ('superseded', 'Superseded')], default='open', max_length=10),
+            model_name="flag",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("open", "Open"),
+                    ("resolved", "Resolved"),
+                    ("dismissed", "Dismissed"),
+                    ("superseded", "Superseded"),
+                ],
+                default="open",
+                max_length=10,
+            ),
         ),
     ]

@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('consistency', '0007_flag_history_superseded'),
+        ("consistency", "0007_flag_history_superseded"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='flag',
-            name='kind',
-            field=models.CharField(choices=[('item_disagreement', 'Item disagreement'), ('merge_classes', 'Confusable classes (merge?)'), ('borderline', 'Needs a borderline label'), ('unclear_slice', 'Unclear guideline or input in a slice'), ('labeler', 'Labeler'), ('drift', 'Drift'), ('label_error', 'Suspected label error (model run)')], max_length=20),
+            model_name="flag",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("item_disagreement", "Item disagreement"),
+                    ("merge_classes", "Confusable classes (merge?)"),
+                    ("borderline", "Needs a borderline label"),
+                    ("unclear_slice", "Unclear guideline or input in a slice"),
+                    ("labeler", "Labeler"),
+                    ("drift", "Drift"),
+                    ("label_error", "Suspected label error (model run)"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

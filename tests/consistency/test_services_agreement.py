@@ -198,11 +198,11 @@ def test_chunked_run_equals_single_pass_exactly(demo):
         assert rows[0] == rows[1]
 
 
-def test_chunked_run_through_the_celery_chord_equals_single_pass(demo):
+def test_chunked_run_through_the_celery_tasks_equals_single_pass(demo):
     single = run_agreement(demo, n_bootstrap=50)
     single.refresh_from_db()
     run = runs.start_agreement_run(project=demo, params={"n_bootstrap": 50, "chunk_items": 25})
-    tasks.run_agreement.delay(run.pk)  # eager: the chord runs in-process
+    tasks.run_agreement.delay(run.pk)  # eager: the chunk tasks run in-process
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.n_chunks == 3

@@ -35,7 +35,8 @@ class Command(BaseCommand):
             str(concurrency),
             "--hostname",
             f"concord@{os.uname().nodename}",
-            # One machine, one worker: it also runs the periodic schedule (celery beat).
+            # One machine, one worker: it also runs the periodic schedule (celery beat),
+            # whose reapers recover agreement runs and dataset builds after a killed worker.
             "--beat",
             "--schedule",
             str(settings.VAR_DIR / "celerybeat-schedule"),
