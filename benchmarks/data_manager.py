@@ -71,7 +71,7 @@ def main() -> None:
     from django.utils import timezone
 
     from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
-    from labeling import services
+    from labeling import handout, services
     from labeling.models import Annotation, Item, PayloadKind, Tag
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -154,6 +154,8 @@ def main() -> None:
         )
     Annotation.objects.bulk_create(annotations, batch_size=5000)
     Consensus.objects.bulk_create(consensus, batch_size=5000)
+    # Labels written in bulk, as an import does: the kept per-item state follows them.
+    handout.rebuild_project(project)
     print(
         f"setup: {args.items} items, {len(annotations)} labels, {len(consensus)} consensus rows"
         f" in {time.perf_counter() - t0:.1f} s"

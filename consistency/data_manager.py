@@ -172,7 +172,7 @@ def filtered_items(
     external-id sort stays on the item table."""
     needs_counts = bool(query.status) or query.sort.removeprefix("-") in ("n_labels", "status")
     items = (
-        labeling_selectors.items_with_counts(project)
+        labeling_selectors.items_with_kept_counts(project)
         if needs_counts
         else Item.objects.filter(project=project)
     )
@@ -186,7 +186,7 @@ def filtered_items(
     if query.tag:
         items = items.filter(tags__name=query.tag)  # tag names are unique per project
     if query.status:
-        items = items.filter(item_status=query.status)
+        items = items.filter(labeling_selectors.status_filter(query.status))
     current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
     if query.class_key:
         items = items.filter(Exists(current.filter(label_class__key=query.class_key)))
@@ -318,7 +318,7 @@ def item_rows(project: Project, item_ids: list[int], *, run: AgreementRun | None
         return []
     items = {
         i.pk: i
-        for i in labeling_selectors.items_with_counts(project)
+        for i in labeling_selectors.items_with_kept_counts(project)
         .filter(pk__in=item_ids)
         .prefetch_related("tags")
     }
