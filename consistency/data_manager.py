@@ -35,7 +35,7 @@ from django.db.models.functions import Cast
 from consistency.models import AgreementRun, Consensus, ConsensusMethod, ConsensusStatus
 from consistency.selectors import latest_finished_run
 from labeling import selectors as labeling_selectors
-from labeling.models import Annotation, GoldLabel, Item, ItemDecision, Project
+from labeling.models import Annotation, GoldLabel, Item, ItemDecision, LabelClass, Project
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
@@ -172,7 +172,7 @@ def filtered_items(
     external-id sort stays on the item table."""
     needs_counts = bool(query.status) or query.sort.removeprefix("-") in ("n_labels", "status")
     items = (
-        labeling_selectors.items_with_counts(project)
+        labeling_selectors.items_with_kept_counts(project)
         if needs_counts
         else Item.objects.filter(project=project)
     )
@@ -186,10 +186,17 @@ def filtered_items(
     if query.tag:
         items = items.filter(tags__name=query.tag)  # tag names are unique per project
     if query.status:
-        items = items.filter(item_status=query.status)
+        items = items.filter(labeling_selectors.status_filter(query.status))
     current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
     if query.class_key:
-        items = items.filter(Exists(current.filter(label_class__key=query.class_key)))
+        # A non-correlated IN over the index annotation_current_class: the database reads
+        # the labels of that class once, instead of probing every item's labels.
+        classes = LabelClass.objects.filter(project=project, key=query.class_key)
+        items = items.filter(
+            pk__in=Annotation.objects.filter(
+                project=project, is_current=True, label_class__in=classes.values("pk")
+            ).values("item_id")
+        )
     if query.labeler:
         items = items.filter(Exists(current.filter(labeler__username=query.labeler)))
     if query.disagreement or query.consensus_status:
@@ -318,7 +325,7 @@ def item_rows(project: Project, item_ids: list[int], *, run: AgreementRun | None
         return []
     items = {
         i.pk: i
-        for i in labeling_selectors.items_with_counts(project)
+        for i in labeling_selectors.items_with_kept_counts(project)
         .filter(pk__in=item_ids)
         .prefetch_related("tags")
     }

@@ -405,6 +405,9 @@ class Item(models.Model):
                 name="item_handout_holds",
             ),
             models.Index(fields=["project", "id"], condition=Q(is_check=True), name="item_checks"),
+            # The data manager: its label-count sort is a walk of this index and its status
+            # filter a range of it (consistency.data_manager, on the kept label count).
+            models.Index(fields=["project", "handout_labels", "id"], name="item_label_count"),
         ]
 
     def __str__(self) -> str:
@@ -635,6 +638,12 @@ class Annotation(models.Model):
                 name="annotation_current_scan",
             ),
             models.Index(fields=["labeler", "project", "created_at"], name="annotation_by_labeler"),
+            # The data manager's class filter: the items with a current label of a class.
+            models.Index(
+                fields=["project", "label_class", "item"],
+                condition=Q(is_current=True),
+                name="annotation_current_class",
+            ),
         ]
 
     def __str__(self) -> str:

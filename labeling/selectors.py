@@ -273,32 +273,79 @@ def items_with_counts(project: Project) -> QuerySet[Item]:
     """The project's items, each annotated with ``n_current`` (current annotations),
     ``n_target`` (its overlap target, fixed or dynamic: :func:`item_target_expression`)
     and ``item_status``: ``unlabeled`` (no current annotation), ``complete``
-    (``n_current >= n_target``) or ``in_progress``."""
-    n_current = (
+    (``n_current >= n_target``) or ``in_progress``. Counted from the annotations (two
+    correlated subqueries per item); :func:`items_with_kept_counts` gives the same
+    annotations from the state kept on the items."""
+    n_current, top = _recount_expressions(project)
+    return _with_status(Item.objects.filter(project=project), project, n=n_current, top=top)
+
+
+def items_with_kept_counts(project: Project) -> QuerySet[Item]:
+    """The annotations of :func:`items_with_counts` (``n_current``, ``n_target``,
+    ``item_status``), equal to it, read from the hand-out state kept on the items
+    (``Item.handout_labels`` and ``handout_top``, ``labeling.handout``): plain columns,
+    so a status filter or a label-count sort on 100,000 items reads no annotation.
+
+    The kept count leaves out labels given as answers to ground-truth checks (they never
+    count toward overlap), while a status has always counted every current label. The
+    items with a check answer (few: the checks) are therefore recounted from their
+    annotations; when the project has none, the columns are read as they are."""
+    items = Item.objects.filter(project=project)
+    answered = CheckAnswer.objects.filter(project=project)
+    if not answered.exists():
+        return _with_status(items, project, n=F("handout_labels"), top=F("handout_top"))
+    recount_n, recount_top = _recount_expressions(project)
+    # A non-correlated IN: SQLite and PostgreSQL build the set of answered items once.
+    answered_item = Q(pk__in=answered.values("item_id"))
+    n = Case(
+        When(answered_item, then=recount_n),
+        default=F("handout_labels"),
+        output_field=IntegerField(),
+    )
+    top = Case(
+        When(answered_item, then=recount_top),
+        default=F("handout_top"),
+        output_field=IntegerField(),
+    )
+    return _with_status(items, project, n=n, top=top)
+
+
+def _recount_expressions(project: Project) -> tuple[Expression, Expression]:
+    """``(n, top)`` of an item counted from its current annotations, as correlated
+    subqueries: all of them, and (dynamic overlap only, else 0) the size of the largest
+    group of equal labels (:func:`label_identity` in SQL)."""
+    counted = (
         Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
         .order_by()
         .values("item")
         .annotate(n=Count("pk"))
         .values("n")
     )
-    items = Item.objects.filter(project=project).annotate(
-        n_current=Coalesce(Subquery(n_current, output_field=IntegerField()), Value(0))
+    n_current = Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+    if not project.dynamic_overlap:
+        return n_current, Value(0)
+    groups = (
+        Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
+        .annotate(_text=Lower(Trim("value_text")))
+        .values("label_class_id", "value_number", "_text")
+        .annotate(c=Count("pk"))
+        .order_by("-c")
+        .values("c")[:1]
     )
-    top: Expression = Value(0)
+    return n_current, Coalesce(Subquery(groups, output_field=IntegerField()), Value(0))
+
+
+def _with_status(
+    items: QuerySet[Item], project: Project, *, n: Expression, top: Expression
+) -> QuerySet[Item]:
+    """``items`` annotated with ``n_current`` = ``n``, ``n_target`` and ``item_status``
+    (the one rule of :func:`items_with_counts`), ``top`` used with dynamic overlap only."""
+    items = items.annotate(n_current=n)
     if project.dynamic_overlap:
-        # The size of the largest group of equal labels (label_identity in SQL).
-        groups = (
-            Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
-            .annotate(_text=Lower(Trim("value_text")))
-            .values("label_class_id", "value_number", "_text")
-            .annotate(c=Count("pk"))
-            .order_by("-c")
-            .values("c")[:1]
-        )
-        items = items.annotate(
-            n_top=Coalesce(Subquery(groups, output_field=IntegerField()), Value(0))
-        )
+        items = items.annotate(n_top=top)
         top = F("n_top")
+    else:
+        top = Value(0)
     items = items.annotate(n_target=item_target_expression(project, n=F("n_current"), top=top))
     return items.annotate(
         item_status=Case(
@@ -308,6 +355,19 @@ def items_with_counts(project: Project) -> QuerySet[Item]:
             output_field=TextField(),
         )
     )
+
+
+def status_filter(status: str) -> Q:
+    """The rows of a queryset from :func:`items_with_counts` or
+    :func:`items_with_kept_counts` whose ``item_status`` is ``status``, as comparisons of
+    the counts (an index can serve them, which a comparison of the CASE cannot)."""
+    if status == "unlabeled":
+        return Q(n_current=0)
+    if status == "complete":
+        return Q(n_current__gt=0, n_current__gte=F("n_target"))
+    if status == "in_progress":
+        return Q(n_current__gt=0, n_current__lt=F("n_target"))
+    raise ValueError(f"status must be one of {', '.join(ITEM_STATUSES)}")
 
 
 def project_progress(project: Project) -> dict:

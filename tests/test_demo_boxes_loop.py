@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from consistency import runs
 from consistency.models import Flag, FlagKind, FlagStatus, RunStatus
+from datasets import services as dataset_services
 from labeling.demo.boxes import BOX_PROJECT_SLUG, GROUP_LABELER, LOOSE_LABELER
 from labeling.demo.loader import seed_demo
 from labeling.demo.synth import MANAGER, SME
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 def test_the_box_project_loop_on_the_demo(settings):
     settings.DEBUG = True
-    seed_demo(n_images=160)
+    seed_demo(n_images=96)
     project = Project.objects.get(slug=BOX_PROJECT_SLUG)
     manager = get_user_model().objects.get(username=MANAGER)
     sme = get_user_model().objects.get(username=SME)
@@ -72,6 +73,8 @@ def test_the_box_project_loop_on_the_demo(settings):
     )
     assert created.status_code == 202, created.content
     version_id = created.json()["id"]
+    # The build is the worker's job; run it here as the worker would.
+    dataset_services.build_dataset_version(dataset_version_id=version_id)
     detail = web.get(f"/api/v1/datasets/{version_id}/", secure=True).json()
     assert detail["status"] == "succeeded", detail
     assert detail["row_count"] > 0

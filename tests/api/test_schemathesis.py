@@ -34,8 +34,9 @@ from schemathesis.specs.openapi.checks import (
 
 from api.auth import ClientAddressThrottle
 from config import ratelimit
+from consistency import monitoring
 from consistency.model_runs import upload_model_run
-from consistency.models import AgreementRun, Flag, RunStatus
+from consistency.models import AgreementRun, Flag, MonitoringRun, RunStatus
 from consistency.runs import execute_agreement_run, validate_params
 from datasets import services as dataset_services
 from labeling import assignment, services
@@ -126,6 +127,11 @@ def build_world(project, manager, labelers, make_user) -> dict:
         )
         for n in (1, 2)
     ]
+    monitoring_run = MonitoringRun.objects.create(
+        project=project, params=monitoring.validate_params(project, {}), status=RunStatus.QUEUED
+    )
+    monitoring_run = monitoring.execute_monitoring_run(monitoring_run.pk)
+    assert monitoring_run.status == RunStatus.SUCCEEDED, monitoring_run.error
     _, pipeline_secret = dataset_services.create_pipeline_token(
         project=project, name="pipeline", created_by=manager
     )
@@ -153,6 +159,7 @@ def build_world(project, manager, labelers, make_user) -> dict:
         "other_id": second.pk,
         "model_run_id": model_runs[0].pk,
         "other_model_run_id": model_runs[1].pk,
+        "monitoring_run_id": monitoring_run.pk,
         "assignment_id": handed.pk,
         "token_id": spare_token.pk,
         "username": spare.username,

@@ -32,7 +32,7 @@ def best_match(box: dict, truth: list[dict]) -> dict:
 
 
 def test_size_and_every_label_is_a_valid_box_list(boxes_project):
-    assert len(boxes_project.items) == n_box_images(48) == 24
+    assert len(boxes_project.items) == n_box_images(48) == 48
     keys = {c.key for c in boxes_project.classes}
     for a in boxes_project.annotations:
         assert normalize_boxes(a.value, class_keys=keys, image_size=(256, 384)) == a.value
@@ -65,7 +65,8 @@ def test_jittered_labelers_draw_the_truth(boxes_project):
         if a.labeler in ("labeler1", "labeler2", "labeler6")
         for box in a.value
     ]
-    assert ious and min(ious) > 0.6 and np.mean(ious) > 0.85
+    # Every jittered box matches its defect at the project IoU threshold (0.5).
+    assert ious and min(ious) > 0.5 and np.mean(ious) > 0.85
 
 
 def test_the_loose_labeler_draws_larger_boxes(boxes_project):
