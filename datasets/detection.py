@@ -36,7 +36,7 @@ from consistency.models import AgreementRun, ConsensusStatus
 from datasets import services
 from datasets.models import DatasetRow, DatasetStatus, DatasetVersion
 from labeling import selectors as labeling_selectors
-from labeling.models import Annotation, Item, LabelClass, Project
+from labeling.models import Annotation, LabelClass, Project
 from provenance import events
 
 SOURCE_SME = "sme"
@@ -126,24 +126,7 @@ def build_version(version: DatasetVersion) -> None:
     final = final_boxes(
         project, run, include_unresolved=bool(request.get("include_unresolved", False))
     )
-    items_qs = Item.objects.filter(project=project, pk__in=set(final))
-    if "tag" in filters:
-        items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()
-    items = [
-        item
-        for item in items_qs.values(
-            "id",
-            "external_id",
-            "image",
-            "image_url",
-            "text",
-            "metadata",
-            "source_batch_id",
-            "width",
-            "height",
-        ).order_by()
-        if services._metadata_matches(item["metadata"] or {}, filters)
-    ]
+    items = services.selected_items(project, final, filters, extra_fields=("width", "height"))
     labels_by_item: dict[int, list[tuple[str, int | None]]] = defaultdict(list)
     for item_id, username, guideline_version in (
         Annotation.objects.filter(item_id__in=[i["id"] for i in items], is_current=True)

@@ -314,6 +314,33 @@ def _value_key(label_class_id, value_text, value_number, roots) -> str | None:
     return value or None
 
 
+ITEM_ROW_FIELDS = (
+    "id",
+    "external_id",
+    "image",
+    "image_url",
+    "text",
+    "metadata",
+    "source_batch_id",
+)
+
+
+def selected_items(
+    project: Project, item_ids, filters: dict, *, extra_fields: tuple[str, ...] = ()
+) -> list[dict]:
+    """The items among ``item_ids`` that a version's ``filters`` keep (``tag`` in SQL, the
+    ``metadata.<key>`` filters on the loaded metadata), as dicts of
+    ``ITEM_ROW_FIELDS + extra_fields``, in no particular order."""
+    items_qs = Item.objects.filter(project=project, pk__in=set(item_ids))
+    if "tag" in filters:
+        items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()
+    return [
+        item
+        for item in items_qs.values(*ITEM_ROW_FIELDS, *extra_fields).order_by()
+        if _metadata_matches(item["metadata"] or {}, filters)
+    ]
+
+
 def _metadata_matches(metadata: dict, filters: dict) -> bool:
     for key, wanted in filters.items():
         if key == "tag":
@@ -456,22 +483,7 @@ def _build(version: DatasetVersion) -> None:
     ):
         decided_by[item_id] = resolution_id
 
-    items_qs = Item.objects.filter(project=project, pk__in=set(final))
-    if "tag" in filters:
-        items_qs = items_qs.filter(tags__name__in=filters["tag"]).distinct()
-    items = [
-        item
-        for item in items_qs.values(
-            "id",
-            "external_id",
-            "image",
-            "image_url",
-            "text",
-            "metadata",
-            "source_batch_id",
-        ).order_by()
-        if _metadata_matches(item["metadata"] or {}, filters)
-    ]
+    items = selected_items(project, final, filters)
     item_ids = [item["id"] for item in items]
 
     # The labels are the run's snapshot (those current when it started), not the labels
