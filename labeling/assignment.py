@@ -55,7 +55,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -83,6 +83,9 @@ RELABEL_TTL = timedelta(days=14)
 # labeler_progress counts the items still open to a labeler up to this many (an exact
 # count would read every open item of a million-item project on every request).
 PROGRESS_HORIZON = 200
+# How often a hand-out whose transaction PostgreSQL aborted to break a deadlock is tried
+# again before the error reaches the caller.
+DEADLOCK_RETRIES = 3
 # Whether a hand-out is a check: drawn per hand-out, so a labeler cannot tell a check by
 # its position in the queue. Tests may seed it.
 check_draw = random.Random()
@@ -127,9 +130,12 @@ def _queue_query(
     exclude_ids: Sequence[int] = (),
     limit: int | None = 1,
     select: str = "i.id",
+    by_load: bool = True,
 ) -> tuple[str, list]:
     """The hand-out statement: open items of the project the labeler has not touched,
-    highest load first, then oldest: a range scan of ``item_handout_queue``."""
+    highest load first, then oldest: a range scan of ``item_handout_queue``. With
+    ``by_load`` False the order is the primary key alone (the lock order of every
+    writer), for the pass that waits on locked rows."""
     item = Item._meta.db_table
     where = ["i.project_id = %s", "i.handout_open", _untouched_sql()]
     params: list = [project.pk, labeler_id, labeler_id]
@@ -137,7 +143,7 @@ def _queue_query(
         where.append(f"i.id NOT IN ({', '.join(['%s'] * len(exclude_ids))})")
         params += list(exclude_ids)
     sql = f"SELECT {select} FROM {item} i WHERE {' AND '.join(where)}"
-    sql += " ORDER BY i.handout_load DESC, i.id"
+    sql += " ORDER BY i.handout_load DESC, i.id" if by_load else " ORDER BY i.id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     if lock and connection.features.has_select_for_update_skip_locked:
@@ -274,7 +280,28 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
     item of the queue (see the module docstring), locked and re-checked, as a new active
     assignment that expires after ``project.assignment_ttl_minutes``. Raises
     :class:`LabelerPaused` when the labeler's hand-outs are paused.
+
+    The transaction is retried (up to :data:`DEADLOCK_RETRIES` times) when PostgreSQL
+    breaks a deadlock by aborting it; nothing of an aborted attempt is kept. The waiting
+    pass locks in primary-key order, so a deadlock needs two hand-outs that each expired
+    a lapsed hold the other waits for: rare, and then only a retry away.
     """
+    if transaction.get_connection().in_atomic_block:
+        return _next_item(project, labeler)  # the caller's transaction: no retry here
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return _next_item(project, labeler)
+        except OperationalError as exc:
+            if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
+
+
+def _next_item(project: Project, labeler: AbstractBaseUser) -> Assignment | None:
     with transaction.atomic():
         now = timezone.now()
         _lock_labeler(project, labeler)
@@ -292,9 +319,12 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
                 return _hand(project, labeler, check_id, now)
         # First pass skips rows other hand-outs hold; if that finds nothing, one blocking
         # pass waits for them: a held row may still have room once its holder commits
-        # (fewer items left than labelers), and "nothing" must mean nothing. A row
-        # returned is locked and, on PostgreSQL, was re-checked against its newest
-        # version when the lock was granted (see module docstring).
+        # (fewer items left than labelers), and "nothing" must mean nothing. That pass
+        # goes in primary-key order: rows it locks and then passes over (full after the
+        # re-check) stay locked until commit, and the load order differs between two
+        # snapshots, so ordering by load let three hand-outs wait on each other in a
+        # circle. A row returned is locked and, on PostgreSQL, was re-checked against its
+        # newest version when the lock was granted (see module docstring).
         for skip_locked in (True, False):
             sql, params = _queue_query(
                 project,
@@ -302,6 +332,7 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
                 lock=True,
                 skip_locked=skip_locked,
                 select=f"i.id, {', '.join(f'i.{f}' for f in handout.STATE_FIELDS)}",
+                by_load=skip_locked,
             )
             row = _fetchone(sql, params)
             if row is not None:

@@ -303,3 +303,72 @@ def test_dynamic_target_in_sql_agrees_with_dynamic_target(project, make_user):
             labels
         )
     assert A.count_candidates(project, team[5]) == expected_open
+
+
+def _deadlock() -> Exception:
+    import psycopg.errors
+    from django.db import OperationalError
+
+    try:
+        raise OperationalError("deadlock detected") from psycopg.errors.DeadlockDetected("d")
+    except OperationalError as exc:
+        return exc
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handout_aborted_by_a_deadlock_is_retried_and_keeps_nothing(
+    project, labelers, monkeypatch
+):
+    """PostgreSQL breaks a deadlock by aborting one transaction; the hand-out tries again
+    in a fresh one, and the aborted attempt leaves no assignment behind."""
+    from labeling import handout
+    from labeling.models import Assignment
+
+    make_items(project, 2)
+    real_expire = handout.expire_lapsed_holds
+    failures = {"left": 2}
+
+    def expire_then_deadlock(*args, **kwargs):
+        real_expire(*args, **kwargs)
+        if failures["left"]:
+            failures["left"] -= 1
+            raise _deadlock()
+        return 0
+
+    monkeypatch.setattr(handout, "expire_lapsed_holds", expire_then_deadlock)
+    got = A.next_item_for(project, labelers[0])
+    assert failures["left"] == 0 and got is not None
+    assert list(Assignment.objects.values_list("pk", flat=True)) == [got.pk]
+    assert handout.verify_project(project).ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handout_gives_up_after_its_retries_and_never_retries_other_errors(
+    project, labelers, monkeypatch
+):
+    from django.db import OperationalError
+
+    from labeling import handout
+    from labeling.models import Assignment
+
+    make_items(project, 1)
+    calls = {"n": 0}
+
+    def always(exc_factory):
+        def fail(*args, **kwargs):
+            calls["n"] += 1
+            raise exc_factory()
+
+        return fail
+
+    monkeypatch.setattr(handout, "expire_lapsed_holds", always(_deadlock))
+    with pytest.raises(OperationalError):
+        A.next_item_for(project, labelers[0])
+    assert calls["n"] == A.DEADLOCK_RETRIES + 1
+
+    calls["n"] = 0
+    monkeypatch.setattr(handout, "expire_lapsed_holds", always(lambda: OperationalError("gone")))
+    with pytest.raises(OperationalError):
+        A.next_item_for(project, labelers[0])
+    assert calls["n"] == 1
+    assert not Assignment.objects.exists()
