@@ -37,7 +37,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from consistency import box_runs, flags, jobs
-from consistency.chunks import chunk_from_bytes, chunk_stats, chunk_to_bytes, merge_chunks
+from consistency.chunks import (
+    chunk_from_bytes,
+    chunk_stats,
+    chunk_to_bytes,
+    merge_chunks,
+    merge_in_order,
+)
 from consistency.class_map import class_map
 from consistency.consensus_store import consensus_part
 from consistency.models import AgreementRun, AgreementRunChunk, RunStatus
@@ -435,12 +441,13 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
         try:
             t0 = time.perf_counter()
             rows = list(
-                AgreementRunChunk.objects.filter(run=run, attempt=attempt).order_by("index")
+                AgreementRunChunk.objects.filter(run=run, attempt=attempt)
+                .order_by("index")
+                .values_list("pk", "n_annotations")
             )
             if len(rows) != run.n_chunks:
                 raise RuntimeError(f"{len(rows)} of {run.n_chunks} chunks were computed")
-            merged = merge_chunks([chunk_from_bytes(r.payload) for r in rows])
-            del rows
+            merged = _merge_stored_chunks(run, [pk for pk, _ in rows], sum(n for _, n in rows))
             classes = class_map(run.project, run.params["level"])
             timings = {"merge_s": round(time.perf_counter() - t0, 3)}
             jobs.failpoint("agreement.final")
@@ -462,6 +469,22 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
             logger.exception("agreement run %s failed in %s", run_id, part)
             fail_agreement_run(run_id, f"{part}: " + _error_message(exc), attempt=attempt)
             return AgreementRun.objects.get(pk=run_id)
+
+
+def _merge_stored_chunks(run: AgreementRun, chunk_pks: list[int], n_labels: int):
+    """The merged statistics of the run's stored chunks (in index order). Categorical
+    runs read one chunk's payload at a time and merge it in place
+    (:func:`~consistency.chunks.merge_in_order`), so the worker never holds every
+    payload and every decoded chunk at once; interval and ratio runs (whose value points
+    are unified across chunks) decode them all and merge as before."""
+
+    def load(pk: int):
+        payload = AgreementRunChunk.objects.filter(pk=pk).values_list("payload", flat=True).get()
+        return chunk_from_bytes(payload)
+
+    if run.params["level"] in ("nominal", "ordinal"):
+        return merge_in_order((load(pk) for pk in chunk_pks), n_labels)
+    return merge_chunks([load(pk) for pk in chunk_pks])
 
 
 # ------------------------------------------------------------------ the reaper
