@@ -48,7 +48,7 @@ from consistency.class_map import class_map
 from consistency.consensus_store import consensus_part
 from consistency.models import AgreementRun, AgreementRunChunk, RunStatus
 from consistency.results import metrics_part, transcription_results
-from consistency.run_params import chunk_items_setting, validate_params
+from consistency.run_params import chunk_items_setting, max_chunk_items_setting, validate_params
 from consistency.selectors import data_version
 from labeling.models import Annotation, Item, Project, TaskType
 from provenance import lineage
@@ -277,21 +277,23 @@ def execute_agreement_run(
 def _plan_ranges(project: Project, params: dict) -> list[tuple[int, int, int]]:
     """The item-id ranges of a run: one (a single pass) unless splitting pays.
 
-    ``chunk_items`` in the params is obeyed as asked. Otherwise a run is split only when
+    ``chunk_items`` in the params is obeyed as asked. Otherwise a run is split when
     more than one worker process can take its chunks (``CONCORD_AGREEMENT_PARALLEL_WORKERS``,
     the deployment's worker processes; 1 for the embedded default) and it has at least
-    ``CONCORD_AGREEMENT_CHUNK_ITEMS`` items per chunk, into at most one chunk per worker:
-    chunks beyond the workers that run them only add serialization and a merge, which is
-    why the benchmark found the chunked path slower than one pass on one machine.
+    ``CONCORD_AGREEMENT_CHUNK_ITEMS`` items per chunk, into one chunk per worker (chunks
+    beyond the workers only add serialization and a merge, which is why the benchmark
+    found the chunked path slower than one pass on one machine) -- but never into chunks
+    of more than ``CONCORD_AGREEMENT_MAX_CHUNK_ITEMS`` items, whatever the workers: a
+    chunk's scan and statistics hold a few hundred bytes per label at once, so that cap
+    is what bounds a chunk task's memory (at 5 labels an item, 200,000 items ~ 250 MB).
     """
     explicit = params.get("chunk_items")
     if explicit:
         return _item_ranges(project, explicit)
     workers = int(getattr(settings, "CONCORD_AGREEMENT_PARALLEL_WORKERS", 1))
-    if workers <= 1:
-        return []
     n_items = Item.objects.filter(project=project).count()
-    n_chunks = min(workers, n_items // max(chunk_items_setting(), 1))
+    n_chunks = min(workers, n_items // max(chunk_items_setting(), 1)) if workers > 1 else 1
+    n_chunks = max(n_chunks, -(-n_items // max(max_chunk_items_setting(), 1)))
     if n_chunks <= 1:
         return []
     return _item_ranges(project, -(-n_items // n_chunks))
