@@ -23,10 +23,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from consistency import box_runs, detection, normalization
@@ -36,9 +38,11 @@ from consistency.models import (
     FlagKind,
     FlagStatus,
 )
+from consistency.scan import scan_annotations
 from consistency.selectors import current_normalization_rules
 from labeling.models import (
     Annotation,
+    Guideline,
     Item,
     ItemDecision,
     MeasurementLevel,
@@ -52,6 +56,8 @@ User = get_user_model()
 
 DEFAULT_SLICE_KEYS = ("camera", "camera_settings", "factory", "line", "phone_model", "device")
 GUIDELINE_SLICE = "guideline_version"
+# The raw capture time behind the captured_week slice (not a slice itself).
+CAPTURED_AT = "\0captured_at"
 
 
 # --------------------------------------------------------------------------- loading
@@ -89,53 +95,48 @@ def load_label_data(
 ) -> detection.LabelData:
     """The project's current labels as :class:`~consistency.detection.LabelData`.
 
-    Item keys are external ids, labeler names usernames. Classification / rating: class
-    keys after merges. Transcription: the normalised transcript text (SME rules first,
-    then the metrics' default normalisation), so identical transcripts count as one value.
+    Item keys are external ids (codes in their sorted order), labeler names usernames
+    (likewise). Classification / rating: class keys after merges, labels without a class
+    left out. Transcription: the normalised transcript text (SME rules first, then the
+    metrics' default normalisation), so identical transcripts count as one value.
     Slices: the metadata ``slice_keys`` (default ``DEFAULT_SLICE_KEYS``; the engine's
     special ``tag`` and ``captured_week`` too) plus the guideline version most of the
     item's labels were given under.
+
+    Read as columns (:func:`consistency.scan.scan_annotations`), never as a row object
+    per label, and only the metadata keys asked for, one item at a time: memory grows
+    with the numbers per label and the distinct slice values, not with Python objects
+    per label (10M labels run in a worker below 1 GB).
     """
-    rows = list(
-        Annotation.objects.filter(project=project, is_current=True)
-        .order_by("item_id", "labeler_id")
-        .values_list(
-            "item__external_id",
-            "labeler__username",
-            "label_class_id",
-            "value_text",
-            "created_at",
-            "guideline__version",
-        )
-    )
-    borderline = None
-    if project.task_type == TaskType.TRANSCRIPTION:
-        # Transcripts are coded per item ("#1" = the item's first distinct normalised
-        # text, ...): agreement within an item is exact match, and the class list stays
-        # as short as the largest number of variants on one item.
-        normalized = normalized_transcripts([r[3] for r in rows], project=project)
-        local: dict[tuple, int] = {}
-        per_item: dict[str, list[str]] = defaultdict(list)
-        for r, text in sorted(zip(rows, normalized, strict=True), key=lambda x: (x[0][0], x[1])):
-            variants = per_item[r[0]]
-            if text not in variants:
-                variants.append(text)
-            local[(r[0], text)] = variants.index(text)
-        values = [f"#{local[(r[0], t)] + 1}" for r, t in zip(rows, normalized, strict=True)]
-        n_variants = max((len(v) for v in per_item.values()), default=0)
-        classes = [f"#{k + 1}" for k in range(n_variants)]
-        ranks = None
+    transcripts = project.task_type == TaskType.TRANSCRIPTION
+    cols = scan_annotations(project.pk, with_time=True, with_text=transcripts)
+    order = np.lexsort((cols.labeler, cols.item))
+    if transcripts:
+        texts = [cols.text[i] for i in order]
+        keep = order
+    else:
+        keep = order[cols.label_class[order] >= 0]
+    item_pk, labeler_pk = cols.item[keep], cols.labeler[keep]
+    class_pk, guideline_pk, times = cols.label_class[keep], cols.guideline[keep], cols.time[keep]
+    del cols, order
+    borderline, ranks = None, None
+    if transcripts:
+        values, classes = _transcript_codes(project, item_pk, texts)
     else:
         mapping = effective_class_map(project)
         active = list(project.classes.filter(merged_into__isnull=True).order_by("order", "id"))
-        key_of = {c.pk: c.key for c in active}
-        keep = [r for r in rows if r[2] is not None]
-        rows = keep
-        values = [key_of[mapping.get(r[2], r[2])] for r in rows]
+        code_of = {c.pk: n for n, c in enumerate(active)}
+        all_ids = list(project.classes.values_list("pk", flat=True))
+        lookup = np.full(max(all_ids, default=0) + 1, -1, dtype=np.int64)
+        for class_id in all_ids:
+            lookup[class_id] = code_of.get(mapping.get(class_id, class_id), -1)
+        values = lookup[class_pk] if class_pk.size else class_pk
+        if (values < 0).any():
+            raise ValueError("a label's class maps to no active class")
         classes = [c.key for c in active]
         ranks = [c.rank for c in active]
         borderline = next((c.key for c in active if c.is_borderline), None)
-    if not rows:
+    if not item_pk.size:
         return detection.LabelData(
             items=_empty(),
             labelers=_empty(),
@@ -144,65 +145,170 @@ def load_label_data(
             item_keys=[],
             labeler_names=[],
         )
-    df = pd.DataFrame(
-        {
-            "item": [r[0] for r in rows],
-            "labeler": [r[1] for r in rows],
-            "value": values,
-            "created_at": [r[4] for r in rows],
-            "guideline_version": [r[5] for r in rows],
-        }
-    )
-    keys = sorted(set(df["item"]))
-    meta = dict(
-        Item.objects.filter(project=project, external_id__in=keys).values_list(
-            "external_id", "metadata"
-        )
-    )
-    brightness = dict(
-        Item.objects.filter(project=project, external_id__in=keys).values_list(
-            "external_id", "mean_brightness"
-        )
-    )
-    slice_keys = list(slice_keys) if slice_keys else list(DEFAULT_SLICE_KEYS)
-    item_slices: dict[str, dict] = {}
-    for key in slice_keys:
-        col = {e: _slice_value((meta.get(e) or {}).get(key)) for e in keys}
-        if any(v is not None for v in col.values()):
-            item_slices[key] = col
-    if "captured_week" in slice_keys:
-        weeks = {e: _iso_week((meta.get(e) or {}).get("captured_at")) for e in keys}
-        if any(weeks.values()):
-            item_slices["captured_week"] = weeks
-    if "tag" in slice_keys:
-        # One slice per tag: its items against the rest (an item may carry several tags).
-        for tag_name, ext in Item.tags.through.objects.filter(
-            item__project=project, item__external_id__in=keys
-        ).values_list("tag__name", "item__external_id"):
-            item_slices.setdefault(f"tag:{tag_name}", {})[ext] = tag_name
-    versions = df.dropna(subset=["guideline_version"])
-    if versions["guideline_version"].nunique() > 1:
-        mode = versions.groupby("item")["guideline_version"].agg(lambda s: int(s.mode().max()))
-        item_slices[GUIDELINE_SLICE] = {e: f"v{v}" for e, v in mode.items()}
+    labeler_ids, labeler_codes = np.unique(labeler_pk, return_inverse=True)
+    names = dict(User.objects.filter(pk__in=labeler_ids.tolist()).values_list("pk", "username"))
+    labeler_names, labeler_order = _key_order([names[int(pk)] for pk in labeler_ids])
+    labeler_codes = _renumber(labeler_order)[labeler_codes]
+    item_ids, item_codes = np.unique(item_pk, return_inverse=True)
+    columns = _item_columns(project, item_ids, slice_keys)
+    item_keys, item_order = _key_order(columns.pop("external_id"))
+    new_code = _renumber(item_order)  # position in item_ids -> item code
+    item_codes = new_code[item_codes]
+
+    def per_code(column: list) -> list:
+        return [column[i] for i in item_order]
+
+    brightness = columns.pop("mean_brightness")
+    item_slices = {
+        key: per_code(col) for key, col in columns.items() if any(v is not None for v in col)
+    }
+    versions = _guideline_versions(project, guideline_pk)
+    if len(np.unique(versions[versions >= 0])) > 1:
+        mode = _mode_per_item(item_codes, versions, len(item_keys))
+        item_slices[GUIDELINE_SLICE] = [None if v < 0 else f"v{v}" for v in mode.tolist()]
     numbers = {}
-    if any(v is not None for v in brightness.values()):
-        numbers["mean_brightness"] = brightness
-    resolved = set(
-        ItemDecision.objects.filter(item__project=project).values_list(
-            "item__external_id", flat=True
-        )
+    if any(v is not None for v in brightness):
+        numbers["mean_brightness"] = per_code(brightness)
+    decided = np.fromiter(
+        ItemDecision.objects.filter(item__project=project).values_list("item_id", flat=True),
+        dtype=np.int64,
     )
-    return detection.LabelData.from_frame(
-        df,
+    at = np.searchsorted(item_ids, decided)
+    found = at[(at < item_ids.size) & (item_ids[np.minimum(at, item_ids.size - 1)] == decided)]
+    resolved = {int(c) for c in new_code[found]}
+    return detection.LabelData(
+        items=item_codes.astype(np.int64),
+        labelers=labeler_codes.astype(np.int64),
+        values=np.asarray(values, dtype=np.int64),
         classes=classes,
-        time_col="created_at",
+        item_keys=item_keys,
+        labeler_names=labeler_names,
+        times=times,
         item_slices=item_slices,
         item_numbers=numbers,
+        negative_class=detection.guess_negative_class(classes),
         borderline_class=borderline,
         class_ranks=ranks,
         ordinal=project.level == MeasurementLevel.ORDINAL,
-        resolved_items=sorted(resolved),
+        resolved_items=frozenset(resolved),
     )
+
+
+def _key_order(keys: list) -> tuple[list, np.ndarray]:
+    """``(keys sorted as text, order)``: ``order[code]`` is the key's position in
+    ``keys`` (numpy sorts the texts in C, by code point as Python does)."""
+    order = np.argsort(np.asarray([str(k) for k in keys], dtype=str), kind="stable")
+    return [keys[i] for i in order], order
+
+
+def _renumber(order: np.ndarray) -> np.ndarray:
+    """The inverse of ``order``: position -> code."""
+    codes = np.empty(order.size, dtype=np.int64)
+    codes[order] = np.arange(order.size)
+    return codes
+
+
+def _transcript_codes(project: Project, item_pk: np.ndarray, texts: list) -> tuple:
+    """Transcripts coded per item (``#1`` = the item's first distinct normalised text in
+    sorted order, ...): agreement within an item is exact match, and the class list stays
+    as short as the largest number of variants on one item. Returns ``(codes, classes)``."""
+    normalized = normalized_transcripts(texts, project=project)
+    variants: dict[int, list[str]] = defaultdict(list)
+    for pk, text in sorted(set(zip(item_pk.tolist(), normalized, strict=True))):
+        variants[pk].append(text)
+    index = {(pk, t): n for pk, vs in variants.items() for n, t in enumerate(vs)}
+    codes = np.fromiter(
+        (index[(pk, t)] for pk, t in zip(item_pk.tolist(), normalized, strict=True)),
+        dtype=np.int64,
+        count=len(normalized),
+    )
+    n_variants = max((len(v) for v in variants.values()), default=0)
+    return codes, [f"#{k + 1}" for k in range(n_variants)]
+
+
+def _item_columns(
+    project: Project, item_ids: np.ndarray, slice_keys: Sequence[str] | None
+) -> dict[str, list]:
+    """Per item of ``item_ids`` (sorted pks), in that order: ``external_id``,
+    ``mean_brightness`` and one column per metadata slice (``_slice_value``; the tags
+    as ``tag:<name>`` columns; ``captured_week`` from ``captured_at``). Only the metadata
+    keys asked for are read, and equal values share one string."""
+    keys = list(slice_keys) if slice_keys else list(DEFAULT_SLICE_KEYS)
+    meta_keys = [k for k in keys if k not in ("tag", "captured_week")]
+    if "captured_week" in keys:
+        meta_keys.append(CAPTURED_AT)
+    fields = {
+        f"m{n}": KeyTransform("captured_at" if key == CAPTURED_AT else key, "metadata")
+        for n, key in enumerate(meta_keys)
+    }
+    position = {int(pk): n for n, pk in enumerate(item_ids.tolist())}
+    n_items = len(position)
+    out: dict[str, list] = {"external_id": [None] * n_items, "mean_brightness": [None] * n_items}
+    for key in meta_keys:
+        out[key] = [None] * n_items
+    shared: dict = {}
+    weeks: dict = {}
+    rows = (
+        Item.objects.filter(project=project)
+        .order_by()
+        .annotate(**fields)
+        .values_list("pk", "external_id", "mean_brightness", *fields)
+    )
+    for pk, external_id, brightness, *meta in rows.iterator(chunk_size=20_000):
+        at = position.get(pk)
+        if at is None:
+            continue
+        out["external_id"][at] = external_id
+        out["mean_brightness"][at] = brightness
+        for key, raw in zip(meta_keys, meta, strict=True):
+            value = raw if key == CAPTURED_AT else _slice_value(raw)
+            out[key][at] = shared.setdefault(value, value) if value is not None else None
+    if "captured_week" in keys:
+        captured = out.pop(CAPTURED_AT)
+        out["captured_week"] = [
+            None if v is None else _cached(weeks, v, _iso_week) for v in captured
+        ]
+    if "tag" in keys:
+        # One slice per tag: its items against the rest (an item may carry several tags).
+        for tag_name, pk in Item.tags.through.objects.filter(item__project=project).values_list(
+            "tag__name", "item_id"
+        ):
+            at = position.get(pk)
+            if at is not None:
+                out.setdefault(f"tag:{tag_name}", [None] * n_items)[at] = tag_name
+    return out
+
+
+def _cached(cache: dict, value, function):
+    if value not in cache:
+        cache[value] = function(value)
+    return cache[value]
+
+
+def _guideline_versions(project: Project, guideline_pk: np.ndarray) -> np.ndarray:
+    """The version of each label's guideline, -1 for none."""
+    ids = dict(Guideline.objects.filter(project=project).values_list("pk", "version"))
+    lookup = np.full(max(ids, default=0) + 1, -1, dtype=np.int64)
+    for pk, version in ids.items():
+        lookup[pk] = version
+    valid = (guideline_pk >= 0) & (guideline_pk < lookup.size)
+    return np.where(valid, lookup[np.where(valid, guideline_pk, 0)], -1)
+
+
+def _mode_per_item(item_codes: np.ndarray, versions: np.ndarray, n_items: int) -> np.ndarray:
+    """Per item, the guideline version most of its labels were given under (ties: the
+    highest), -1 when none of its labels has one."""
+    has = versions >= 0
+    pairs = np.stack([item_codes[has], versions[has]], axis=1)
+    (pair, count) = np.unique(pairs, axis=0, return_counts=True)
+    mode = np.full(n_items, -1, dtype=np.int64)
+    if count.size:
+        # Ascending by (item, count, version): the last row of an item is its mode.
+        order = np.lexsort((pair[:, 1], count, pair[:, 0]))
+        items, chosen = pair[order, 0], pair[order, 1]
+        last = np.r_[np.flatnonzero(np.diff(items)), items.size - 1]
+        mode[items[last]] = chosen[last]
+    return mode
 
 
 def _empty():
@@ -277,7 +383,9 @@ def generate_flags(run: AgreementRun) -> list[Flag]:
         .select_related("labeler")
         .prefetch_related("classes", "items")
     }
-    item_ids = dict(project.items.values_list("external_id", "id"))
+    # Only the items the flags name (at most flag_max_items each), not the project's.
+    named = {e for f in found for e in f["items"]}
+    item_ids = dict(project.items.filter(external_id__in=named).values_list("external_id", "id"))
     class_ids = dict(project.classes.values_list("key", "id"))
     user_ids = dict(User.objects.filter(username__in=labeler_names).values_list("username", "id"))
     flags, links = [], []

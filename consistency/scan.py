@@ -40,6 +40,9 @@ class LabelColumns:
         ``value_number`` (NaN for none); only when asked for.
     text : list of str, length N, or None
         ``value_text``; only when asked for.
+    time : ndarray of float64, shape (N,) or None
+        ``created_at`` in seconds since the Unix epoch (UTC, microseconds kept); only when
+        asked for.
     """
 
     item: np.ndarray
@@ -48,13 +51,26 @@ class LabelColumns:
     guideline: np.ndarray
     number: np.ndarray | None = None
     text: list | None = None
+    time: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return int(self.item.size)
 
 
-def _sql(with_number: bool, with_text: bool, item_range: bool) -> str:
+def _epoch_sql() -> str:
+    """``created_at`` as seconds since the epoch (float, microseconds kept). SQLite stores
+    the ORM's UTC text ``YYYY-MM-DD HH:MM:SS[.ffffff]``: whole seconds by ``strftime``,
+    the fraction read from the text (``julianday`` keeps only milliseconds)."""
+    if connection.vendor == "postgresql":
+        return "EXTRACT(EPOCH FROM created_at)::float8"
+    return (
+        "CAST(strftime('%%s', created_at) AS REAL)"
+        " + COALESCE(CAST(NULLIF(substr(created_at, 20, 7), '') AS REAL), 0.0)"
+    )
+
+
+def _sql(with_number: bool, with_text: bool, item_range: bool, with_time: bool = False) -> str:
     table = connection.ops.quote_name(Annotation._meta.db_table)
     cols = [
         "item_id",
@@ -64,6 +80,8 @@ def _sql(with_number: bool, with_text: bool, item_range: bool) -> str:
     ]
     if with_number:
         cols.append("value_number")
+    if with_time:
+        cols.append(_epoch_sql())
     if with_text:
         cols.append("value_text")
     where = "project_id = %s AND is_current"
@@ -79,6 +97,7 @@ def scan_annotations(
     last_item_id: int | None = None,
     with_number: bool = False,
     with_text: bool = False,
+    with_time: bool = False,
 ) -> LabelColumns:
     """Current annotations of ``project_id`` as columns (see :class:`LabelColumns`).
 
@@ -93,29 +112,35 @@ def scan_annotations(
             first_item_id if first_item_id is not None else -(2**62),
             last_item_id if last_item_id is not None else 2**62,
         ]
-    sql = _sql(with_number, with_text, item_range)
+    sql = _sql(with_number, with_text, item_range, with_time)
     if connection.vendor == "postgresql" and not with_text:
-        return _scan_copy(sql, params, with_number)
-    return _scan_fetch(sql, params, with_number, with_text)
+        return _scan_copy(sql, params, with_number, with_time)
+    return _scan_fetch(sql, params, with_number, with_text, with_time)
 
 
-def _scan_fetch(sql: str, params: list, with_number: bool, with_text: bool) -> LabelColumns:
+def _scan_fetch(
+    sql: str, params: list, with_number: bool, with_text: bool, with_time: bool = False
+) -> LabelColumns:
     ints: list[np.ndarray] = []
     numbers: list[np.ndarray] = []
+    times: list[np.ndarray] = []
     texts: list = []
+    time_at = 4 + int(with_number)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         while True:
             rows = cursor.fetchmany(FETCH_BATCH)
             if not rows:
                 break
-            if not with_number and not with_text:
+            if not with_number and not with_text and not with_time:
                 ints.append(np.array(rows, dtype=np.int64).reshape(-1, 4))
                 continue
             ints.append(np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4))
             if with_number:
                 # None becomes NaN under dtype=float64.
                 numbers.append(np.array([r[4] for r in rows], dtype=np.float64))
+            if with_time:
+                times.append(np.array([r[time_at] for r in rows], dtype=np.float64))
             if with_text:
                 texts.extend(r[-1] or "" for r in rows)
     block = np.concatenate(ints) if ints else np.zeros((0, 4), dtype=np.int64)
@@ -126,10 +151,13 @@ def _scan_fetch(sql: str, params: list, with_number: bool, with_text: bool) -> L
         guideline=np.ascontiguousarray(block[:, 3]),
         number=(np.concatenate(numbers) if numbers else np.zeros(0)) if with_number else None,
         text=texts if with_text else None,
+        time=(np.concatenate(times) if times else np.zeros(0)) if with_time else None,
     )
 
 
-def _scan_copy(sql: str, params: list, with_number: bool) -> LabelColumns:
+def _scan_copy(
+    sql: str, params: list, with_number: bool, with_time: bool = False
+) -> LabelColumns:
     """PostgreSQL: ``COPY (query) TO STDOUT`` as CSV, parsed by pandas (no per-row Python)."""
     buffer = io.BytesIO()
     with connection.cursor() as cursor:
@@ -139,18 +167,21 @@ def _scan_copy(sql: str, params: list, with_number: bool) -> LabelColumns:
             for block in copy:
                 buffer.write(block)
     buffer.seek(0)
-    names = ["item", "labeler", "label_class", "guideline"] + (["number"] if with_number else [])
+    names = ["item", "labeler", "label_class", "guideline"]
+    names += (["number"] if with_number else []) + (["time"] if with_time else [])
     if buffer.getbuffer().nbytes == 0:
         frame = pd.DataFrame({n: np.zeros(0) for n in names})
     else:
         dtypes = dict.fromkeys(names[:4], np.int64)
-        if with_number:
-            dtypes["number"] = np.float64
-        frame = pd.read_csv(buffer, header=None, names=names, dtype=dtypes)
+        dtypes.update(dict.fromkeys(names[4:], np.float64))
+        # The exact float parser for times, so a time reads back to its microsecond.
+        precision = {"float_precision": "round_trip"} if with_time else {}
+        frame = pd.read_csv(buffer, header=None, names=names, dtype=dtypes, **precision)
     return LabelColumns(
         item=frame["item"].to_numpy(np.int64),
         labeler=frame["labeler"].to_numpy(np.int64),
         label_class=frame["label_class"].to_numpy(np.int64),
         guideline=frame["guideline"].to_numpy(np.int64),
         number=frame["number"].to_numpy(np.float64) if with_number else None,
+        time=frame["time"].to_numpy(np.float64) if with_time else None,
     )

@@ -440,7 +440,12 @@ def submit_label(
             raise AssignmentError({"assignment": "this assignment is not yours for this item"})
         if stale.status in (AssignmentStatus.SKIPPED, AssignmentStatus.CANCELLED):
             raise AssignmentError({"assignment": f"this assignment was {stale.status}"})
-    has_label = Annotation.objects.filter(item=item, labeler=labeler, is_current=True).exists()
+    # Whether this is a revision matters only without an assignment (room is needed for a
+    # first label) or on a check (only a first answer is scored): the common path, a held
+    # item, skips the query.
+    has_label = (assignment is None or item.is_check) and Annotation.objects.filter(
+        item=item, labeler=labeler, is_current=True
+    ).exists()
     if not has_label and assignment is None:
         handed = Assignment.objects.filter(
             item=item, labeler=labeler, status=AssignmentStatus.EXPIRED
@@ -454,7 +459,7 @@ def submit_label(
     reason = ""
     if assignment is not None and assignment.reason == REASON_RELABEL:
         reason = "relabel requested"
-    annotation = services.submit_annotation(
+    annotation = services.record_annotation(
         item=item,
         labeler=labeler,
         value=value,
@@ -470,7 +475,11 @@ def submit_label(
         assignment.save(update_fields=["status", "completed_at"])
     if item.is_check and not has_label:
         _score_check(item=item, labeler=labeler, annotation=annotation, now=now)
-    handout.refresh_items(item.project, [item.pk], now=now)
+    # The item row read with the lock carries the stored state: no state was written in
+    # this transaction before this refresh (the room check above refreshes only on the
+    # path without an assignment, so there the row is read again).
+    locked = item if (assignment is not None or has_label) else None
+    handout.refresh_items(item.project, [item.pk], now=now, locked=locked)
     return annotation
 
 

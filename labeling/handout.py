@@ -169,13 +169,14 @@ def _rows(sql: str, params: Sequence) -> list[tuple]:
 
 
 def _states(
-    project: Project, item_ids: Sequence[int], now: datetime
+    project: Project, item_ids: Sequence[int], now: datetime, locked: Item | None = None
 ) -> tuple[dict[int, ItemState], dict[int, ItemState]]:
     """``(recounted, stored)`` states of ``item_ids`` (those in ``project``): three
     statements per :data:`CHUNK` items (the item rows, their current labels with whether
-    the labeler answered the item as a check, their live holds). Hand-written SQL: this
-    runs in every submit and hand-out, and building the ORM queries cost several times
-    more than running them."""
+    the labeler answered the item as a check, their live holds); two when ``locked`` is
+    the one item, read under its row lock in this transaction with its state unwritten
+    since. Hand-written SQL: this runs in every submit and hand-out, and building the ORM
+    queries cost several times more than running them."""
     item, ann = Item._meta.db_table, Annotation._meta.db_table
     asg, chk = Assignment._meta.db_table, CheckAnswer._meta.db_table
     when = connection.ops.adapt_datetimefield_value(now)
@@ -185,11 +186,15 @@ def _states(
         chunk = list(item_ids[start : start + CHUNK])
         marks = ", ".join(["%s"] * len(chunk))
         checks = {}
-        for pk, is_check, labels, top, holds, load, is_open, expires in _rows(
-            f"SELECT id, is_check, {', '.join(STATE_FIELDS)} FROM {item}"
-            f" WHERE project_id = %s AND id IN ({marks})",
-            [project.pk, *chunk],
-        ):
+        if locked is not None and chunk == [locked.pk] and locked.project_id == project.pk:
+            item_rows = [(locked.pk, locked.is_check, *(getattr(locked, f) for f in STATE_FIELDS))]
+        else:
+            item_rows = _rows(
+                f"SELECT id, is_check, {', '.join(STATE_FIELDS)} FROM {item}"
+                f" WHERE project_id = %s AND id IN ({marks})",
+                [project.pk, *chunk],
+            )
+        for pk, is_check, labels, top, holds, load, is_open, expires in item_rows:
             checks[pk] = bool(is_check)
             stored[pk] = ItemState(labels, top, holds, load, bool(is_open), _aware(expires))
         labels_of: dict[int, list] = defaultdict(list)
@@ -279,15 +284,21 @@ def _write(states: dict[int, ItemState]) -> None:
 
 
 def refresh_items(
-    project: Project, item_ids: Iterable[int], *, now: datetime | None = None
+    project: Project,
+    item_ids: Iterable[int],
+    *,
+    now: datetime | None = None,
+    locked: Item | None = None,
 ) -> None:
     """Recompute and store the state of ``item_ids``. The caller holds their row locks
     (see the module docstring) inside its transaction; only rows whose state changed are
-    written. Four queries for one item."""
+    written. Four queries for one item; three when the caller passes the item as
+    ``locked``: the instance it read with its lock, whose state nothing has written
+    since."""
     ids = sorted(set(item_ids))
     if not ids:
         return
-    fresh, stored = _states(project, ids, now or timezone.now())
+    fresh, stored = _states(project, ids, now or timezone.now(), locked)
     _write({i: s for i, s in fresh.items() if stored.get(i) != s})
 
 

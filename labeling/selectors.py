@@ -374,9 +374,9 @@ def project_progress(project: Project) -> dict:
     """Items, current annotations, items complete (their target reached, dynamic overlap
     honoured) and ``fraction``: the labels given towards the items' targets over the sum
     of the targets (an item counts up to its target), 0–1."""
-    totals = items_with_counts(project).aggregate(
+    totals = items_with_kept_counts(project).aggregate(
         n_items=Count("pk"),
-        n_items_complete=Count("pk", filter=Q(item_status="complete")),
+        n_items_complete=Count("pk", filter=status_filter("complete")),
         towards=Sum(Least(F("n_current"), F("n_target"))),
         target=Sum("n_target"),
     )
@@ -403,10 +403,12 @@ def filter_items(
     ``metadata`` maps keys (``^[A-Za-z0-9_]+$``, else ValueError) to values compared as
     text (``{"line": "3"}`` matches ``3`` and ``"3"``); ``status`` is ``unlabeled`` (no
     current annotation), ``in_progress`` (fewer than its target) or ``complete`` (the
-    ``item_status`` of :func:`items_with_counts`: dynamic overlap honoured).
-    Keys become JSON key transforms, never ORM lookups.
+    ``item_status`` of :func:`items_with_counts`: dynamic overlap honoured, read from
+    the kept counts of :func:`items_with_kept_counts`, so a status filter on a
+    million-item project reads no annotation). Keys become JSON key transforms, never
+    ORM lookups.
     """
-    items = items_with_counts(project)
+    items = items_with_kept_counts(project)
     for n, (key, value) in enumerate(sorted((metadata or {}).items())):
         if not METADATA_FILTER_KEY.fullmatch(key):
             raise ValueError(f"metadata keys are letters, digits and _: {key!r}")
@@ -423,7 +425,7 @@ def filter_items(
     if status:
         if status not in ITEM_STATUSES:
             raise ValueError(f"status must be one of {', '.join(ITEM_STATUSES)}")
-        items = items.filter(item_status=status)
+        items = items.filter(status_filter(status))
     return items.order_by("id")
 
 

@@ -455,8 +455,7 @@ def resolve_value(
     raise ValidationError({"value": f"expected a class key, got {value!r}"})
 
 
-@transaction.atomic
-def submit_annotation(
+def record_annotation(
     *,
     item: Item,
     labeler: AbstractBaseUser,
@@ -469,7 +468,9 @@ def submit_annotation(
     reason: str = "",
     refresh: bool = True,
 ) -> Annotation:
-    """Record ``labeler``'s label for ``item``; a second call is a revision.
+    """Record ``labeler``'s label for ``item``; a second call is a revision. Runs in the
+    caller's transaction (``labeling.assignment.submit_label``, which rolls back as a
+    whole on any error: no savepoint round trips on the labeling path).
 
     A revision is a new current row; the previous one stays, marked not current. The row
     of the current annotation is locked so two submissions cannot both become current.
@@ -539,6 +540,11 @@ def submit_annotation(
             reason=reason,
         )
     return annotation
+
+
+# The same in a transaction of its own (a savepoint inside the caller's): imports, the
+# demo, SMEs' tools and tests call this; the labeling path calls record_annotation.
+submit_annotation = transaction.atomic(record_annotation)
 
 
 @transaction.atomic

@@ -284,8 +284,9 @@ def _add_items(project, labelers, start, n):
             services.submit_annotation(item=item, labeler=labeler, value="dent")
 
 
-# project lookup, role, count, page, tags prefetch
-ITEM_LIST_QUERIES = 5
+# project lookup, role, whether any check was answered (the kept counts are read as
+# they are when none was: labeling.selectors.items_with_kept_counts), count, page, tags
+ITEM_LIST_QUERIES = 6
 # project lookup, role, count, page (item, labeler, class and guideline joined)
 ANNOTATION_LIST_QUERIES = 4
 

@@ -76,6 +76,11 @@ def assert_table_is_a_recount(project: Project, step) -> Counter:
         got = set(data_manager.filtered_items(project, query).values_list("pk", flat=True))
         want = {pk for pk, (_, s) in expected.items() if s == status}
         assert got == want, f"status={status} after step {step}"
+        # The REST list's ?status= reads the same kept counts (labeling.selectors).
+        listed = set(selectors.filter_items(project, status=status).values_list("pk", flat=True))
+        assert listed == want, f"filter_items status={status} after step {step}"
+    progress = selectors.project_progress(project)
+    assert progress["n_items_complete"] == statuses["complete"], f"after step {step}"
     query = data_manager.parse_query({"sort": "-n_labels"}, paged=False)
     order = list(data_manager.filtered_items(project, query).values_list("pk", flat=True))
     assert order == sorted(expected, key=lambda pk: (expected[pk][0], pk), reverse=True)
