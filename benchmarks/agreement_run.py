@@ -3,14 +3,16 @@
 Synthetic data (deterministic, seed 0): ``--items`` items (default 200,000) x 5 labelers
 drawn from a pool of 50, 6 classes of which classes 1 and 2 are confusable, 3 metadata
 keys (factory, camera, phone_model). Stored in a throwaway SQLite database under
-``$CONCORD_VAR_DIR`` (default /tmp/bench-agree), then:
+``$CONCORD_VAR_DIR`` (default /tmp/bench-agree), or with ``DATABASE_URL`` in PostgreSQL
+(flushed, then loaded by ``COPY``: :func:`build_pg_copy`), then:
 
 (a) ``read``: the time to read those rows with the run's own scan query
     (:func:`consistency.scan.scan_annotations`), best of 3, warm cache;
 (b) ``run``: from ``start_agreement_run`` (commit → enqueue) to ``succeeded``, executed
-    by a separate ``celery worker`` process (prefork, ``--concurrency``): every metric,
-    HLP, consensus by majority and Dawid-Skene (both stored), 3 slice keys, 1000
-    bootstrap samples.
+    by ``--workers`` separate ``celery worker`` processes (prefork, ``--concurrency``
+    each): every metric, HLP, consensus by majority and Dawid-Skene (both stored), 3
+    slice keys, 1000 bootstrap samples. Each worker's memory (its process tree) is
+    sampled from /proc every 0.2 s and reported per phase (:class:`RssSampler`).
 
 Usage::
 
@@ -19,6 +21,9 @@ Usage::
     ... --reuse                  # keep the database of an earlier call
     ... --parallel-workers 2     # let the run split into chunks for 2 worker processes
     DATABASE_URL=postgres://... SECRET_KEY=... ... # the same on PostgreSQL (flushed first)
+    # 10M labels on PostgreSQL + Redis, two worker processes (RESULTS-agreement.md)
+    DATABASE_URL=... REDIS_URL=... ... --items 2000000 --workers 2 --concurrency 1 \
+        --parallel-workers 2 --flags-wait 0 --profile-chunks 2,8,32
 """
 
 from __future__ import annotations
