@@ -352,8 +352,11 @@ CONCORD_ASSIGNMENT_TTL_MINUTES = env_int("CONCORD_ASSIGNMENT_TTL_MINUTES", 30)
 # Agreement runs are split into chunks computed in parallel only when more than one worker
 # process can take them (PARALLEL_WORKERS: the deployment's worker processes, e.g. workers
 # x concurrency; 1 = one pass, the embedded default) and each chunk gets at least
-# CHUNK_ITEMS items; never more chunks than workers (consistency.runs._plan_ranges).
+# CHUNK_ITEMS items; never more chunks than workers, except that no chunk holds more than
+# MAX_CHUNK_ITEMS items: that cap bounds a chunk task's memory, so a large run gets more
+# chunks than workers (consistency.runs._plan_ranges).
 CONCORD_AGREEMENT_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_CHUNK_ITEMS", 50_000)
+CONCORD_AGREEMENT_MAX_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_MAX_CHUNK_ITEMS", 200_000)
 CONCORD_AGREEMENT_PARALLEL_WORKERS = env_int("CONCORD_AGREEMENT_PARALLEL_WORKERS", 1)
 # The smallest chunk a request may ask for: tiny chunks make a run of thousands of tasks.
 CONCORD_AGREEMENT_MIN_CHUNK_ITEMS = env_int("CONCORD_AGREEMENT_MIN_CHUNK_ITEMS", 1000)

@@ -8,13 +8,14 @@ exactly the statistics a single pass over all items would give.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from consistency.class_map import ClassMap
 from consistency.metrics import AgreementStats
+from consistency.metrics.alpha import CATEGORICAL_LEVELS, _sum_sparse
 from consistency.scan import scan_annotations
 from labeling.models import Project
 
@@ -150,3 +151,74 @@ def merge_chunks(chunks: Sequence[ChunkStats]) -> ChunkStats:
     if merged.stats.item.size > 1 and not np.all(np.diff(merged.stats.item) >= 0):
         raise ValueError("internal: merged labels are not sorted by item")
     return merged
+
+
+def merge_in_order(chunks: Iterable[ChunkStats], n_labels: int) -> ChunkStats:
+    """:func:`merge_chunks` for categorical chunks of increasing, disjoint item ranges (a
+    run's chunks in index order), taking them one at a time: the caller can load each
+    just before it is needed and drop it after, so merging holds the merged labels and
+    one chunk, never every chunk at once (at 10M labels: ~320 MB instead of ~1 GB).
+
+    Each chunk's labels are sorted by (item, labeler) and the ranges increase, so the
+    merged labels are the chunks' labels one after the other (what ``AgreementStats.merge``
+    gives after its sort, which then finds nothing to move) and the pair tables add up:
+    the same arrays as :func:`merge_chunks`. ``n_labels``: the chunks' labels in all
+    (preallocated). ValueError if a chunk is not categorical, its items are not above
+    the previous chunk's, or the labels do not add up to ``n_labels``."""
+    item = np.empty(n_labels, dtype=np.int64)
+    labeler = np.empty(n_labels, dtype=np.int64)
+    value = np.empty(n_labels, dtype=np.int64)
+    guideline = np.empty(n_labels, dtype=np.int64)
+    keys: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    at, last_item, n_dropped, n_late, first = 0, -1, 0, 0, None
+    for chunk in chunks:
+        s = chunk.stats
+        if s.level not in CATEGORICAL_LEVELS:
+            raise ValueError("merge_in_order merges categorical chunks; use merge_chunks")
+        if first is None:
+            first = s
+        elif s.level != first.level or s.n_values != first.n_values:
+            raise ValueError("chunks differ in level or classes")
+        n = s.n_annotations
+        if n:
+            if s.item[0] <= last_item:
+                raise ValueError("internal: chunks are not in increasing item order")
+            if at + n > n_labels:
+                raise ValueError(f"internal: more than the {n_labels} labels announced")
+            item[at : at + n] = s.item
+            labeler[at : at + n] = s.labeler
+            value[at : at + n] = s.value
+            guideline[at : at + n] = chunk.guideline
+            at += n
+            last_item = int(s.item[-1])
+        keys.append((s.pair_a, s.pair_b, s.pair_va, s.pair_vb, s.n_labelers))
+        counts.append(s.pair_n)
+        n_dropped += chunk.n_dropped
+        n_late += chunk.n_late_labelers
+    if first is None:
+        raise ValueError("no chunks to merge")
+    if at != n_labels:
+        raise ValueError(f"internal: {at} labels merged, {n_labels} announced")
+    n_labelers = max(k[4] for k in keys)
+    k2 = max(first.value_points.size, 1)
+    key, count = _sum_sparse(
+        [((a * n_labelers + b) * k2 + va) * k2 + vb for a, b, va, vb, _ in keys], counts
+    )
+    rest, vb = np.divmod(key, k2)
+    rest, va = np.divmod(rest, k2)
+    a, b = np.divmod(rest, max(n_labelers, 1))
+    stats = AgreementStats(
+        level=first.level,
+        value_points=first.value_points,
+        n_labelers=n_labelers,
+        item=item,
+        labeler=labeler,
+        value=value,
+        pair_a=a,
+        pair_b=b,
+        pair_va=va,
+        pair_vb=vb,
+        pair_n=count,
+    )
+    return ChunkStats(stats, guideline, n_dropped, n_late)

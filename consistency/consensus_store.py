@@ -259,14 +259,19 @@ def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
     for name in ("support", "confidence", "entropy"):
         if not np.isfinite(getattr(b, name)).all():
             raise ValueError(f"internal: a consensus {name} is not a finite number")
-    status = np.asarray([str(x) for x in b.status])
+    # Status codes per row (a handful of distinct statuses, taken in sorted order as
+    # before): no per-row string array.
+    codes, found = pd.factorize(np.asarray(b.status, dtype=object))
+    found = np.asarray([str(x) for x in found])
+    rank = np.argsort(found)
+    statuses, status = found[rank], np.argsort(rank)[codes]
     no_class = b.class_ids < 0
     method = b.method.encode()
     parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
-    for value in np.unique(status):
+    for code, value in enumerate(statuses):
         text = str(value).encode()
         for null_class in (False, True):
-            sel = (status == value) & (no_class == null_class)
+            sel = (status == code) & (no_class == null_class)
             m = int(sel.sum())
             if not m:
                 continue
@@ -307,13 +312,16 @@ def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
                 rec[f"{name}_len"], rec[name] = 8, getattr(b, name)[sel]
             rec["n_len"], rec["n"] = 4, b.n_labels[sel]
             rec["status_len"], rec["status"] = len(text), text
-            parts.append(rec.tobytes())
+            parts.append(rec)
     parts.append(struct.pack(">h", -1))
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
         sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT binary)"
         with raw.copy(sql) as copy:
-            copy.write(b"".join(parts))
+            # One write per group, in order: the same stream as one joined buffer, without
+            # the second copy of every row (~200 MB per method at 2M items).
+            for part in parts:
+                copy.write(part if isinstance(part, bytes) else part.tobytes())
 
 
 def _sqlite_has_json_arrows() -> bool:

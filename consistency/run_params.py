@@ -29,6 +29,12 @@ def chunk_items_setting() -> int:
     return int(settings.CONCORD_AGREEMENT_CHUNK_ITEMS)
 
 
+def max_chunk_items_setting() -> int:
+    """The most items a planned chunk may hold (``CONCORD_AGREEMENT_MAX_CHUNK_ITEMS``):
+    larger runs are split into more chunks than workers, to bound a chunk's memory."""
+    return int(getattr(settings, "CONCORD_AGREEMENT_MAX_CHUNK_ITEMS", 200_000))
+
+
 def default_slices(project: Project) -> list[str]:
     """Slices a run computes when the request names none: guideline version, tags, the
     common provenance keys the project's items carry, and capture week."""

@@ -37,12 +37,18 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from consistency import box_runs, flags, jobs
-from consistency.chunks import chunk_from_bytes, chunk_stats, chunk_to_bytes, merge_chunks
+from consistency.chunks import (
+    chunk_from_bytes,
+    chunk_stats,
+    chunk_to_bytes,
+    merge_chunks,
+    merge_in_order,
+)
 from consistency.class_map import class_map
 from consistency.consensus_store import consensus_part
 from consistency.models import AgreementRun, AgreementRunChunk, RunStatus
 from consistency.results import metrics_part, transcription_results
-from consistency.run_params import chunk_items_setting, validate_params
+from consistency.run_params import chunk_items_setting, max_chunk_items_setting, validate_params
 from consistency.selectors import data_version
 from labeling.models import Annotation, Item, Project, TaskType
 from provenance import lineage
@@ -271,21 +277,23 @@ def execute_agreement_run(
 def _plan_ranges(project: Project, params: dict) -> list[tuple[int, int, int]]:
     """The item-id ranges of a run: one (a single pass) unless splitting pays.
 
-    ``chunk_items`` in the params is obeyed as asked. Otherwise a run is split only when
+    ``chunk_items`` in the params is obeyed as asked. Otherwise a run is split when
     more than one worker process can take its chunks (``CONCORD_AGREEMENT_PARALLEL_WORKERS``,
     the deployment's worker processes; 1 for the embedded default) and it has at least
-    ``CONCORD_AGREEMENT_CHUNK_ITEMS`` items per chunk, into at most one chunk per worker:
-    chunks beyond the workers that run them only add serialization and a merge, which is
-    why the benchmark found the chunked path slower than one pass on one machine.
+    ``CONCORD_AGREEMENT_CHUNK_ITEMS`` items per chunk, into one chunk per worker (chunks
+    beyond the workers only add serialization and a merge, which is why the benchmark
+    found the chunked path slower than one pass on one machine) -- but never into chunks
+    of more than ``CONCORD_AGREEMENT_MAX_CHUNK_ITEMS`` items, whatever the workers: a
+    chunk's scan and statistics hold a few hundred bytes per label at once, so that cap
+    is what bounds a chunk task's memory (at 5 labels an item, 200,000 items ~ 250 MB).
     """
     explicit = params.get("chunk_items")
     if explicit:
         return _item_ranges(project, explicit)
     workers = int(getattr(settings, "CONCORD_AGREEMENT_PARALLEL_WORKERS", 1))
-    if workers <= 1:
-        return []
     n_items = Item.objects.filter(project=project).count()
-    n_chunks = min(workers, n_items // max(chunk_items_setting(), 1))
+    n_chunks = min(workers, n_items // max(chunk_items_setting(), 1)) if workers > 1 else 1
+    n_chunks = max(n_chunks, -(-n_items // max(max_chunk_items_setting(), 1)))
     if n_chunks <= 1:
         return []
     return _item_ranges(project, -(-n_items // n_chunks))
@@ -435,12 +443,13 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
         try:
             t0 = time.perf_counter()
             rows = list(
-                AgreementRunChunk.objects.filter(run=run, attempt=attempt).order_by("index")
+                AgreementRunChunk.objects.filter(run=run, attempt=attempt)
+                .order_by("index")
+                .values_list("pk", "n_annotations")
             )
             if len(rows) != run.n_chunks:
                 raise RuntimeError(f"{len(rows)} of {run.n_chunks} chunks were computed")
-            merged = merge_chunks([chunk_from_bytes(r.payload) for r in rows])
-            del rows
+            merged = _merge_stored_chunks(run, [pk for pk, _ in rows], sum(n for _, n in rows))
             classes = class_map(run.project, run.params["level"])
             timings = {"merge_s": round(time.perf_counter() - t0, 3)}
             jobs.failpoint("agreement.final")
@@ -462,6 +471,22 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
             logger.exception("agreement run %s failed in %s", run_id, part)
             fail_agreement_run(run_id, f"{part}: " + _error_message(exc), attempt=attempt)
             return AgreementRun.objects.get(pk=run_id)
+
+
+def _merge_stored_chunks(run: AgreementRun, chunk_pks: list[int], n_labels: int):
+    """The merged statistics of the run's stored chunks (in index order). Categorical
+    runs read one chunk's payload at a time and merge it in place
+    (:func:`~consistency.chunks.merge_in_order`), so the worker never holds every
+    payload and every decoded chunk at once; interval and ratio runs (whose value points
+    are unified across chunks) decode them all and merge as before."""
+
+    def load(pk: int):
+        payload = AgreementRunChunk.objects.filter(pk=pk).values_list("payload", flat=True).get()
+        return chunk_from_bytes(payload)
+
+    if run.params["level"] in ("nominal", "ordinal"):
+        return merge_in_order((load(pk) for pk in chunk_pks), n_labels)
+    return merge_chunks([load(pk) for pk in chunk_pks])
 
 
 # ------------------------------------------------------------------ the reaper

@@ -10,6 +10,7 @@ import pandas as pd
 from .alpha import _int_codes, _runs
 
 _EPS = 1e-10
+_BLOCK = 1 << 20  # labels per block where Dawid-Skene sums over labels
 
 
 def _prepare(items, values, n_classes, labelers=None):
@@ -23,12 +24,22 @@ def _prepare(items, values, n_classes, labelers=None):
         lab = _int_codes("labelers", labelers)
         if lab.shape != item.shape:
             raise ValueError(f"labelers {lab.shape} and items {item.shape} differ in shape")
-        lab = lab[keep]
-    item, codes = item[keep], codes[keep]
+        lab = lab if keep.all() else lab[keep]
+    if not keep.all():  # no copies when every label has a value (a run's statistics)
+        item, codes = item[keep], codes[keep]
     k = int(n_classes) if n_classes is not None else (int(codes.max()) + 1 if codes.size else 0)
     if codes.size and codes.max() >= k:
         raise ValueError(f"value code {int(codes.max())} >= n_classes={k}")
-    uniq, pos = np.unique(item, return_inverse=True)
+    if item.size and bool(np.all(item[1:] >= item[:-1])):
+        # Sorted by item already (a run's statistics are): the same ``np.unique`` result
+        # without its sort and the sort's copies.
+        starts = _runs(item)
+        uniq = item[starts]
+        pos = np.zeros(item.size, dtype=np.int64)
+        pos[starts[1:]] = 1
+        np.cumsum(pos, out=pos)
+    else:
+        uniq, pos = np.unique(item, return_inverse=True)
     return uniq, pos, codes, lab, k
 
 
@@ -187,23 +198,39 @@ def dawid_skene(
         with np.errstate(divide="ignore"):
             return np.log(err)
 
+    def log_error_of_label(err, true):
+        # log e[l, observed, true] of every label, one true class at a time: (N,), never
+        # the (N, K) matrix (at 10M labels each (N, K) temporary is 480 MB).
+        return log_errors(err)[:, :, true].reshape(-1)[lv]
+
     priors = probas.mean(axis=0)
     errors = m_step(probas)
     loss, history, converged, it = -np.inf, [], False, 0
     for it in range(1, int(max_iter) + 1):  # noqa: B007
-        le = log_errors(errors)[lab, codes, :]  # (N, K) log e[l, observed, true]
         log_prior = np.log(np.maximum(priors, _EPS))
         ll = log_prior[None, :] + np.stack(
-            [np.bincount(pos, weights=le[:, t], minlength=n_items) for t in range(k)], axis=1
+            [
+                np.bincount(pos, weights=log_error_of_label(errors, t), minlength=n_items)
+                for t in range(k)
+            ],
+            axis=1,
         )
         ll -= ll.max(axis=1, keepdims=True)
         probas = np.exp(ll)
         probas /= probas.sum(axis=1, keepdims=True)
         priors = probas.mean(axis=0)
         errors = m_step(probas)
-        le = log_errors(errors)[lab, codes, :]
         log_prior = np.log(np.maximum(priors, _EPS))
-        joint = float(np.sum(probas[pos] * (le + log_prior[None, :])))
+        # sum over labels and classes of probas[item, t] * (log e + log prior): per class,
+        # in blocks of labels (the same terms as the (N, K) product, summed in another
+        # order, so the loss may differ from it in the last bits).
+        joint = 0.0
+        for t in range(k):
+            le_t = log_error_of_label(errors, t)
+            for lo in range(0, pos.size, _BLOCK):
+                hi = lo + _BLOCK
+                joint += float(np.dot(probas[pos[lo:hi], t], le_t[lo:hi] + log_prior[t]))
+            del le_t
         pc = np.maximum(probas, _EPS)
         entropy = -float(np.sum(np.log(pc) * pc))
         new_loss = (joint + entropy) / codes.size

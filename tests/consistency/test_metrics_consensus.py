@@ -79,3 +79,82 @@ def test_dawid_skene_is_deterministic_and_validates():
         dawid_skene(items, workers[:-1], values)
     with pytest.raises(ValueError):
         dawid_skene(items, workers, values, max_iter=0)
+
+
+def _dawid_skene_with_nk_arrays(items, labelers, values, n_classes, max_iter=100, tol=1e-5):
+    """The implementation before the memory change (per-label (N, K) arrays, np.unique),
+    kept here as the reference the streaming one must reproduce."""
+    eps = consensus_mod._EPS
+    item, codes, lab = (np.asarray(a, dtype=np.int64) for a in (items, values, labelers))
+    keep = codes >= 0
+    item, codes, lab = item[keep], codes[keep], lab[keep]
+    k = n_classes
+    uniq, pos = np.unique(item, return_inverse=True)
+    n_items, n_lab = uniq.size, int(lab.max()) + 1
+    m = np.bincount(pos, minlength=n_items).astype(np.float64)
+    probas = np.bincount(pos * k + codes, minlength=n_items * k).reshape(n_items, k) / m[:, None]
+    lv = lab * k + codes
+    observed = np.bincount(lv, minlength=n_lab * k).reshape(n_lab, k) > 0
+
+    def m_step(t):
+        err = np.empty((n_lab, k, k))
+        for true in range(k):
+            err[:, :, true] = np.bincount(lv, weights=t[pos, true], minlength=n_lab * k).reshape(
+                n_lab, k
+            )
+        err = np.where(observed[:, :, None], np.maximum(err, eps), 0.0)
+        return err / err.sum(axis=1, keepdims=True)
+
+    def log_errors(err):
+        with np.errstate(divide="ignore"):
+            return np.log(err)
+
+    priors = probas.mean(axis=0)
+    errors = m_step(probas)
+    loss, history, it = -np.inf, [], 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        le = log_errors(errors)[lab, codes, :]
+        log_prior = np.log(np.maximum(priors, eps))
+        ll = log_prior[None, :] + np.stack(
+            [np.bincount(pos, weights=le[:, t], minlength=n_items) for t in range(k)], axis=1
+        )
+        ll -= ll.max(axis=1, keepdims=True)
+        probas = np.exp(ll)
+        probas /= probas.sum(axis=1, keepdims=True)
+        priors = probas.mean(axis=0)
+        errors = m_step(probas)
+        le = log_errors(errors)[lab, codes, :]
+        log_prior = np.log(np.maximum(priors, eps))
+        joint = float(np.sum(probas[pos] * (le + log_prior[None, :])))
+        pc = np.maximum(probas, eps)
+        new_loss = (joint - float(np.sum(np.log(pc) * pc))) / codes.size
+        history.append(new_loss)
+        if new_loss - loss < tol:
+            break
+        loss = new_loss
+    return uniq, probas, priors, errors, it, history
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_dawid_skene_without_nk_arrays_gives_the_same_posteriors(shuffle, monkeypatch):
+    """Dawid-Skene sums over labels one class at a time (no (N, K) per-label arrays: 480 MB
+    each at 10M labels) and skips np.unique's sort on input sorted by item: the same
+    posteriors, labels, priors and confusion matrices bit for bit as the (N, K) version;
+    the loss (a sum in another order) to the last few bits."""
+    items, workers, values, _ = _crowd(5)
+    values = np.where(np.arange(values.size) % 97 == 0, -1, values)  # some missing
+    if shuffle:
+        order = np.random.default_rng(1).permutation(items.size)
+        items, workers, values = items[order], workers[order], values[order]
+    monkeypatch.setattr(consensus_mod, "_BLOCK", 1000)  # several blocks per class
+    ours = dawid_skene(items, workers, values, n_classes=5)
+    uniq, probas, priors, errors, n_iter, history = _dawid_skene_with_nk_arrays(
+        items, workers, values, 5
+    )
+    assert np.array_equal(ours.items_, uniq)
+    assert np.array_equal(ours.probas_, probas)
+    assert np.array_equal(ours.labels_, probas.argmax(axis=1))
+    assert np.array_equal(ours.priors_, priors)
+    assert np.array_equal(ours.errors_, np.transpose(errors, (0, 2, 1)))
+    assert ours.n_iter_ == n_iter
+    assert np.allclose(ours.loss_history_, history, rtol=1e-12, atol=0)

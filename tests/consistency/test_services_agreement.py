@@ -326,3 +326,31 @@ def test_interval_rating_project_uses_the_numbers(project, labelers):
     assert overall["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
     assert overall["fleiss_kappa"] is None and overall["reasons"]["fleiss_kappa"]
     assert run.results["consensus"]["reasons"]["methods"]
+
+
+def test_a_run_larger_than_the_chunk_cap_is_chunked_even_with_one_worker(demo, settings):
+    """CONCORD_AGREEMENT_MAX_CHUNK_ITEMS bounds a chunk's items (its memory) whatever the
+    workers; the chunks, merged one at a time, give the single pass exactly."""
+    from labeling.models import Item
+
+    settings.CONCORD_AGREEMENT_PARALLEL_WORKERS = 1
+    single = run_agreement(demo, n_bootstrap=50, seed=2)
+    n_items = Item.objects.filter(project=demo).count()
+    settings.CONCORD_AGREEMENT_MAX_CHUNK_ITEMS = 16
+    chunked = run_agreement(demo, n_bootstrap=50, seed=2)
+    single.refresh_from_db()
+    chunked.refresh_from_db()
+    assert chunked.status == RunStatus.SUCCEEDED, chunked.error
+    assert single.n_chunks == 1 and chunked.n_chunks == -(-n_items // 16) > 1
+    single.results.pop("params")
+    chunked.results.pop("params")
+    assert chunked.results == single.results
+    rows = [
+        list(
+            Consensus.objects.filter(run=r)
+            .order_by("method", "item_id")
+            .values_list("method", "item_id", "label_class_id", "confidence", "status")
+        )
+        for r in (single, chunked)
+    ]
+    assert rows[0] == rows[1]
