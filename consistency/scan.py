@@ -155,9 +155,7 @@ def _scan_fetch(
     )
 
 
-def _scan_copy(
-    sql: str, params: list, with_number: bool, with_time: bool = False
-) -> LabelColumns:
+def _scan_copy(sql: str, params: list, with_number: bool, with_time: bool = False) -> LabelColumns:
     """PostgreSQL: ``COPY (query) TO STDOUT`` as CSV, parsed by pandas (no per-row Python)."""
     buffer = io.BytesIO()
     with connection.cursor() as cursor:

@@ -40,18 +40,6 @@ def finalize_agreement_run(run_id: int, attempt: int) -> str:
     return runs.finalize_agreement_run(run_id=run_id, attempt=attempt).status
 
 
-@shared_task(acks_late=True)
-def compute_agreement_part(run_id: int, part: str) -> bool:
-    """One part of the final stage (metrics + slices, or consensus)."""
-    return runs.compute_agreement_part(run_id=run_id, part=part)
-
-
-@shared_task(acks_late=True)
-def complete_agreement_run(run_id: int) -> str:
-    """Chord callback: assemble the parts into the run's results."""
-    return runs.complete_agreement_run(run_id=run_id).status
-
-
 # Image statistics are computed by the worker after an import; a monitoring run started
 # meanwhile waits for them (up to ~10 minutes) rather than judging brightness on half the
 # items. After that it runs anyway and its results say how many were still missing.
