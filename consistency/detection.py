@@ -212,6 +212,10 @@ def guess_negative_class(classes: Sequence[str]) -> str | None:
 # --------------------------------------------------------------------------- helpers
 
 
+# Labels per block when the leave-one-out consensus is computed (bounded memory).
+LOO_BLOCK = 1_000_000
+
+
 class _Prepared:
     """Per-item counts, LOO consensus and coincidences computed once for all detectors."""
 
@@ -224,12 +228,17 @@ class _Prepared:
         it, val = data.items, data.values
         self.counts = np.bincount(it * K + val, minlength=self.n_items * K).reshape(self.n_items, K)
         self.m = self.counts.sum(axis=1)
-        # LOO consensus per label
-        others = self.counts[it].copy()
-        others[np.arange(it.size), val] -= 1
-        top = others.max(axis=1) if it.size else np.zeros(0, dtype=np.int64)
-        n_top = (others == top[:, None]).sum(axis=1) if it.size else top
-        self.loo = np.where((top > 0) & (n_top == 1), others.argmax(axis=1), -1)
+        # LOO consensus per label, in blocks of labels: the (labels, K) count rows of a
+        # whole project would be 480 MB at 10M labels and 6 classes.
+        self.loo = np.full(it.size, -1, dtype=np.int64)
+        for lo in range(0, it.size, LOO_BLOCK):
+            part = slice(lo, lo + LOO_BLOCK)
+            others = self.counts[it[part]]  # a copy (fancy indexing)
+            others[np.arange(others.shape[0]), val[part]] -= 1
+            top = others.max(axis=1)
+            n_top = (others == top[:, None]).sum(axis=1)
+            self.loo[part] = np.where((top > 0) & (n_top == 1), others.argmax(axis=1), -1)
+        self._rows_by_item: tuple[np.ndarray, np.ndarray] | None = None
         self.decided = self.loo >= 0
         self.agree = self.decided & (self.loo == val)
         # coincidences
@@ -282,7 +291,14 @@ class _Prepared:
         }
 
     def labels_of(self, item_code: int) -> list[dict]:
-        sel = np.flatnonzero(self.data.items == item_code)
+        """The item's labels in row order. The rows grouped by item are built once (a
+        scan of every label per call cost minutes for a few hundred examples at 10M)."""
+        if self._rows_by_item is None:
+            order = np.argsort(self.data.items, kind="stable")
+            starts = np.searchsorted(self.data.items[order], np.arange(self.n_items + 1))
+            self._rows_by_item = (order, starts)
+        order, starts = self._rows_by_item
+        sel = order[starts[item_code] : starts[item_code + 1]]
         return [
             {
                 "labeler": self.data.labeler_names[int(self.data.labelers[j])],
