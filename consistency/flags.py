@@ -105,8 +105,9 @@ def load_label_data(
 
     Read as columns (:func:`consistency.scan.scan_annotations`), never as a row object
     per label, and only the metadata keys asked for, one item at a time: memory grows
-    with the numbers per label and the distinct slice values, not with Python objects
-    per label (10M labels run in a worker below 1 GB).
+    with the numbers per label (about 100 bytes a label at its peak: the scan's columns,
+    their sort and the kept copies) and the distinct slice values, not with Python
+    objects per label.
     """
     transcripts = project.task_type == TaskType.TRANSCRIPTION
     cols = scan_annotations(project.pk, with_time=True, with_text=transcripts)
