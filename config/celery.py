@@ -4,6 +4,8 @@ import os
 
 from celery import Celery
 
+from config import broker  # noqa: F401  (registers the concordfs:// broker transport)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("concord")

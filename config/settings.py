@@ -241,10 +241,11 @@ if REDIS_URL:
     }
 else:
     # kombu's filesystem transport: a real broker between separate processes with no
-    # server of its own (files moved atomically between folders).
+    # server of its own (files moved atomically between folders), with messages
+    # published atomically too (config.broker).
     for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "concordfs://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
