@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from config import broker  # noqa: F401  (registers the concordfs:// broker transport)
+from config.broker import SCHEME  # noqa: F401  (registers the concordfs:// broker transport)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
