@@ -18,13 +18,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
+from api.pagination import Pagination
 from api.schema import LabelValueField, error_responses, paginated
 from datasets import exporters, selectors, services
 from datasets.authentication import PipelineTokenAuthentication
@@ -273,7 +273,7 @@ class DatasetListApi(ProjectScopedMixin, APIView):
 
     @extend_schema(responses=paginated(DatasetVersionSerializer(), "PaginatedDatasetVersionList"))
     def get(self, request, project_id: int):
-        paginator = PageNumberPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(
             selectors.dataset_versions(self.project), request, view=self
         )

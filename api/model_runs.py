@@ -11,22 +11,16 @@ from django.urls import path, reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.pagination import Pagination
 from api.projects import UploadApi
 from api.schema import paginated
 from consistency import model_runs
 from consistency.models import ModelRun
 from labeling.access import REVIEW_ROLES, SME_ROLES
-
-
-class Pagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class ErrorAnalysisEntrySerializer(serializers.Serializer):

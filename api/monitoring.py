@@ -11,21 +11,15 @@ from django.urls import path, reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
+from api.pagination import Pagination
 from api.schema import paginated
 from consistency import monitoring
 from consistency.models import MonitoringRun, MonitoringTrigger, RunStatus
 from labeling.access import REVIEW_ROLES, SME_ROLES
-
-
-class Pagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 def run_url(request, run_id: int) -> str:

@@ -30,7 +30,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -38,6 +37,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from api.errors import ApiError
+from api.pagination import Pagination
 from api.schema import LABEL_VALUE_SCHEMA, error_responses, paginated
 from labeling import access, selectors, services
 from labeling.access import MANAGER_ROLES, READ_ROLES, REVIEW_ROLES
@@ -71,12 +71,6 @@ User = get_user_model()
 
 
 # --- Shared pieces ---------------------------------------------------------------------
-class Pagination(PageNumberPagination):
-    """Page-number pagination; ``?page_size`` up to 500."""
-
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 def check_query_params(request, allowed: frozenset, *, prefixes: tuple = ()) -> None:
