@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from api.base import ProjectScopedMixin
 from consistency import pause_flags
-from labeling import assignment, selectors
+from labeling import assignment, selectors, services
 from labeling.access import MANAGER_ROLES
 from labeling.models import ProjectMembership
 
@@ -88,7 +88,7 @@ class ChecksApi(ProjectScopedMixin, APIView):
     def patch(self, request, project_id: int):
         data = self.SettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment.set_check_settings(
+        services.update_check_settings(
             project=self.project, actor=request.user, **data.validated_data
         )
         return Response(checks_payload(self.project))

@@ -615,21 +615,6 @@ def request_relabel(
 
 
 # --- Ground-truth checks (issue 11, item 6) ---------------------------------------------
-def set_check_settings(
-    *,
-    project: Project,
-    actor: AbstractBaseUser | None,
-    rate: float | None = None,
-    min_accuracy: float | None = None,
-    min_checks: int | None = None,
-) -> CheckSettings:
-    """Change how checks are mixed in (``labeling.services.update_check_settings``, also
-    used by the project settings)."""
-    return services.update_check_settings(
-        project=project, actor=actor, rate=rate, min_accuracy=min_accuracy, min_checks=min_checks
-    )
-
-
 @transaction.atomic
 def mark_checks(
     *,

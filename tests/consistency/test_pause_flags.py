@@ -12,7 +12,7 @@ from consistency import pause_flags
 from consistency.models import Flag, FlagKind, FlagStatus
 from consistency.tasks import sync_all_pause_flags
 from labeling import assignment as A
-from labeling import selectors
+from labeling import selectors, services
 from provenance.models import Event
 from tests.labeling.test_checks import make_checks, make_items, team, work  # noqa: F401
 from tests.labeling.test_views_api import api, next_url
@@ -99,7 +99,9 @@ def test_a_pause_on_the_labeling_page_is_flagged_by_the_queue_and_the_periodic_t
 ):
     make_items(project, 20, "it")
     make_checks(project, manager, 8, value="dent")
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2)
+    services.update_check_settings(
+        project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2
+    )
     # Service-level submits (what the labeling page calls): paused, not yet flagged.
     work(project, team[0], 2, value="scratch")
     work(project, team[1], 2, value="scratch")
@@ -142,7 +144,9 @@ def test_the_queue_page_raises_the_flag_and_a_resume_outside_the_api_is_caught_u
 ):
     make_items(project, 20, "it")
     make_checks(project, manager, 8, value="dent")
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2)
+    services.update_check_settings(
+        project=project, actor=manager, rate=1.0, min_accuracy=0.5, min_checks=2
+    )
     work(project, team[0], 2, value="scratch")
     browser = Client()
     browser.force_login(manager)
@@ -170,7 +174,9 @@ def test_the_monitoring_page_shows_check_accuracy_by_week_and_marks_the_paused(
 
     make_items(project, 20, "it")
     make_checks(project, manager, 8, value="dent")
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_accuracy=0.6, min_checks=4)
+    services.update_check_settings(
+        project=project, actor=manager, rate=1.0, min_accuracy=0.6, min_checks=4
+    )
     work(project, team[0], 2, value="dent")
     # The two right answers were a week earlier: two weekly points, 2/2 then 0/2.
     early = list(CheckAnswer.objects.filter(labeler=team[0]).order_by("pk"))

@@ -66,7 +66,7 @@ def test_checks_are_mixed_in_at_the_set_rate(project, team, manager):
     project.save(update_fields=["overlap"])
     make_items(project, 700, "it")
     checks = make_checks(project, manager, 250)
-    A.set_check_settings(project=project, actor=manager, rate=0.2, min_checks=10_000)
+    services.update_check_settings(project=project, actor=manager, rate=0.2, min_checks=10_000)
     A.check_draw.seed(11)
     handed = work(project, team[0], 600)
     assert len(handed) == 600
@@ -82,7 +82,7 @@ def test_rate_zero_never_hands_a_check_and_rate_one_only_checks(project, team, m
     make_items(project, 10, "it")
     checks = {c.pk for c in make_checks(project, manager, 5)}
     assert not set(work(project, team[0], 10)) & checks  # default rate 0
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
+    services.update_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
     assert set(work(project, team[1], 5)) == checks
     # Checks exhausted: the ordinary queue goes on.
     assert work(project, team[1], 1)[0] not in checks
@@ -92,7 +92,7 @@ def test_check_labels_never_count_toward_overlap(project, team, manager):
     project.overlap = 1
     project.save(update_fields=["overlap"])
     (check,) = make_checks(project, manager, 1)
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
+    services.update_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
     assert work(project, team[0], 1) == [check.pk]
     check.refresh_from_db()
     assert (check.handout_labels, check.handout_open) == (0, False)
@@ -101,7 +101,7 @@ def test_check_labels_never_count_toward_overlap(project, team, manager):
     A.mark_checks(project=project, external_ids=[check.external_id], is_check=False, actor=manager)
     check.refresh_from_db()
     assert (check.handout_labels, check.handout_open) == (0, True)
-    A.set_check_settings(project=project, actor=manager, rate=0.0)
+    services.update_check_settings(project=project, actor=manager, rate=0.0)
     assert work(project, team[1], 1) == [check.pk]
     check.refresh_from_db()
     assert (check.handout_labels, check.handout_open) == (1, False)
@@ -115,7 +115,7 @@ def test_a_check_is_indistinguishable_in_the_labelers_api_and_page(project, team
     make_checks(project, manager, 3)
     labeler = team[0]
     work(project, labeler, 1)  # a label before: both pages below offer "undo last"
-    A.set_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
+    services.update_check_settings(project=project, actor=manager, rate=1.0, min_checks=100)
     client = api(labeler)
     check_body = client.get(next_url(project)).json()
     assert Item.objects.get(pk=check_body["item"]["id"]).is_check
@@ -127,7 +127,7 @@ def test_a_check_is_indistinguishable_in_the_labelers_api_and_page(project, team
         {"value": "dent", "assignment": check_body["assignment"]["id"]},
         format="json",
     )
-    A.set_check_settings(project=project, actor=manager, rate=0.0)
+    services.update_check_settings(project=project, actor=manager, rate=0.0)
     plain_body = client.get(next_url(project)).json()
     assert not Item.objects.get(pk=plain_body["item"]["id"]).is_check
     plain_page = page.get(f"/projects/{project.pk}/label/", secure=True).content.decode()

@@ -140,7 +140,7 @@ def test_state_equals_a_recount_after_a_random_sequence_of_writes(
     # Two items with ground truth, so checks can be marked and answered.
     for item in items[:2]:
         services.set_gold_label(item=item, value="dent", actor=manager)
-    A.set_check_settings(project=project, actor=manager, rate=0.2, min_checks=50)
+    services.update_check_settings(project=project, actor=manager, rate=0.2, min_checks=50)
     counts = Counter()
     for step in range(160):
         op = rng.choices(

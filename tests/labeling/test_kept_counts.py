@@ -103,7 +103,7 @@ def test_kept_counts_equal_a_recount_after_random_writes(seed, project, make_use
     ]
     for item in items[:3]:
         services.set_gold_label(item=item, value="dent", actor=manager)
-    A.set_check_settings(project=project, actor=manager, rate=0.25, min_checks=50)
+    services.update_check_settings(project=project, actor=manager, rate=0.25, min_checks=50)
     services.update_project(
         project=project, actor=manager, dynamic_overlap=True, min_overlap=2, max_overlap=4
     )
