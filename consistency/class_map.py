@@ -23,6 +23,7 @@ class ClassMap:
     names: list[str]
     borderline: np.ndarray  # bool per code
     metric_value: np.ndarray  # float per code: value, else rank, else NaN
+    ranks: list  # rank per code (None where the class has none)
     code_of: dict[int, int]  # any class id (merged or not) -> code of its root
     merges: dict[str, str]  # merged class key -> root class key
 
@@ -77,6 +78,7 @@ def class_map(project: Project, level: str) -> ClassMap:
         names=[r["name"] for r in roots],
         borderline=np.array([r["is_borderline"] for r in roots], dtype=bool),
         metric_value=metric,
+        ranks=[r["rank"] for r in roots],
         code_of=code_of,
         merges=merges,
     )

@@ -32,6 +32,7 @@ from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from consistency import box_runs, detection, normalization
+from consistency.class_map import class_map
 from consistency.models import (
     AgreementRun,
     Flag,
@@ -49,7 +50,6 @@ from labeling.models import (
     Project,
     TaskType,
 )
-from labeling.selectors import effective_class_map
 from provenance import events
 
 User = get_user_model()
@@ -124,19 +124,13 @@ def load_label_data(
     if transcripts:
         values, classes = _transcript_codes(project, item_pk, texts)
     else:
-        mapping = effective_class_map(project)
-        active = list(project.classes.filter(merged_into__isnull=True).order_by("order", "id"))
-        code_of = {c.pk: n for n, c in enumerate(active)}
-        all_ids = list(project.classes.values_list("pk", flat=True))
-        lookup = np.full(max(all_ids, default=0) + 1, -1, dtype=np.int64)
-        for class_id in all_ids:
-            lookup[class_id] = code_of.get(mapping.get(class_id, class_id), -1)
-        values = lookup[class_pk] if class_pk.size else class_pk
+        # Codes in the classes' own order ("nominal": by order, id), merges resolved.
+        codes = class_map(project, MeasurementLevel.NOMINAL)
+        values = codes.codes(class_pk)
         if (values < 0).any():
             raise ValueError("a label's class maps to no active class")
-        classes = [c.key for c in active]
-        ranks = [c.rank for c in active]
-        borderline = next((c.key for c in active if c.is_borderline), None)
+        classes, ranks = codes.keys, codes.ranks
+        borderline = next((k for k, b in zip(codes.keys, codes.borderline, strict=True) if b), None)
     if not item_pk.size:
         return detection.LabelData(
             items=_empty(),
