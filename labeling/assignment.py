@@ -288,13 +288,13 @@ def next_item_for(project: Project, labeler: AbstractBaseUser) -> Assignment | N
     """
     if transaction.get_connection().in_atomic_block:
         return _next_item(project, labeler)  # the caller's transaction: no retry here
-    for attempt in range(DEADLOCK_RETRIES + 1):
+    for _ in range(DEADLOCK_RETRIES):
         try:
             return _next_item(project, labeler)
         except OperationalError as exc:
-            if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
+            if not _is_deadlock(exc):
                 raise
-    raise AssertionError("unreachable")
+    return _next_item(project, labeler)  # the last try: its error reaches the caller
 
 
 def _is_deadlock(exc: OperationalError) -> bool:
