@@ -60,12 +60,14 @@ class LabelColumns:
 
 def _epoch_sql() -> str:
     """``created_at`` as seconds since the epoch (float, microseconds kept). SQLite stores
-    the ORM's UTC text ``YYYY-MM-DD HH:MM:SS[.ffffff]``: whole seconds by ``strftime``,
-    the fraction read from the text (``julianday`` keeps only milliseconds)."""
+    the ORM's UTC text ``YYYY-MM-DD HH:MM:SS[.ffffff]``: whole seconds by ``strftime`` of
+    the first 19 characters, the fraction read from the text. SQLite's date functions
+    round to milliseconds, so ``strftime('%s')`` of the full text would carry a fraction
+    of .9995 or more into the next second."""
     if connection.vendor == "postgresql":
         return "EXTRACT(EPOCH FROM created_at)::float8"
     return (
-        "CAST(strftime('%%s', created_at) AS REAL)"
+        "CAST(strftime('%%s', substr(created_at, 1, 19)) AS REAL)"
         " + COALESCE(CAST(NULLIF(substr(created_at, 20, 7), '') AS REAL), 0.0)"
     )
 

@@ -169,3 +169,31 @@ def test_columnar_loading_equals_a_row_by_row_reference(seed, project, make_user
     framed = flags.detection.LabelData.from_frame(frame, classes=want["classes"])
     assert framed.items.tolist() == data.items.tolist()
     assert framed.labelers.tolist() == data.labelers.tolist()
+
+
+def test_label_times_keep_every_microsecond_at_the_edges_of_a_second(project, make_user):
+    """SQLite's date functions round to milliseconds: a time of hh:mm:57.9996 read whole
+    by ``strftime('%s')`` became 58 s and, with its fraction added, 58.9996 (it failed
+    a CI run whose random label times happened to hit such a fraction)."""
+    from datetime import UTC, datetime
+
+    from consistency.scan import scan_annotations
+
+    labelers = [make_user(f"edge{n}") for n in range(5)]
+    for user in labelers:
+        services.set_membership(project=project, user=user, role=Role.LABELER)
+    stamps = [
+        datetime(2026, 12, 7, 10, 0, 57, 999_961, tzinfo=UTC),
+        datetime(2026, 12, 7, 10, 0, 57, 999_500, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 12, 7, 10, 0, 58, tzinfo=UTC),
+        datetime(2026, 12, 7, 10, 0, 58, 1, tzinfo=UTC),
+    ]
+    item = Item.objects.create(project=project, external_id="edge", kind=PayloadKind.TEXT)
+    for user, stamp in zip(labelers, stamps, strict=True):
+        services.submit_annotation(item=item, labeler=user, value="scratch")
+        Annotation.objects.filter(item=item, labeler=user).update(created_at=stamp)
+    columns = scan_annotations(project.pk, with_time=True)
+    got = sorted(zip(columns.labeler.tolist(), columns.time.tolist(), strict=True))
+    want = sorted((u.pk, s.timestamp()) for u, s in zip(labelers, stamps, strict=True))
+    assert got == want
