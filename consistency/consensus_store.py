@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from django.db import connection, transaction
 
 from consistency.chunks import ChunkStats
@@ -37,10 +36,17 @@ class ConsensusBlock:
     confidence: np.ndarray
     entropy: np.ndarray
     n_labels: np.ndarray
-    status: np.ndarray  # of str
+    status: np.ndarray  # int8 codes into STATUSES (a byte per item, not a str object)
 
+
+# The stored status of each code of ConsensusBlock.status.
+STATUSES: tuple[str, ...] = tuple(ConsensusStatus.values)
+_CODE = {name: code for code, name in enumerate(STATUSES)}
 
 CONSENSUS_INSERT_BATCH = 100_000
+# Rows per binary COPY record array: a batch is ~110 bytes a row, so the store holds
+# ~25 MB of rows at a time whatever the run's size.
+CONSENSUS_COPY_BATCH = 250_000
 
 
 def sme_overrides(project: Project) -> dict[int, int]:
@@ -91,15 +97,13 @@ def _consensus(run, stats: AgreementStats, classes: ClassMap, categorical: bool)
         border = np.zeros(codes.size, dtype=bool)
         ok = codes >= 0
         border[ok] = classes.borderline[codes[ok]]
-        return np.where(
-            disputed,
-            ConsensusStatus.DISPUTED,
-            np.where(border, ConsensusStatus.BORDERLINE, ConsensusStatus.AGREED),
-        )
+        status = np.full(codes.size, _CODE[ConsensusStatus.AGREED], dtype=np.int8)
+        status[border] = _CODE[ConsensusStatus.BORDERLINE]
+        status[disputed] = _CODE[ConsensusStatus.DISPUTED]
+        return status
 
     def build(method, codes, support, confidence, status):
         codes = codes.copy()
-        status = status.astype(object)
         confidence = confidence.copy()
         if override_code:
             pos = np.searchsorted(item_ids, np.fromiter(override_code, dtype=np.int64))
@@ -110,11 +114,11 @@ def _consensus(run, stats: AgreementStats, classes: ClassMap, categorical: bool)
             for p, code in zip(
                 pos[found], np.array(list(override_code.values()))[found], strict=True
             ):
-                codes[p], status[p], confidence[p] = code, ConsensusStatus.RESOLVED, 1.0
-        counts = pd.Series(status).value_counts().to_dict()
+                codes[p], status[p], confidence[p] = code, _CODE[ConsensusStatus.RESOLVED], 1.0
+        counts = np.bincount(status, minlength=len(STATUSES))
         summary["methods"][method] = {
             "n_items": int(item_ids.size),
-            **{s: int(counts.get(s, 0)) for s in ConsensusStatus.values},
+            **{name: int(counts[code]) for code, name in enumerate(STATUSES)},
         }
         rows.append(
             ConsensusBlock(
@@ -212,7 +216,7 @@ def _store_consensus(run: AgreementRun, blocks: Sequence[ConsensusBlock]) -> Non
                     b.confidence.tolist(),
                     b.entropy.tolist(),
                     b.n_labels.tolist(),
-                    [str(x) for x in b.status],
+                    [STATUSES[c] for c in b.status.tolist()],
                 )
                 rows = list(zip(*columns, strict=True))
                 for lo in range(0, len(rows), CONSENSUS_INSERT_BATCH):
@@ -249,9 +253,10 @@ def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
     """One method's rows through one binary ``COPY FROM STDIN``, built by numpy.
 
     The binary format carries each value with its byte length, so rows sharing a status
-    (and a null or set class) have one fixed layout: each such group is one numpy record
-    array written as it is (big-endian), with no per-row Python and no float formatting;
-    floats travel as their 8 bytes, so the stored numbers are the computed ones.
+    (and a null or set class) have one fixed layout: each such group is written as numpy
+    record arrays (big-endian) of up to ``CONSENSUS_COPY_BATCH`` rows, with no per-row
+    Python and no float formatting; floats travel as their 8 bytes, so the stored numbers
+    are the computed ones.
     """
     n = b.item_ids.size
     if n == 0:
@@ -259,69 +264,68 @@ def _copy_block(table: str, run_id: int, b: ConsensusBlock) -> None:
     for name in ("support", "confidence", "entropy"):
         if not np.isfinite(getattr(b, name)).all():
             raise ValueError(f"internal: a consensus {name} is not a finite number")
-    # Status codes per row (a handful of distinct statuses, taken in sorted order as
-    # before): no per-row string array.
-    codes, found = pd.factorize(np.asarray(b.status, dtype=object))
-    found = np.asarray([str(x) for x in found])
-    rank = np.argsort(found)
-    statuses, status = found[rank], np.argsort(rank)[codes]
     no_class = b.class_ids < 0
     method = b.method.encode()
-    parts = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
-    for code, value in enumerate(statuses):
-        text = str(value).encode()
-        for null_class in (False, True):
-            sel = (status == code) & (no_class == null_class)
-            m = int(sel.sum())
-            if not m:
-                continue
-            layout = [
-                ("n_fields", ">i2"),
-                ("run_len", ">i4"),
-                ("run", ">i8"),
-                ("item_len", ">i4"),
-                ("item", ">i8"),
-                ("method_len", ">i4"),
-                ("method", f"S{len(method)}"),
-                ("class_len", ">i4"),
-            ]
-            layout += [] if null_class else [("class", ">i8")]
-            layout += [
-                ("text_len", ">i4"),
-                ("support_len", ">i4"),
-                ("support", ">f8"),
-                ("confidence_len", ">i4"),
-                ("confidence", ">f8"),
-                ("entropy_len", ">i4"),
-                ("entropy", ">f8"),
-                ("n_len", ">i4"),
-                ("n", ">i4"),
-                ("status_len", ">i4"),
-                ("status", f"S{len(text)}"),
-            ]
-            rec = np.empty(m, dtype=layout)
-            rec["n_fields"] = len(_COPY_COLUMNS)
-            rec["run_len"], rec["run"] = 8, run_id
-            rec["item_len"], rec["item"] = 8, b.item_ids[sel]
-            rec["method_len"], rec["method"] = len(method), method
-            rec["class_len"] = -1 if null_class else 8  # -1: NULL
-            if not null_class:
-                rec["class"] = b.class_ids[sel]
-            rec["text_len"] = 0  # value_text: ""
-            for name in ("support", "confidence", "entropy"):
-                rec[f"{name}_len"], rec[name] = 8, getattr(b, name)[sel]
-            rec["n_len"], rec["n"] = 4, b.n_labels[sel]
-            rec["status_len"], rec["status"] = len(text), text
-            parts.append(rec)
-    parts.append(struct.pack(">h", -1))
+    sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT binary)"
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
-        sql = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT binary)"
         with raw.copy(sql) as copy:
-            # One write per group, in order: the same stream as one joined buffer, without
-            # the second copy of every row (~200 MB per method at 2M items).
-            for part in parts:
-                copy.write(part if isinstance(part, bytes) else part.tobytes())
+            copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+            # Statuses in name order, as before: the same byte stream. Each group is
+            # written in batches as it is built, so at most one batch of rows is held.
+            for name in sorted(STATUSES):
+                in_status = b.status == _CODE[name]
+                for null_class in (False, True):
+                    rows = np.flatnonzero(in_status & (no_class == null_class))
+                    for lo in range(0, rows.size, CONSENSUS_COPY_BATCH):
+                        sel = rows[lo : lo + CONSENSUS_COPY_BATCH]
+                        copy.write(_copy_records(run_id, method, name, null_class, b, sel))
+            copy.write(struct.pack(">h", -1))
+
+
+def _copy_records(
+    run_id: int, method: bytes, status: str, null_class: bool, b: ConsensusBlock, sel
+) -> bytes:
+    """The binary COPY tuples of rows ``sel`` of ``b`` (one status, class null or not)."""
+    text = status.encode()
+    layout = [
+        ("n_fields", ">i2"),
+        ("run_len", ">i4"),
+        ("run", ">i8"),
+        ("item_len", ">i4"),
+        ("item", ">i8"),
+        ("method_len", ">i4"),
+        ("method", f"S{len(method)}"),
+        ("class_len", ">i4"),
+    ]
+    layout += [] if null_class else [("class", ">i8")]
+    layout += [
+        ("text_len", ">i4"),
+        ("support_len", ">i4"),
+        ("support", ">f8"),
+        ("confidence_len", ">i4"),
+        ("confidence", ">f8"),
+        ("entropy_len", ">i4"),
+        ("entropy", ">f8"),
+        ("n_len", ">i4"),
+        ("n", ">i4"),
+        ("status_len", ">i4"),
+        ("status", f"S{len(text)}"),
+    ]
+    rec = np.empty(sel.size, dtype=layout)
+    rec["n_fields"] = len(_COPY_COLUMNS)
+    rec["run_len"], rec["run"] = 8, run_id
+    rec["item_len"], rec["item"] = 8, b.item_ids[sel]
+    rec["method_len"], rec["method"] = len(method), method
+    rec["class_len"] = -1 if null_class else 8  # -1: NULL
+    if not null_class:
+        rec["class"] = b.class_ids[sel]
+    rec["text_len"] = 0  # value_text: ""
+    for name in ("support", "confidence", "entropy"):
+        rec[f"{name}_len"], rec[name] = 8, getattr(b, name)[sel]
+    rec["n_len"], rec["n"] = 4, b.n_labels[sel]
+    rec["status_len"], rec["status"] = len(text), text
+    return rec.tobytes()
 
 
 def _sqlite_has_json_arrows() -> bool:

@@ -135,15 +135,24 @@ def _item_value_counts(pos: np.ndarray, codes: np.ndarray, n_pos: int, n_values:
     if pos.size == 0:
         z = np.zeros(0, dtype=np.int64)
         return z, z, z
-    key = pos * n_values + codes
+    key = pos * n_values
+    key += codes
     if n_pos * n_values <= 4 * pos.size + 1_000_000:
         dense = np.bincount(key, minlength=n_pos * n_values)
+        del key
         nz = np.flatnonzero(dense)
         t_n = dense[nz]
+        del dense
     else:
         nz, t_n = np.unique(key, return_counts=True)
+        del key
     t_pos, t_val = np.divmod(nz, n_values)
-    return t_pos.astype(np.int64), t_val.astype(np.int64), t_n.astype(np.int64)
+    # copy=False: these are int64 already on 64-bit platforms; no second copy of each.
+    return (
+        t_pos.astype(np.int64, copy=False),
+        t_val.astype(np.int64, copy=False),
+        t_n.astype(np.int64, copy=False),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,18 +189,19 @@ def _profile_ids(t_pos, t_val, t_n, n_items):
     """Integer id per item such that equal ids <=> equal (value, count) multisets."""
     length = np.bincount(t_pos, minlength=n_items)
     elem_base = int(t_n.max()) + 1 if t_n.size else 1
-    elem = t_val * elem_base + t_n
-    n_elem = int(elem.max()) + 1 if elem.size else 1
     # fast path: the whole count vector as one integer in base `elem_base`
     vmax = int(t_val.max()) + 1 if t_val.size else 1
     if vmax * np.log2(elem_base) < 62:
-        weights = np.power(np.int64(elem_base), t_val) * t_n
+        weights = np.power(np.int64(elem_base), t_val)
+        weights *= t_n
         key = np.zeros(n_items, dtype=np.int64)
         starts = np.cumsum(length) - length
         nonempty = length > 0
         key[nonempty] = np.add.reduceat(weights, starts[nonempty])
         return key
     # general path: hash-consing, one pass per distinct-value position
+    elem = t_val * elem_base + t_n
+    n_elem = int(elem.max()) + 1 if elem.size else 1
     if n_items * n_elem >= 2**62:
         raise ValueError("too many distinct (value, count) combinations to group items")
     starts = np.cumsum(length) - length
@@ -220,9 +230,15 @@ def build_profiles(t_pos, t_val, t_n, n_items: int, n_values: int) -> Profiles:
     if p_items.size == 0:
         z = np.zeros(0, dtype=np.int64)
         return Profiles(z, z, z, z, z, item_profile, n_values)
-    # renumber pairable items 0..I'-1
-    remap = np.cumsum(pairable) - 1
-    tp, tv, tn = remap[t_pos[keep_t]], t_val[keep_t], t_n[keep_t]
+    # renumber pairable items 0..I'-1 (nothing to renumber, and no copies, when every
+    # item has two labels)
+    if p_items.size == n_items:
+        tp, tv, tn = t_pos, t_val, t_n
+    else:
+        remap = np.cumsum(pairable) - 1
+        tp, tv, tn = remap[t_pos[keep_t]], t_val[keep_t], t_n[keep_t]
+        del remap
+    del keep_t
     ids = _profile_ids(tp, tv, tn, p_items.size)
     _, first, inv, freq = np.unique(ids, return_index=True, return_inverse=True, return_counts=True)
     item_profile[p_items] = inv

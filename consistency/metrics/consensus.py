@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .alpha import _int_codes, _runs
+from .alpha import _int_codes, _item_value_counts, _runs
 
 _EPS = 1e-10
 _BLOCK = 1 << 20  # labels per block where Dawid-Skene sums over labels
+_MAJORITY_STATUSES = ("disputed", "single", "unanimous", "majority")
 
 
 def _prepare(items, values, n_classes, labelers=None):
@@ -57,8 +58,8 @@ def majority_consensus(items, values, *, n_classes: int | None = None) -> pd.Dat
     -------
     DataFrame, shape (n_items, 6)
         Columns ``item`` (code), ``label`` (nullable Int64; <NA> when disputed),
-        ``status`` (``"unanimous"``, ``"majority"``, ``"disputed"``; one label:
-        ``"single"``), ``support`` (share of the item's labels for the winning value,
+        ``status`` (categorical: ``"unanimous"``, ``"majority"``, ``"disputed"``; one
+        label: ``"single"``), ``support`` (share of the item's labels for the winning value,
         or for each tied value when disputed), ``entropy`` (bits, of the item's label
         distribution) and ``n_labels``.
 
@@ -71,11 +72,12 @@ def majority_consensus(items, values, *, n_classes: int | None = None) -> pd.Dat
     """
     uniq, pos, codes, _, k = _prepare(items, values, n_classes)
     n_items = uniq.size
-    key = pos * max(k, 1) + codes
-    tkey, t_n = np.unique(key, return_counts=True)
-    t_pos, t_val = np.divmod(tkey, max(k, 1))
+    # Per (item, value) counts sorted by (item, value): a dense count when the table is
+    # small (what np.unique(key, return_counts=True) gives, without sorting every label).
+    t_pos, t_val, t_n = _item_value_counts(pos, codes, n_items, max(k, 1))
     st = _runs(t_pos)
     m = np.bincount(pos, minlength=n_items)
+    del pos
     top = np.maximum.reduceat(t_n, st) if st.size else np.zeros(0, dtype=np.int64)
     is_top = t_n == top[t_pos] if st.size else np.zeros(0, dtype=bool)
     n_top = np.add.reduceat(is_top.astype(np.int64), st) if st.size else top
@@ -84,11 +86,11 @@ def majority_consensus(items, values, *, n_classes: int | None = None) -> pd.Dat
     p = t_n / m[t_pos]
     entropy = -np.bincount(t_pos, weights=p * np.log2(p), minlength=n_items) + 0.0
     n_distinct = np.diff(np.append(st, t_pos.size))
-    status = np.where(
-        n_top > 1,
-        "disputed",
-        np.where(m == 1, "single", np.where(n_distinct == 1, "unanimous", "majority")),
-    )
+    # Status as a categorical: a byte per item, not a Python string per item.
+    status_code = np.where(
+        n_top > 1, 0, np.where(m == 1, 1, np.where(n_distinct == 1, 2, 3))
+    ).astype(np.int8)
+    status = pd.Categorical.from_codes(status_code, categories=_MAJORITY_STATUSES)
     label = pd.array(np.where(n_top > 1, 0, winner), dtype="Int64")
     label[n_top > 1] = pd.NA
     return pd.DataFrame(

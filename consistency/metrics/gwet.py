@@ -90,9 +90,22 @@ def _check_counts(counts) -> np.ndarray:
         raise ValueError("counts must be a 2-D (items x categories) array")
     if r.size and (not np.issubdtype(r.dtype, np.number) or (r < 0).any()):
         raise ValueError("counts must be non-negative numbers")
-    if r.size and not np.array_equal(r, np.round(r)):
+    if r.size and not np.issubdtype(r.dtype, np.integer) and not np.array_equal(r, np.round(r)):
         raise ValueError("counts must be whole numbers of raters")
     return r.astype(np.float64)
+
+
+def _check_weights(weights, q: int) -> np.ndarray:
+    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (q, q) or not np.isfinite(w).all():
+        raise ValueError(f"weights must be a finite ({q}, {q}) array")
+    return w
+
+
+def _rated(r: np.ndarray) -> np.ndarray:
+    """Rows with at least one rating (no copy when every row has one: a run's counts)."""
+    keep = r.sum(axis=1) > 0
+    return r if keep.all() else r[keep]
 
 
 def gwet_ac(counts, weights=None) -> GwetResult:
@@ -120,18 +133,21 @@ def gwet_ac(counts, weights=None) -> GwetResult:
     """
     r = _check_counts(counts)
     q = r.shape[1]
-    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (q, q) or not np.isfinite(w).all():
-        raise ValueError(f"weights must be a finite ({q}, {q}) array")
-    r = r[r.sum(axis=1) > 0]
+    w = _check_weights(weights, q)
+    r = _rated(r)
     if q < 2:
         return GwetResult(None, None, None, "fewer than two categories")
     ri = r.sum(axis=1)
     two = ri >= 2
     if not two.any():
         return GwetResult(None, None, None, "no item has two or more labels")
-    r_star = r @ w.T  # r*_ik = sum_l w_kl r_il
-    per_item = (r[two] * (r_star[two] - 1.0)).sum(axis=1) / (ri[two] * (ri[two] - 1.0))
+    # Boolean indexing copies: skipped when every item has two ratings (the usual case).
+    r2, ri2 = (r, ri) if two.all() else (r[two], ri[two])
+    r_star = r2 @ w.T  # r*_ik = sum_l w_kl r_il
+    r_star -= 1.0
+    r_star *= r2
+    per_item = r_star.sum(axis=1) / (ri2 * (ri2 - 1.0))
+    del r_star, r2
     pa = float(per_item.mean())
     pi = (r / ri[:, None]).mean(axis=0)
     pe = float(w.sum() * (pi * (1.0 - pi)).sum() / (q * (q - 1)))
@@ -201,9 +217,8 @@ def gwet_ac_bootstrap(
         raise ValueError("confidence must be in (0, 1)")
     r = _check_counts(counts)
     q = r.shape[1]
-    w = np.eye(q) if weights is None else np.asarray(weights, dtype=np.float64)
-    gwet_ac(r, w)  # validates the weights
-    r = r[r.sum(axis=1) > 0]
+    w = _check_weights(weights, q)
+    r = _rated(r)
     n = r.shape[0]
     if q < 2 or n == 0:
         return None

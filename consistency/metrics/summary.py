@@ -255,37 +255,46 @@ def _pairwise(stats: AgreementStats, iv: _Items):
     return kappa, shared
 
 
+_LOO_BLOCK = 1 << 20  # labels per block when mapping labels to their (item, value) entry
+
+
 def _loo_consensus(iv: _Items):
     """Per label: 1 agree / 0 disagree with the majority of the OTHER labels, -1 tie,
-    -2 no other label.  Shape (N,)."""
+    -2 no other label.  Shape (N,), int8.
+
+    The answer depends only on the label's (item, value) count and its item's counts, so
+    it is decided once per (item, value) entry (T <= N) and then gathered per label in
+    blocks: a few bytes per label instead of several int64 temporaries per label."""
+    n = iv.item.size
     if iv.t_pos.size == 0:
-        return np.full(iv.item.size, -2, dtype=np.int8)
+        return np.full(n, -2, dtype=np.int8)
     tstart = _runs(iv.t_pos)
     t1 = np.maximum.reduceat(iv.t_n, tstart)
     c1 = np.add.reduceat((iv.t_n == t1[iv.t_pos]).astype(np.int64), tstart)
     t2 = np.maximum.reduceat(np.where(iv.t_n < t1[iv.t_pos], iv.t_n, 0), tstart)
-    V = iv.n_values
-    tkey = iv.t_pos * V + iv.t_val
-    lkey = iv.pos * V + iv.value
-    if iv.n_items * V <= 4 * lkey.size + 1_000_000:  # dense lookup table, O(N) memory
-        table = np.zeros(iv.n_items * V, dtype=np.int64)
-        table[tkey] = iv.t_n
-        own = table[lkey]
-    else:
-        own = iv.t_n[np.searchsorted(tkey, lkey)]
-    p = iv.pos
-    top = own == t1[p]
-    res = np.where(
+    tp = iv.t_pos
+    top = iv.t_n == t1[tp]
+    entry = np.where(
         top,
         np.where(
-            c1[p] == 1,
-            np.where(t1[p] - 1 > t2[p], 1, -1),  # own value leads alone: keeps or ties
-            np.where(c1[p] == 2, 0, -1),  # two-way tie at top: the other one wins
+            c1[tp] == 1,
+            np.where(t1[tp] - 1 > t2[tp], 1, -1),  # own value leads alone: keeps or ties
+            np.where(c1[tp] == 2, 0, -1),  # two-way tie at top: the other one wins
         ),
-        np.where(c1[p] == 1, 0, -1),  # own value not on top
+        np.where(c1[tp] == 1, 0, -1),  # own value not on top
     ).astype(np.int8)
-    alone = iv.m[p] < 2
-    res[alone] = -2
+    entry[iv.m[tp] < 2] = -2  # no other label on the item
+    V = iv.n_values
+    tkey = iv.t_pos * V + iv.t_val
+    dense = iv.n_items * V <= 4 * n + 1_000_000
+    if dense:  # entry index by (item, value), O(I V) int32
+        table = np.zeros(iv.n_items * V, dtype=np.int32 if tkey.size < 2**31 else np.int64)
+        table[tkey] = np.arange(tkey.size)
+    res = np.empty(n, dtype=np.int8)
+    for lo in range(0, n, _LOO_BLOCK):
+        hi = min(lo + _LOO_BLOCK, n)
+        lkey = iv.pos[lo:hi] * V + iv.value[lo:hi]
+        res[lo:hi] = entry[table[lkey] if dense else np.searchsorted(tkey, lkey)]
     return res
 
 

@@ -7,19 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consistency import runs
-from consistency.consensus_store import ConsensusBlock, _store_consensus
+from consistency import consensus_store, runs
+from consistency.consensus_store import STATUSES, ConsensusBlock, _store_consensus
 from consistency.models import Consensus
 from tests.datasets.conftest import make_items
 
 pytestmark = pytest.mark.django_db
 
 
-def test_consensus_rows_round_trip_exactly(project):
+@pytest.mark.parametrize("batch", [None, 1])
+def test_consensus_rows_round_trip_exactly(project, monkeypatch, batch):
+    if batch:  # groups split across several record arrays / statements
+        monkeypatch.setattr(consensus_store, "CONSENSUS_COPY_BATCH", batch)
+        monkeypatch.setattr(consensus_store, "CONSENSUS_INSERT_BATCH", batch)
     items = make_items(project, 5)
     classes = list(project.classes.order_by("pk").values_list("pk", flat=True))
     run = runs._claim(runs.start_agreement_run(project=project, params={}).pk)
     floats = np.array([1 / 3, 0.1 + 0.2, 5e-324, 1 - 2**-53, 0.0])
+    # Two rows share (disputed, no class): batches of one row split that group.
     block = ConsensusBlock(
         method="majority",
         item_ids=np.array([i.pk for i in items], dtype=np.int64),
@@ -28,7 +33,13 @@ def test_consensus_rows_round_trip_exactly(project):
         confidence=floats[::-1].copy(),
         entropy=np.sqrt(floats),
         n_labels=np.array([3, 2, 5, 1, 4], dtype=np.int64),
-        status=np.array(["agreed", "disputed", "borderline", "disputed", "resolved"], object),
+        status=np.array(
+            [
+                STATUSES.index(s)
+                for s in ("agreed", "disputed", "borderline", "disputed", "resolved")
+            ],
+            dtype=np.int8,
+        ),
     )
     other = ConsensusBlock(**{**block.__dict__, "method": "dawid_skene"})
     _store_consensus(run, [block, other])
@@ -57,4 +68,4 @@ def test_consensus_rows_round_trip_exactly(project):
                 block.entropy[k],
             )
             assert row[5] == block.n_labels[k]
-            assert statuses[k] == (block.status[k], "")
+            assert statuses[k] == (STATUSES[block.status[k]], "")
