@@ -210,15 +210,15 @@ def dawid_skene(
     loss, history, converged, it = -np.inf, [], False, 0
     for it in range(1, int(max_iter) + 1):  # noqa: B007
         log_prior = np.log(np.maximum(priors, _EPS))
-        ll = log_prior[None, :] + np.stack(
-            [
-                np.bincount(pos, weights=log_error_of_label(errors, t), minlength=n_items)
-                for t in range(k)
-            ],
-            axis=1,
-        )
+        # (I, K) filled a column at a time and exponentiated in place: one (I, K) array
+        # per iteration instead of a list, its stack, the sum and the exponential.
+        ll = np.empty((n_items, k))
+        for t in range(k):
+            ll[:, t] = np.bincount(pos, weights=log_error_of_label(errors, t), minlength=n_items)
+        ll += log_prior[None, :]
         ll -= ll.max(axis=1, keepdims=True)
-        probas = np.exp(ll)
+        probas = np.exp(ll, out=ll)
+        del ll
         probas /= probas.sum(axis=1, keepdims=True)
         priors = probas.mean(axis=0)
         errors = m_step(probas)
@@ -234,7 +234,10 @@ def dawid_skene(
                 joint += float(np.dot(probas[pos[lo:hi], t], le_t[lo:hi] + log_prior[t]))
             del le_t
         pc = np.maximum(probas, _EPS)
-        entropy = -float(np.sum(np.log(pc) * pc))
+        log_pc = np.log(pc)
+        log_pc *= pc
+        entropy = -float(np.sum(log_pc))
+        del pc, log_pc
         new_loss = (joint + entropy) / codes.size
         history.append(new_loss)
         if new_loss - loss < tol:
