@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from consistency.metrics import AgreementStats, slice_summary
+from consistency.metrics import slice_summary_from_counts
 
 DEFAULT_THRESHOLDS: dict = {
     # item_disagreement
@@ -675,26 +675,10 @@ def detect_item_disagreement(
     return out
 
 
-def _stats(p: _Prepared) -> AgreementStats:
-    return AgreementStats.from_labels(
-        p.data.items,
-        p.data.labelers,
-        p.data.values,
-        level="nominal",
-        n_classes=max(p.K, 1),
-        n_labelers=max(p.L, 1),
-    )
-
-
 INPUT_SLICE_KEYS = ("camera", "device", "camera_settings", "phone_model", "line", "factory")
 
 
-def detect_unclear_slices(
-    p: _Prepared,
-    thresholds: Mapping | None = None,
-    *,
-    stats: AgreementStats | None = None,
-) -> list[dict]:
+def detect_unclear_slices(p: _Prepared, thresholds: Mapping | None = None) -> list[dict]:
     """Metadata slices whose agreement is far below the rest → clarify the guideline or
     fix the input.
 
@@ -705,11 +689,14 @@ def detect_unclear_slices(
     first; a larger slice that contains flagged ones is tested again without their
     items, and dropped when what remains is not low (penang-b is low only because of
     cam-4).
+
+    Each comparison reads the per-item class counts of the slice and of the rest
+    (:func:`~consistency.metrics.slice_summary_from_counts`): the same figures as from
+    the labels, at the cost of the items, so no per-label copy is made per slice value.
     """
     data = p.data
     if not data.item_slices or p.n_items == 0:
         return []
-    stats = stats or _stats(p)
     min_items = int(threshold(thresholds, "slice_min_items"))
     gap_min = float(threshold(thresholds, "slice_alpha_gap"))
     n_boot = int(threshold(thresholds, "slice_n_bootstrap"))
@@ -717,8 +704,8 @@ def detect_unclear_slices(
     present = p.m >= 1
 
     def compare(mask):
-        inner = slice_summary(stats, mask, n_bootstrap=n_boot, seed=0)
-        rest = slice_summary(stats, present & ~mask, n_bootstrap=0, seed=0)
+        inner = slice_summary_from_counts(p.counts[mask], n_bootstrap=n_boot, seed=0)
+        rest = slice_summary_from_counts(p.counts[present & ~mask], n_bootstrap=0, seed=0)
         a, r = inner["krippendorff_alpha"], rest["krippendorff_alpha"]
         metric = "krippendorff_alpha"
         ci = inner["krippendorff_alpha_ci"]

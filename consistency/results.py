@@ -23,12 +23,15 @@ from consistency.chunks import ChunkStats
 from consistency.class_map import ClassMap
 from consistency.metrics import (
     AgreementStats,
+    item_value_counts,
     normalization_rules,
     normalize_transcript,
     slice_summary,
+    slice_summary_from_counts,
     summarize,
     transcription_agreement,
 )
+from consistency.metrics.alpha import MAX_DENSE_VALUES
 from consistency.metrics.icc import icc_complete_blocks
 from consistency.run_params import SPECIAL_SLICES
 from consistency.scan import scan_annotations
@@ -356,6 +359,10 @@ def _slices(
     if "captured_week" in params["slices"]:
         meta_keys.append("captured_at")
     metadata = _item_metadata(run.project, meta_keys, compact=True)
+    # Without gold every slice figure is a function of its items' value counts: counted
+    # once, a slice costs its items (no copy of its labels per slice value).
+    by_counts = not gold and stats.n_values <= MAX_DENSE_VALUES
+    counted = item_value_counts(stats) if by_counts else None
     for key in params["slices"]:
         if key == "guideline_version":
             out += _guideline_slices(run, stats, guideline, gold, n_boot, seed, gold_labeler)
@@ -365,9 +372,13 @@ def _slices(
         for value, ids in ranked[:MAX_SLICE_VALUES]:
             mask = np.zeros(size, dtype=bool)
             mask[ids[ids < size]] = True
-            summary = slice_summary(
-                stats, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
-            )
+            if counted is not None:
+                item_ids, counts = counted
+                summary = _summary_from_counts(stats, counts[mask[item_ids]], n_boot, seed)
+            else:
+                summary = slice_summary(
+                    stats, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
+                )
             if summary["n_items"] == 0:
                 continue
             out.append(_slice_entry(key, value, summary))
@@ -397,27 +408,42 @@ def _guideline_slices(run, stats, guideline, gold, n_boot, seed, gold_labeler) -
     """Label-level slice: the labels made under each guideline version."""
     versions = dict(Guideline.objects.filter(project=run.project).values_list("pk", "version"))
     out = []
+    by_counts = not gold and stats.n_values <= MAX_DENSE_VALUES
     for gid in np.unique(guideline):
         sel = guideline == gid
         label = f"v{versions[int(gid)]}" if int(gid) in versions else "(none)"
-        sub = AgreementStats.from_labels(
-            stats.item[sel],
-            stats.labeler[sel],
-            stats.value[sel],
-            level=stats.level,
-            n_classes=stats.n_values if stats.categorical else None,
-            value_points=None if stats.categorical else stats.value_points,
-            n_labelers=stats.n_labelers,
-        )
-        mask = np.ones(int(sub.item.max()) + 1 if sub.item.size else 0, dtype=bool)
-        summary = slice_summary(
-            sub, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
-        )
+        if by_counts:
+            counts = item_value_counts(stats, sel)[1]
+            summary = _summary_from_counts(stats, counts, n_boot, seed)
+        else:
+            sub = AgreementStats.from_labels(
+                stats.item[sel],
+                stats.labeler[sel],
+                stats.value[sel],
+                level=stats.level,
+                n_classes=stats.n_values if stats.categorical else None,
+                value_points=None if stats.categorical else stats.value_points,
+                n_labelers=stats.n_labelers,
+            )
+            mask = np.ones(int(sub.item.max()) + 1 if sub.item.size else 0, dtype=bool)
+            summary = slice_summary(
+                sub, mask, gold=gold, gold_labeler=gold_labeler, n_bootstrap=n_boot, seed=seed
+            )
         entry = _slice_entry("guideline_version", label, summary)
         entry["definition"] = "labels made under this guideline version (label-level slice)"
         out.append(entry)
     out.sort(key=lambda e: (len(e["value"]), e["value"]))
     return out
+
+
+def _summary_from_counts(stats: AgreementStats, counts: np.ndarray, n_boot: int, seed: int):
+    return slice_summary_from_counts(
+        counts,
+        level=stats.level,
+        value_points=None if stats.categorical else stats.value_points,
+        n_bootstrap=n_boot,
+        seed=seed,
+    )
 
 
 def _describe_rule(rule: dict) -> str:

@@ -7,6 +7,8 @@ krippendorff_alpha                 alpha from (items, values) at any level
 AgreementStats.from_labels / merge mergeable sufficient statistics (chunks of items)
 summarize                          the DESIGN "Results of an agreement run" dict
 slice_summary                      alpha + HLP (+CIs) on a subset of items
+slice_summary_from_counts          the same from the subset's per-item value counts (no gold)
+item_value_counts                  those counts for every item of an AgreementStats
 fleiss_kappa, cohen_kappa          stand-alone kappas
 gwet_ac1, gwet_ac2, gwet_weights   Gwet's AC1 / AC2 from item x category counts
 majority_consensus, dawid_skene    per-item consensus
@@ -17,7 +19,7 @@ from .alpha import LEVELS, AgreementStats, krippendorff_alpha
 from .consensus import DawidSkeneResult, dawid_skene, majority_consensus
 from .gwet import GwetResult, gwet_ac, gwet_ac1, gwet_ac2, gwet_ac_bootstrap, gwet_weights
 from .kappa import cohen_kappa, fleiss_kappa
-from .summary import slice_summary, summarize
+from .summary import item_value_counts, slice_summary, slice_summary_from_counts, summarize
 from .table import LabelTable
 from .transcription import (
     DEFAULT_FILLERS,
@@ -47,6 +49,8 @@ __all__ = [
     "normalization_rules",
     "normalize_transcript",
     "slice_summary",
+    "slice_summary_from_counts",
+    "item_value_counts",
     "summarize",
     "transcription_agreement",
     "word_error_rate",

@@ -71,6 +71,7 @@ class _Items:
 
     def __init__(self, item, labeler, value, n_values):
         self.item, self.labeler, self.value = item, labeler, value
+        self.n_labels = int(item.size)
         starts = _runs(item)
         self.item_ids = item[starts]
         self.m = np.diff(np.append(starts, item.size)).astype(np.int64)
@@ -80,6 +81,23 @@ class _Items:
             self.pos, value, self.n_items, n_values
         )
         self.n_values = max(int(n_values), 1)
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> _Items:
+        """The item-level part of the view from per-item value counts (rows without a
+        label dropped): the same ``t_pos, t_val, t_n``, ``m`` and ``n_items`` the labels
+        would give, without per-label arrays (``item``, ``labeler``, ``value``, ``pos``
+        and ``item_ids`` are None), which is all alpha, HLP without gold and Gwet read."""
+        iv = cls.__new__(cls)
+        counts = counts[counts.sum(axis=1) > 0]
+        iv.item = iv.labeler = iv.value = iv.pos = iv.item_ids = None
+        iv.n_items, iv.n_values = int(counts.shape[0]), max(int(counts.shape[1]), 1)
+        iv.m = counts.sum(axis=1).astype(np.int64)
+        iv.n_labels = int(iv.m.sum())
+        t_pos, t_val = np.nonzero(counts)  # row-major: sorted by (item, value)
+        iv.t_pos, iv.t_val = t_pos.astype(np.int64), t_val.astype(np.int64)
+        iv.t_n = counts[t_pos, t_val].astype(np.int64)
+        return iv
 
 
 def _validate_common(stats, n_bootstrap, confidence):
@@ -359,7 +377,7 @@ def _conventions(eng, classes, iv, L, labeler_names):
 def _item_counts(stats: AgreementStats, iv: _Items) -> np.ndarray:
     """``counts[i, k]``: labels of value ``k`` on the ``i``-th item (shape (I, V))."""
     counts = np.zeros((iv.n_items, max(stats.n_values, 1)), dtype=np.int64)
-    np.add.at(counts, (iv.pos, iv.value), 1)
+    counts[iv.t_pos, iv.t_val] = iv.t_n
     return counts
 
 
@@ -842,7 +860,8 @@ def slice_summary(
     -------
     dict
         ``{n_items, n_annotations, krippendorff_alpha, krippendorff_alpha_ci,
-        percent_agreement, hlp: {value, method, ci, ...}, reasons}``.
+        percent_agreement, gwet_ac1, gwet_ac1_ci, gwet_ac2, gwet_ac2_ci,
+        hlp: {value, method, ci, ...}, reasons}``.
     """
     _validate_common(stats, n_bootstrap, confidence)
     mask = _as_1d("item_mask", item_mask).astype(bool)
@@ -852,6 +871,93 @@ def slice_summary(
     iv = _Items(stats.item[sel], stats.labeler[sel], stats.value[sel], stats.n_values)
     gold_arr = _gold_arrays(gold, stats)
     gold_lab = _gold_per_label(iv, stats, gold_arr, gold_labeler) if gold_arr is not None else None
+    return _slice_figures(iv, stats, gold_lab, n_bootstrap, seed, confidence)
+
+
+def item_value_counts(stats: AgreementStats, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item value counts of a run's labels, for :func:`slice_summary_from_counts`.
+
+    Parameters
+    ----------
+    stats : AgreementStats
+    labels : array_like of bool, shape (N,), optional
+        Only these labels (in ``stats`` order); default all.
+
+    Returns
+    -------
+    item_ids : ndarray of int64, shape (I,)
+        Every item code of ``stats``, sorted.
+    counts : ndarray of int64, shape (I, V)
+        ``counts[i, v]``: selected labels of value ``v`` on item ``item_ids[i]`` (a row
+        of zeros for an item none of whose labels is selected).
+    """
+    starts = _runs(stats.item)
+    item_ids = stats.item[starts]
+    n_values = max(stats.n_values, 1)
+    if n_values > MAX_DENSE_VALUES:
+        raise ValueError(f"more than {MAX_DENSE_VALUES} distinct values: use slice_summary")
+    key = np.repeat(
+        np.arange(item_ids.size, dtype=np.int64), np.diff(np.append(starts, stats.item.size))
+    )
+    key *= n_values
+    key += stats.value
+    if labels is not None:
+        key = key[_as_1d("labels", labels).astype(bool)]
+    counts = np.bincount(key, minlength=item_ids.size * n_values)
+    return item_ids, counts.reshape(item_ids.size, n_values)
+
+
+def slice_summary_from_counts(
+    counts,
+    *,
+    level: str = "nominal",
+    value_points=None,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """:func:`slice_summary` without gold, from the slice's per-item value counts.
+
+    Every figure of the slice depends on its labels only through how many labels of each
+    value each item has, so this gives the same dict, to the last bit and with the same
+    bootstrap draws, as :func:`slice_summary` on the labels behind ``counts`` -- at the
+    cost of the slice's items, not its labels (what flag detection loops over, on every
+    slice value and on the rest of the project).
+
+    Parameters
+    ----------
+    counts : array_like of int, shape (n_items, V)
+        ``counts[i, v]``: labels of value ``v`` on the ``i``-th item of the slice (rows
+        without a label are ignored).
+    level : str
+        Measurement level of the values.
+    value_points : array_like of float, shape (V,), optional
+        The values (interval / ratio); default ``arange(V)``.
+    n_bootstrap, seed, confidence
+        As in :func:`summarize`.
+    """
+    table = np.asarray(counts)
+    if table.ndim != 2 or (table.size and not np.issubdtype(table.dtype, np.integer)):
+        raise ValueError("counts must be a 2-D array of whole numbers (items x values)")
+    if table.size and table.min() < 0:
+        raise ValueError("counts must be non-negative")
+    n_values = table.shape[1]
+    categorical = level in ("nominal", "ordinal")
+    header = AgreementStats.from_labels(
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64 if categorical and value_points is None else np.float64),
+        level=level,
+        n_classes=n_values if categorical and value_points is None else None,
+        value_points=value_points,
+    )
+    if header.n_values != n_values:
+        raise ValueError(f"{header.n_values} value points for {n_values} columns of counts")
+    _validate_common(header, n_bootstrap, confidence)
+    return _slice_figures(_Items.from_counts(table), header, None, n_bootstrap, seed, confidence)
+
+
+def _slice_figures(iv: _Items, stats, gold_lab, n_bootstrap, seed, confidence) -> dict:
     core = _alpha_and_hlp(
         iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
     )
@@ -884,7 +990,7 @@ def slice_summary(
         reasons["paradox"] = warning
     return {
         "n_items": iv.n_items,
-        "n_annotations": int(iv.item.size),
+        "n_annotations": iv.n_labels,
         "krippendorff_alpha": _num(core["alpha"]),
         "krippendorff_alpha_ci": core["alpha_ci"],
         **gwet,

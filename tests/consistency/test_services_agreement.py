@@ -354,3 +354,37 @@ def test_a_run_larger_than_the_chunk_cap_is_chunked_even_with_one_worker(demo, s
         for r in (single, chunked)
     ]
     assert rows[0] == rows[1]
+
+
+def test_slices_without_gold_from_item_counts_equal_slices_from_labels(demo, monkeypatch):
+    """Without gold a run's slices are computed from per-item value counts; forcing the
+    label path (as with more values than a dense table allows) gives the same results."""
+    from consistency import results as results_module
+
+    GoldLabel.objects.filter(item__project=demo).delete()
+    params = {
+        "n_bootstrap": 50,
+        "seed": 5,
+        "slices": ["guideline_version", "tag", "labeler", "captured_week", "camera", "factory"],
+    }
+    calls = {"counts": 0, "labels": 0}
+
+    def spy(name, function):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        monkeypatch.setattr(results_module, function.__name__, counted)
+
+    spy("counts", results_module.slice_summary_from_counts)
+    spy("labels", results_module.slice_summary)
+    by_counts = run_agreement(demo, **params)
+    assert calls["counts"] > 5 and calls["labels"] == 0
+    monkeypatch.setattr(results_module, "MAX_DENSE_VALUES", 0)
+    by_labels = run_agreement(demo, **params)
+    assert calls["labels"] == calls["counts"]
+    assert by_counts.status == by_labels.status == RunStatus.SUCCEEDED
+    assert len(by_counts.results["slices"]) > 5
+    by_counts.results.pop("params")
+    by_labels.results.pop("params")
+    assert by_counts.results == by_labels.results
