@@ -18,6 +18,9 @@ Used by ``consistency`` and ``datasets`` (which may import ``consistency``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import threading
@@ -34,6 +37,29 @@ logger = logging.getLogger(__name__)
 
 class Superseded(Exception):  # noqa: N818 (a state, not an error)
     """The job was taken from this execution (re-queued or failed by the reaper)."""
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory a finished job freed back to the operating system.
+
+    numpy arrays below glibc's mmap threshold (raised up to 32 MB after the first large
+    free) live on the heap, and a heap that a large job fragmented keeps its pages: a
+    worker stayed at ~940 MB after a 10M-label run until this was called. glibc only;
+    returns whether it ran."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def heartbeat_seconds() -> float:

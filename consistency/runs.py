@@ -362,6 +362,7 @@ def _single_pass(run: AgreementRun, heartbeat: jobs.Heartbeat) -> AgreementRun:
     results, metric_timings = metrics_part(run, chunk, classes)
     _set_progress(run, 0.7)
     consensus, consensus_timings = consensus_part(run, chunk, classes)
+    del chunk  # the labels' arrays, freed before flags load them again (see _complete)
     return _complete(run, results, consensus, {**timings, **metric_timings, **consensus_timings})
 
 
@@ -460,6 +461,7 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
             _set_progress(run, 0.75)
             part = "consensus"
             consensus, consensus_timings = consensus_part(run, merged, classes)
+            del merged  # freed before flags load the labels again (see _complete)
             done = _complete(
                 run, results, consensus, {**timings, **metric_timings, **consensus_timings}
             )
@@ -619,6 +621,9 @@ def _complete(run: AgreementRun, results: dict, consensus: dict, timings: dict) 
         error="",
     )
     _lineage(run, "COMPLETE")
+    # The final stage's arrays are gone: give their pages back before flags load the
+    # labels again, so that the two peaks do not stack.
+    jobs.release_freed_memory()
     try:
         # Flags are advice on top of the results: a fault here must not fail the run.
         flags.generate_flags(run)

@@ -17,6 +17,7 @@ paradox). Any number of raters; missing ratings are items with fewer labels.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -106,6 +107,25 @@ def _rated(r: np.ndarray) -> np.ndarray:
     """Rows with at least one rating (no copy when every row has one: a run's counts)."""
     keep = r.sum(axis=1) > 0
     return r if keep.all() else r[keep]
+
+
+def _unique_rows(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(r, axis=0, return_counts=True)`` for rows of whole counts >= 0.
+
+    Rows sort lexicographically (first column first), which is the order of one integer
+    per row in base ``max + 1``: when that integer fits in 62 bits, one sort of integers
+    replaces the sort of rows as records (~10x faster at 2M items), with the same unique
+    rows in the same order and the same counts."""
+    q = r.shape[1]
+    base = int(r.max()) + 1 if r.size else 1
+    if r.shape[0] == 0 or q * math.log2(max(base, 2)) >= 62:
+        return np.unique(r, axis=0, return_counts=True)
+    key = np.zeros(r.shape[0], dtype=np.int64)
+    for j in range(q):
+        key *= base
+        key += r[:, j].astype(np.int64)
+    _, first, freq = np.unique(key, return_index=True, return_counts=True)
+    return r[first], freq
 
 
 def gwet_ac(counts, weights=None) -> GwetResult:
@@ -223,7 +243,7 @@ def gwet_ac_bootstrap(
     if q < 2 or n == 0:
         return None
     if by_profile:
-        r, freq = np.unique(r, axis=0, return_counts=True)
+        r, freq = _unique_rows(r)
         draw_p = freq / n
     else:
         draw_p = np.full(n, 1.0 / n)

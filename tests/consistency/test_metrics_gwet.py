@@ -267,3 +267,19 @@ def test_summary_intervals_and_their_reasons():
     assert overall["gwet_ac2_ci"] is None and overall["reasons"]["gwet_ac2_ci"]
     none = summarize(stats, n_bootstrap=0)["overall"]
     assert none["gwet_ac1_ci"] is None and "n_bootstrap=0" in none["reasons"]["gwet_ac1_ci"]
+
+
+@pytest.mark.parametrize(
+    "shape, top",
+    [((500, 4), 6), ((2000, 2), 30), ((300, 40), 3), ((50, 12), 40_000), ((0, 3), 1)],
+)
+def test_profile_rows_by_integer_key_equal_numpy_unique_rows(shape, top):
+    """The profile bootstrap groups rows by one integer per row where it fits in 62 bits
+    (the last three cases take numpy's record sort): same rows, order and counts."""
+    from consistency.metrics.gwet import _unique_rows
+
+    rows = np.random.default_rng(top).integers(0, top, shape).astype(np.float64)
+    got_rows, got_freq = _unique_rows(rows)
+    want_rows, want_freq = np.unique(rows, axis=0, return_counts=True)
+    np.testing.assert_array_equal(got_rows, want_rows)
+    np.testing.assert_array_equal(got_freq, want_freq)
