@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Min, Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -104,22 +104,43 @@ def load_label_data(
     item's labels were given under.
 
     Read as columns (:func:`consistency.scan.scan_annotations`), never as a row object
-    per label, and only the metadata keys asked for, one item at a time: memory grows
-    with the numbers per label (about 100 bytes a label at its peak: the scan's columns,
-    their sort and the kept copies) and the distinct slice values, not with Python
-    objects per label.
+    per label, in item-id ranges of at most ``LOAD_RANGE_ITEMS`` items (each range's
+    scan, sort and copies are transient; what is kept is 28 bytes a label), and only the
+    metadata keys asked for, one item at a time: memory grows with the numbers per label
+    and the distinct slice values, not with Python objects per label.
     """
     transcripts = project.task_type == TaskType.TRANSCRIPTION
-    cols = scan_annotations(project.pk, with_time=True, with_text=transcripts)
-    order = np.lexsort((cols.labeler, cols.item))
-    if transcripts:
-        texts = [cols.text[i] for i in order]
-        keep = order
-    else:
-        keep = order[cols.label_class[order] >= 0]
-    item_pk, labeler_pk = cols.item[keep], cols.labeler[keep]
-    class_pk, guideline_pk, times = cols.label_class[keep], cols.guideline[keep], cols.time[keep]
-    del cols, order
+    parts: list[tuple] = []
+    texts: list[str] = []
+    for first, last in _item_id_ranges(project):
+        cols = scan_annotations(
+            project.pk,
+            first_item_id=first,
+            last_item_id=last,
+            with_time=True,
+            with_text=transcripts,
+        )
+        # Ranges are disjoint and increasing: sorted within each, sorted overall.
+        order = np.lexsort((cols.labeler, cols.item))
+        if transcripts:
+            texts.extend(cols.text[i] for i in order)
+            keep = order
+        else:
+            keep = order[cols.label_class[order] >= 0]
+        parts.append(
+            (
+                cols.item[keep],
+                _narrow(cols.labeler[keep]),
+                _narrow(cols.label_class[keep]),
+                _narrow(cols.guideline[keep]),
+                cols.time[keep],
+            )
+        )
+        del cols, order, keep
+    item_pk, labeler_pk, class_pk, guideline_pk, times = (
+        np.concatenate([part[n] for part in parts]) if parts else _empty() for n in range(5)
+    )
+    del parts
     borderline, ranks = None, None
     if transcripts:
         values, classes = _transcript_codes(project, item_pk, texts)
@@ -127,6 +148,7 @@ def load_label_data(
         # Codes in the classes' own order ("nominal": by order, id), merges resolved.
         codes = class_map(project, MeasurementLevel.NOMINAL)
         values = codes.codes(class_pk)
+        del class_pk
         if (values < 0).any():
             raise ValueError("a label's class maps to no active class")
         classes, ranks = codes.keys, codes.ranks
@@ -141,10 +163,17 @@ def load_label_data(
             labeler_names=[],
         )
     labeler_ids, labeler_codes = np.unique(labeler_pk, return_inverse=True)
+    del labeler_pk
     names = dict(User.objects.filter(pk__in=labeler_ids.tolist()).values_list("pk", "username"))
     labeler_names, labeler_order = _key_order([names[int(pk)] for pk in labeler_ids])
     labeler_codes = _renumber(labeler_order)[labeler_codes]
-    item_ids, item_codes = np.unique(item_pk, return_inverse=True)
+    # item_pk is sorted (ranges in order, each sorted): np.unique's result without a sort.
+    starts = np.flatnonzero(np.r_[True, item_pk[1:] != item_pk[:-1]])
+    item_ids = item_pk[starts]
+    item_codes = np.zeros(item_pk.size, dtype=np.int64)
+    item_codes[starts[1:]] = 1
+    np.cumsum(item_codes, out=item_codes)
+    del item_pk, starts
     columns = _item_columns(project, item_ids, slice_keys)
     item_keys, item_order = _key_order(columns.pop("external_id"))
     new_code = _renumber(item_order)  # position in item_ids -> item code
@@ -158,6 +187,7 @@ def load_label_data(
         key: per_code(col) for key, col in columns.items() if any(v is not None for v in col)
     }
     versions = _guideline_versions(project, guideline_pk)
+    del guideline_pk
     if len(np.unique(versions[versions >= 0])) > 1:
         mode = _mode_per_item(item_codes, versions, len(item_keys))
         item_slices[GUIDELINE_SLICE] = [None if v < 0 else f"v{v}" for v in mode.tolist()]
@@ -172,8 +202,8 @@ def load_label_data(
     found = at[(at < item_ids.size) & (item_ids[np.minimum(at, item_ids.size - 1)] == decided)]
     resolved = {int(c) for c in new_code[found]}
     return detection.LabelData(
-        items=item_codes.astype(np.int64),
-        labelers=labeler_codes.astype(np.int64),
+        items=item_codes,
+        labelers=labeler_codes.astype(np.int64, copy=False),
         values=np.asarray(values, dtype=np.int64),
         classes=classes,
         item_keys=item_keys,
@@ -187,6 +217,33 @@ def load_label_data(
         ordinal=project.level == MeasurementLevel.ORDINAL,
         resolved_items=frozenset(resolved),
     )
+
+
+LOAD_RANGE_ITEMS = 250_000
+
+
+def _item_id_ranges(project: Project) -> list[tuple[int | None, int | None]]:
+    """Item-id ranges (inclusive) that split the project's items into parts of about
+    ``LOAD_RANGE_ITEMS`` (evenly over the id span; the outer ends are open so that an
+    item created meanwhile is read too)."""
+    span = Item.objects.filter(project=project).aggregate(
+        low=Min("id"), high=Max("id"), n=Count("id")
+    )
+    n_parts = -(-span["n"] // LOAD_RANGE_ITEMS)
+    if n_parts <= 1:
+        return [(None, None)]
+    cuts = np.linspace(span["low"], span["high"] + 1, n_parts + 1).astype(np.int64)
+    bounds = [(int(a), int(b) - 1) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+    bounds[0] = (None, bounds[0][1])
+    bounds[-1] = (bounds[-1][0], None)
+    return bounds
+
+
+def _narrow(pks: np.ndarray) -> np.ndarray:
+    """Primary keys (or -1) as int32 when they fit: they are only compared and looked up."""
+    if pks.size and (pks.max() >= 2**31 or pks.min() < -(2**31)):
+        return pks
+    return pks.astype(np.int32)
 
 
 def _key_order(keys: list) -> tuple[list, np.ndarray]:
@@ -236,8 +293,7 @@ def _item_columns(
         f"m{n}": KeyTransform("captured_at" if key == CAPTURED_AT else key, "metadata")
         for n, key in enumerate(meta_keys)
     }
-    position = {int(pk): n for n, pk in enumerate(item_ids.tolist())}
-    n_items = len(position)
+    n_items = int(item_ids.size)
     out: dict[str, list] = {"external_id": [None] * n_items, "mean_brightness": [None] * n_items}
     for key in meta_keys:
         out[key] = [None] * n_items
@@ -249,15 +305,30 @@ def _item_columns(
         .annotate(**fields)
         .values_list("pk", "external_id", "mean_brightness", *fields)
     )
-    for pk, external_id, brightness, *meta in rows.iterator(chunk_size=20_000):
-        at = position.get(pk)
-        if at is None:
-            continue
-        out["external_id"][at] = external_id
-        out["mean_brightness"][at] = brightness
-        for key, raw in zip(meta_keys, meta, strict=True):
-            value = raw if key == CAPTURED_AT else _slice_value(raw)
-            out[key][at] = shared.setdefault(value, value) if value is not None else None
+
+    def store(batch: list) -> None:
+        # Positions by binary search in the sorted ids: no dict of every item (~250 MB
+        # of Python objects at 2M items).
+        pks = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
+        at = np.minimum(np.searchsorted(item_ids, pks), max(n_items - 1, 0))
+        labeled = (item_ids[at] == pks).tolist() if n_items else [False] * len(batch)
+        for row, n, ok in zip(batch, at.tolist(), labeled, strict=True):
+            if not ok:
+                continue
+            _, external_id, brightness, *meta = row
+            out["external_id"][n] = external_id
+            out["mean_brightness"][n] = brightness
+            for key, raw in zip(meta_keys, meta, strict=True):
+                value = raw if key == CAPTURED_AT else _slice_value(raw)
+                out[key][n] = shared.setdefault(value, value) if value is not None else None
+
+    batch: list = []
+    for row in rows.iterator(chunk_size=20_000):
+        batch.append(row)
+        if len(batch) == 20_000:
+            store(batch)
+            batch = []
+    store(batch)
     if "captured_week" in keys:
         captured = out.pop(CAPTURED_AT)
         out["captured_week"] = [
@@ -265,12 +336,17 @@ def _item_columns(
         ]
     if "tag" in keys:
         # One slice per tag: its items against the rest (an item may carry several tags).
-        for tag_name, pk in Item.tags.through.objects.filter(item__project=project).values_list(
-            "tag__name", "item_id"
-        ):
-            at = position.get(pk)
-            if at is not None:
-                out.setdefault(f"tag:{tag_name}", [None] * n_items)[at] = tag_name
+        tagged = list(
+            Item.tags.through.objects.filter(item__project=project).values_list(
+                "tag__name", "item_id"
+            )
+        )
+        pks = np.fromiter((pk for _, pk in tagged), dtype=np.int64, count=len(tagged))
+        at = np.minimum(np.searchsorted(item_ids, pks), max(n_items - 1, 0))
+        labeled = (item_ids[at] == pks).tolist() if n_items else [False] * len(tagged)
+        for (tag_name, _), n, ok in zip(tagged, at.tolist(), labeled, strict=True):
+            if ok:
+                out.setdefault(f"tag:{tag_name}", [None] * n_items)[n] = tag_name
     return out
 
 
@@ -283,24 +359,30 @@ def _cached(cache: dict, value, function):
 def _guideline_versions(project: Project, guideline_pk: np.ndarray) -> np.ndarray:
     """The version of each label's guideline, -1 for none."""
     ids = dict(Guideline.objects.filter(project=project).values_list("pk", "version"))
-    lookup = np.full(max(ids, default=0) + 1, -1, dtype=np.int64)
+    # Index 0 of the lookup stands for "none" (-1 and ids beyond it); pk p is at p + 1.
+    lookup = np.full(max(ids, default=0) + 2, -1, dtype=np.int64)
     for pk, version in ids.items():
-        lookup[pk] = version
-    valid = (guideline_pk >= 0) & (guideline_pk < lookup.size)
-    return np.where(valid, lookup[np.where(valid, guideline_pk, 0)], -1)
+        lookup[pk + 1] = version
+    at = guideline_pk.astype(np.int64) + 1
+    at[(at < 0) | (at >= lookup.size)] = 0
+    return lookup[at]
 
 
 def _mode_per_item(item_codes: np.ndarray, versions: np.ndarray, n_items: int) -> np.ndarray:
     """Per item, the guideline version most of its labels were given under (ties: the
     highest), -1 when none of its labels has one."""
     has = versions >= 0
-    pairs = np.stack([item_codes[has], versions[has]], axis=1)
-    (pair, count) = np.unique(pairs, axis=0, return_counts=True)
+    # One integer per (item, version): an integer sort, not a sort of 2-column records.
+    base = int(versions.max()) + 1 if has.any() else 1
+    key, count = np.unique(
+        item_codes[has].astype(np.int64) * base + versions[has], return_counts=True
+    )
     mode = np.full(n_items, -1, dtype=np.int64)
     if count.size:
+        pair_item, pair_version = np.divmod(key, base)
         # Ascending by (item, count, version): the last row of an item is its mode.
-        order = np.lexsort((pair[:, 1], count, pair[:, 0]))
-        items, chosen = pair[order, 0], pair[order, 1]
+        order = np.lexsort((pair_version, count, pair_item))
+        items, chosen = pair_item[order], pair_version[order]
         last = np.r_[np.flatnonzero(np.diff(items)), items.size - 1]
         mode[items[last]] = chosen[last]
     return mode

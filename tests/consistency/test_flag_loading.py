@@ -94,8 +94,13 @@ def reference(project, slice_keys) -> dict:
     }
 
 
+@pytest.mark.parametrize("range_items", [None, 5])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_columnar_loading_equals_a_row_by_row_reference(seed, project, make_user, manager):
+def test_columnar_loading_equals_a_row_by_row_reference(
+    seed, range_items, project, make_user, manager, monkeypatch
+):
+    if range_items:  # read in item-id ranges of 5 items (24 items: 5 ranges)
+        monkeypatch.setattr(flags, "LOAD_RANGE_ITEMS", range_items)
     rng = random.Random(seed)
     # Usernames and external ids whose text order is not their creation (pk) order.
     team = [make_user(f"{name}{seed}") for name in ["zoe", "Amy", "bob", "_x", "Émile"]]
