@@ -24,11 +24,12 @@ from labeling.models import Project
 class ChunkStats:
     """Sufficient statistics of one item range plus the per-label guideline column.
 
-    ``guideline`` is aligned with ``stats.item`` (labels sorted by item, then labeler).
+    ``guideline`` is aligned with ``stats.item`` (labels sorted by item, then labeler);
+    a run sets it to None once the slices have read it, before consensus.
     """
 
     stats: AgreementStats
-    guideline: np.ndarray
+    guideline: np.ndarray | None
     n_dropped: int = 0
     n_late_labelers: int = 0
     # What the scan saw (filled by chunk_stats, not serialized): the labeler ids that code

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 
 from consistency.chunks import ChunkStats
 from consistency.class_map import ClassMap
-from consistency.jobs import Superseded
+from consistency.jobs import Superseded, release_freed_memory
 from consistency.metrics import AgreementStats, dawid_skene, majority_consensus
 from consistency.models import AgreementRun, Consensus, ConsensusStatus, RunStatus
 from labeling import selectors as labeling_selectors
@@ -64,6 +64,7 @@ def consensus_part(run, chunk: ChunkStats, classes: ClassMap) -> tuple[dict, dic
         ({}, []) if stats.n_annotations == 0 else _consensus(run, stats, classes, categorical)
     )
     timings = {"consensus_s": round(time.perf_counter() - t0, 3)}
+    release_freed_memory()  # Dawid-Skene's temporaries, before the rows are built
     t0 = time.perf_counter()
     _store_consensus(run, blocks)
     timings["store_consensus_s"] = round(time.perf_counter() - t0, 3)

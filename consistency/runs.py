@@ -360,6 +360,8 @@ def _single_pass(run: AgreementRun, heartbeat: jobs.Heartbeat) -> AgreementRun:
     heartbeat.check()
     _set_progress(run, 0.4)
     results, metric_timings = metrics_part(run, chunk, classes)
+    chunk.guideline = None  # read by the slices only
+    jobs.release_freed_memory()  # the metrics' temporaries, before consensus
     _set_progress(run, 0.7)
     consensus, consensus_timings = consensus_part(run, chunk, classes)
     del chunk  # the labels' arrays, freed before flags load them again (see _complete)
@@ -458,6 +460,8 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
             _set_progress(run, 0.55)
             part = "metrics"
             results, metric_timings = metrics_part(run, merged, classes)
+            merged.guideline = None  # read by the slices only
+            jobs.release_freed_memory()  # the metrics' temporaries, before consensus
             _set_progress(run, 0.75)
             part = "consensus"
             consensus, consensus_timings = consensus_part(run, merged, classes)

@@ -89,14 +89,16 @@ class _Items:
         would give, without per-label arrays (``item``, ``labeler``, ``value``, ``pos``
         and ``item_ids`` are None), which is all alpha, HLP without gold and Gwet read."""
         iv = cls.__new__(cls)
-        counts = counts[counts.sum(axis=1) > 0]
+        m = counts.sum(axis=1)
+        if not (m > 0).all():
+            counts, m = counts[m > 0], m[m > 0]
         iv.item = iv.labeler = iv.value = iv.pos = iv.item_ids = None
         iv.n_items, iv.n_values = int(counts.shape[0]), max(int(counts.shape[1]), 1)
-        iv.m = counts.sum(axis=1).astype(np.int64)
+        iv.m = m.astype(np.int64, copy=False)
         iv.n_labels = int(iv.m.sum())
         t_pos, t_val = np.nonzero(counts)  # row-major: sorted by (item, value)
-        iv.t_pos, iv.t_val = t_pos.astype(np.int64), t_val.astype(np.int64)
-        iv.t_n = counts[t_pos, t_val].astype(np.int64)
+        iv.t_pos, iv.t_val = t_pos.astype(np.int64, copy=False), t_val.astype(np.int64, copy=False)
+        iv.t_n = counts[t_pos, t_val].astype(np.int64, copy=False)
         return iv
 
 
