@@ -453,6 +453,7 @@ def finalize_agreement_run(*, run_id: int, attempt: int) -> AgreementRun:
             if len(rows) != run.n_chunks:
                 raise RuntimeError(f"{len(rows)} of {run.n_chunks} chunks were computed")
             merged = _merge_stored_chunks(run, [pk for pk, _ in rows], sum(n for _, n in rows))
+            jobs.release_freed_memory()  # the payloads read one by one (24 MB each at 10M)
             classes = class_map(run.project, run.params["level"])
             timings = {"merge_s": round(time.perf_counter() - t0, 3)}
             jobs.failpoint("agreement.final")
