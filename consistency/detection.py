@@ -704,8 +704,10 @@ def detect_unclear_slices(p: _Prepared, thresholds: Mapping | None = None) -> li
     present = p.m >= 1
 
     def compare(mask):
-        inner = slice_summary_from_counts(p.counts[mask], n_bootstrap=n_boot, seed=0)
-        rest = slice_summary_from_counts(p.counts[present & ~mask], n_bootstrap=0, seed=0)
+        inner = slice_summary_from_counts(p.counts[mask], n_bootstrap=n_boot, seed=0, gwet=False)
+        rest = slice_summary_from_counts(
+            p.counts[present & ~mask], n_bootstrap=0, seed=0, gwet=False
+        )
         a, r = inner["krippendorff_alpha"], rest["krippendorff_alpha"]
         metric = "krippendorff_alpha"
         ci = inner["krippendorff_alpha_ci"]
@@ -718,9 +720,13 @@ def detect_unclear_slices(p: _Prepared, thresholds: Mapping | None = None) -> li
 
     candidates = []
     for key, values in data.item_slices.items():
-        vals = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
-        for value in sorted(set(vals) - {""}):
-            mask = (vals == value) & present
+        # Codes per item (one factorize per key), not an object array compared per value.
+        codes, uniques = pd.factorize(
+            pd.Series(values, dtype=object).map(lambda v: None if v is None else str(v))
+        )
+        by_text = {str(u): k for k, u in enumerate(uniques) if str(u) != ""}
+        for value in sorted(by_text):
+            mask = (codes == by_text[value]) & present
             n = int(mask.sum())
             if n < min_items or int((present & ~mask).sum()) < min_items:
                 continue

@@ -917,6 +917,7 @@ def slice_summary_from_counts(
     n_bootstrap: int = 200,
     seed: int = 0,
     confidence: float = 0.95,
+    gwet: bool = True,
 ) -> dict:
     """:func:`slice_summary` without gold, from the slice's per-item value counts.
 
@@ -937,6 +938,9 @@ def slice_summary_from_counts(
         The values (interval / ratio); default ``arange(V)``.
     n_bootstrap, seed, confidence
         As in :func:`summarize`.
+    gwet : bool
+        False: skip Gwet's coefficients (null, with the reason), for callers that read
+        alpha and HLP only (flag detection: most of the time and memory of a slice).
     """
     table = np.asarray(counts)
     if table.ndim != 2 or (table.size and not np.issubdtype(table.dtype, np.integer)):
@@ -956,10 +960,14 @@ def slice_summary_from_counts(
     if header.n_values != n_values:
         raise ValueError(f"{header.n_values} value points for {n_values} columns of counts")
     _validate_common(header, n_bootstrap, confidence)
-    return _slice_figures(_Items.from_counts(table), header, None, n_bootstrap, seed, confidence)
+    return _slice_figures(
+        _Items.from_counts(table), header, None, n_bootstrap, seed, confidence, with_gwet=gwet
+    )
 
 
-def _slice_figures(iv: _Items, stats, gold_lab, n_bootstrap, seed, confidence) -> dict:
+def _slice_figures(
+    iv: _Items, stats, gold_lab, n_bootstrap, seed, confidence, *, with_gwet: bool = True
+) -> dict:
     core = _alpha_and_hlp(
         iv, stats, gold_lab, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence
     )
@@ -968,7 +976,7 @@ def _slice_figures(iv: _Items, stats, gold_lab, n_bootstrap, seed, confidence) -
         reasons["krippendorff_alpha"] = (
             "no item in the slice" if iv.n_items == 0 else core["alpha_reason"]
         )
-    if iv.n_items:
+    if iv.n_items and with_gwet:
         gwet = _gwet(
             stats,
             iv,
@@ -980,7 +988,8 @@ def _slice_figures(iv: _Items, stats, gold_lab, n_bootstrap, seed, confidence) -
         )
     else:
         gwet = {"gwet_ac1": None, "gwet_ac1_ci": None, "gwet_ac2": None, "gwet_ac2_ci": None}
-        reasons.update(dict.fromkeys(gwet, "no item in the slice"))
+        why = "no item in the slice" if not iv.n_items else "not computed (gwet=False)"
+        reasons.update(dict.fromkeys(gwet, why))
     hlp = core["hlp"]
     figures = {
         "krippendorff_alpha": _num(core["alpha"]),

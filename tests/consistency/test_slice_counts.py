@@ -91,3 +91,17 @@ def test_counts_that_are_not_a_table_of_whole_numbers_are_refused():
         slice_summary_from_counts(
             np.ones((2, 3), dtype=np.int64), level="interval", value_points=[1.0, 2.0]
         )
+
+
+def test_without_gwet_the_other_figures_are_unchanged_and_gwet_says_why():
+    stats = random_stats(4, "ordinal")
+    counts = item_value_counts(stats)[1]
+    full = from_counts(stats, counts, n_bootstrap=30)
+    lean = from_counts(stats, counts, n_bootstrap=30, gwet=False)
+    gwet_keys = ("gwet_ac1", "gwet_ac1_ci", "gwet_ac2", "gwet_ac2_ci")
+    assert full["gwet_ac2"] is not None
+    for key in gwet_keys:
+        assert lean[key] is None
+        assert lean["reasons"][key] == "not computed (gwet=False)"
+    same = {k: v for k, v in full.items() if k not in (*gwet_keys, "reasons")}
+    assert {k: v for k, v in lean.items() if k in same} == same
