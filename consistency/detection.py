@@ -230,7 +230,7 @@ class _Prepared:
         self.m = self.counts.sum(axis=1)
         # LOO consensus per label, in blocks of labels: the (labels, K) count rows of a
         # whole project would be 480 MB at 10M labels and 6 classes.
-        self.loo = np.full(it.size, -1, dtype=np.int64)
+        self.loo = np.full(it.size, -1, dtype=np.int32)  # class codes, -1: none
         for lo in range(0, it.size, LOO_BLOCK):
             part = slice(lo, lo + LOO_BLOCK)
             others = self.counts[it[part]]  # a copy (fancy indexing)
