@@ -396,7 +396,7 @@ def test_blocked_leave_one_out_and_grouped_rows_equal_the_whole_array_version(mo
     want = np.where((top > 0) & (n_top == 1), others.argmax(axis=1), -1)
     assert it.size > 37 * 10
     np.testing.assert_array_equal(p.loo, want)
-    assert p.loo.dtype == want.dtype
+    assert p.loo.dtype == np.int32  # class codes: half the memory of int64 at 10M labels
     for code in (0, 1, p.n_items // 2, p.n_items - 1):
         rows = np.flatnonzero(data.items == code)
         assert p.labels_of(code) == [
