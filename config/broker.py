@@ -17,12 +17,28 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from pathlib import Path
 from time import monotonic
 
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
+
+
+def folder_transport_options(base: Path) -> dict:
+    """Transport options of a broker living in folder ``base`` (subfolders created):
+    messages in and out of ``out``, processed ones not kept, fanout in ``control``."""
+    for sub in ("out", "processed", "control"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(base / "out"),
+        "data_folder_out": str(base / "out"),
+        "processed_folder": str(base / "processed"),
+        "control_folder": str(base / "control"),
+        "store_processed": False,
+    }
+
 
 # A reader takes "<ms>_<uuid>.<queue>.msg" files; this prefix and suffix never match.
 PARTIAL_SUFFIX = ".partial"

@@ -243,15 +243,11 @@ else:
     # kombu's filesystem transport: a real broker between separate processes with no
     # server of its own (files moved atomically between folders), with messages
     # published atomically too (config.broker).
-    for sub in ("out", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    from config.broker import folder_transport_options
+
     CELERY_BROKER_URL = "concordfs://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "out"),
-        "data_folder_out": str(BROKER_DIR / "out"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
+        **folder_transport_options(BROKER_DIR),
         "polling_interval": 0.1,
     }
 # One queue name per deployment; tests give each test process its own (config.testing), so

@@ -17,18 +17,7 @@ from config import broker
 
 
 def connection(url: str, folder) -> Connection:
-    for sub in ("out", "processed", "control"):
-        (folder / sub).mkdir(exist_ok=True)
-    return Connection(
-        url,
-        transport_options={
-            "data_folder_in": str(folder / "out"),
-            "data_folder_out": str(folder / "out"),
-            "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-        },
-    )
+    return Connection(url, transport_options=broker.folder_transport_options(folder))
 
 
 def poll_while_writing(monkeypatch, module, reader, queue: str) -> list:
