@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ from consistency.models import (
     FlagKind,
     FlagStatus,
 )
-from consistency.scan import scan_annotations
+from consistency.scan import item_id_ranges, scan_annotations
 from consistency.selectors import current_normalization_rules
 from labeling.models import (
     Annotation,
@@ -112,7 +112,7 @@ def load_label_data(
     transcripts = project.task_type == TaskType.TRANSCRIPTION
     parts: list[tuple] = []
     texts: list[str] = []
-    for first, last in _item_id_ranges(project):
+    for first, last in item_id_ranges(project.pk, LOAD_RANGE_ITEMS):
         cols = scan_annotations(
             project.pk,
             first_item_id=first,
@@ -220,23 +220,6 @@ def load_label_data(
 
 
 LOAD_RANGE_ITEMS = 250_000
-
-
-def _item_id_ranges(project: Project) -> list[tuple[int | None, int | None]]:
-    """Item-id ranges (inclusive) that split the project's items into parts of about
-    ``LOAD_RANGE_ITEMS`` (evenly over the id span; the outer ends are open so that an
-    item created meanwhile is read too)."""
-    span = Item.objects.filter(project=project).aggregate(
-        low=Min("id"), high=Max("id"), n=Count("id")
-    )
-    n_parts = -(-span["n"] // LOAD_RANGE_ITEMS)
-    if n_parts <= 1:
-        return [(None, None)]
-    cuts = np.linspace(span["low"], span["high"] + 1, n_parts + 1).astype(np.int64)
-    bounds = [(int(a), int(b) - 1) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
-    bounds[0] = (None, bounds[0][1])
-    bounds[-1] = (bounds[-1][0], None)
-    return bounds
 
 
 def _narrow(pks: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ from consistency.consensus_store import consensus_part
 from consistency.models import AgreementRun, AgreementRunChunk, RunStatus
 from consistency.results import metrics_part, transcription_results
 from consistency.run_params import chunk_items_setting, max_chunk_items_setting, validate_params
+from consistency.scan import item_id_ranges
 from consistency.selectors import data_version
 from labeling.models import Annotation, Item, Project, TaskType
 from provenance import lineage
@@ -250,7 +251,7 @@ def execute_agreement_run(
                             run=run,
                             index=index,
                             first_item_id=first,
-                            last_item_id=min(last, 2**62),
+                            last_item_id=last,
                             payload=b"",
                             attempt=run.attempts,
                             state=ChunkState.PENDING,
@@ -301,22 +302,10 @@ def _plan_ranges(project: Project, params: dict) -> list[tuple[int, int, int]]:
 
 def _item_ranges(project: Project, chunk_items: int) -> list[tuple[int, int, int]]:
     """``[(index, first_item_id, last_item_id)]`` covering the project's items."""
-    table = connection.ops.quote_name(Item._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE project_id = %s ORDER BY id",  # noqa: S608
-            [project.pk],
-        )
-        ids = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1)
-    if ids.size == 0:
-        return []
-    starts = np.arange(0, ids.size, chunk_items)
-    ends = np.minimum(starts + chunk_items, ids.size) - 1
-    out = [(i, int(ids[s]), int(ids[e])) for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
-    # Open the outer ends so an item created during planning still falls into a chunk.
-    out[0] = (0, 0, out[0][2])
-    out[-1] = (out[-1][0], out[-1][1], 2**62)
-    return out
+    return [
+        (index, first, last)
+        for index, (first, last) in enumerate(item_id_ranges(project.pk, chunk_items))
+    ]
 
 
 def _max_annotation_id(project_id: int) -> int | None:

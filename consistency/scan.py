@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from django.db import connection
 
-from labeling.models import Annotation
+from labeling.models import Annotation, Item
 
 FETCH_BATCH = 100_000
 
@@ -185,3 +185,29 @@ def _scan_copy(sql: str, params: list, with_number: bool, with_time: bool = Fals
         number=frame["number"].to_numpy(np.float64) if with_number else None,
         time=frame["time"].to_numpy(np.float64) if with_time else None,
     )
+
+
+# The open upper end of the last item-id range (an item created later still falls in it).
+OPEN_END = 2**62
+
+
+def item_id_ranges(project_id: int, items_per_range: int) -> list[tuple[int, int]]:
+    """Inclusive item-id ranges ``[(first, last), ...]`` covering the project's items in
+    id order, ``items_per_range`` items each (the last may hold fewer); the outer ends are
+    open (0 and ``OPEN_END``) so that an item created meanwhile still falls in a range.
+    The database returns only each range's first id: no list of every item id."""
+    table = connection.ops.quote_name(Item._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n "  # noqa: S608
+            f"FROM {table} WHERE project_id = %s) AS numbered "
+            "WHERE (n - 1) %% %s = 0 ORDER BY id",
+            [project_id, max(int(items_per_range), 1)],
+        )
+        starts = [row[0] for row in cursor.fetchall()]
+    if not starts:
+        return []
+    ranges = [(first, nxt - 1) for first, nxt in zip(starts, starts[1:], strict=False)]
+    ranges.append((starts[-1], OPEN_END))
+    ranges[0] = (0, ranges[0][1])
+    return ranges
