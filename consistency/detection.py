@@ -724,7 +724,7 @@ def detect_unclear_slices(p: _Prepared, thresholds: Mapping | None = None) -> li
         codes, uniques = pd.factorize(
             pd.Series(values, dtype=object).map(lambda v: None if v is None else str(v))
         )
-        by_text = {str(u): k for k, u in enumerate(uniques) if str(u) != ""}
+        by_text = {u: k for k, u in enumerate(uniques) if u != ""}
         for value in sorted(by_text):
             mask = (codes == by_text[value]) & present
             n = int(mask.sum())
